@@ -1,0 +1,77 @@
+import { status } from '@grpc/grpc-js';
+
+const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE']);
+
+/**
+ * The one error type that crosses module and process boundaries: a gRPC status code, a message
+ * for humans, and the cause. `ServiceError.from` normalises anything thrown.
+ */
+export class ServiceError extends Error {
+  readonly code: status;
+  override readonly cause?: unknown;
+
+  constructor(code: status, message: string, cause?: unknown) {
+    super(message);
+    this.name = 'ServiceError';
+    this.code = code;
+    this.cause = cause;
+  }
+
+  static invalidArgument(field: string, problem: string): ServiceError {
+    return new ServiceError(status.INVALID_ARGUMENT, `${field}: ${problem}`);
+  }
+
+  static from(error: unknown): ServiceError {
+    if (error instanceof ServiceError) return error;
+    if (isGrpcStatusError(error)) return new ServiceError(error.code, error.details || error.message, error);
+    if (error instanceof Error) {
+      const errno = (error as NodeJS.ErrnoException).code;
+      if (errno !== undefined && NETWORK_ERROR_CODES.has(errno)) {
+        return new ServiceError(status.UNAVAILABLE, error.message, error);
+      }
+      return new ServiceError(status.INTERNAL, error.message, error);
+    }
+    return new ServiceError(status.UNKNOWN, String(error), error);
+  }
+}
+
+function isGrpcStatusError(error: unknown): error is Error & { code: status; details: string } {
+  return (
+    error instanceof Error &&
+    typeof (error as { code?: unknown }).code === 'number' &&
+    typeof (error as { details?: unknown }).details === 'string'
+  );
+}
+
+/** The only mapping from gRPC status to HTTP status. */
+export function httpStatusOf(code: status): number {
+  switch (code) {
+    case status.OK:
+      return 200;
+    case status.INVALID_ARGUMENT:
+    case status.OUT_OF_RANGE:
+    case status.FAILED_PRECONDITION:
+      return 400;
+    case status.NOT_FOUND:
+      return 404;
+    case status.RESOURCE_EXHAUSTED:
+      return 429;
+    case status.CANCELLED:
+      return 499;
+    case status.UNAVAILABLE:
+    case status.DEADLINE_EXCEEDED:
+      return 503;
+    case status.UNIMPLEMENTED:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+/** Errors of a command-line tool: printed without a stack, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
