@@ -1,0 +1,10 @@
+// Original file: protos/tokenizer.proto
+
+
+export interface DecodeResponse {
+  'text'?: (string);
+}
+
+export interface DecodeResponse__Output {
+  'text': (string);
+}

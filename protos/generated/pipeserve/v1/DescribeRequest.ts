@@ -1,0 +1,8 @@
+// Original file: protos/node.proto
+
+
+export interface DescribeRequest {
+}
+
+export interface DescribeRequest__Output {
+}

@@ -1,0 +1,26 @@
+// Original file: protos/node.proto
+
+
+export interface DescribeResponse {
+  'node_id'?: (string);
+  'model_name'?: (string);
+  'stage'?: (number);
+  'stages'?: (number);
+  'layer_start'?: (number);
+  'layer_end'?: (number);
+  'kv_sequences'?: (number);
+  'kv_bytes'?: (number | string);
+  'kv_budget_bytes'?: (number | string);
+}
+
+export interface DescribeResponse__Output {
+  'node_id': (string);
+  'model_name': (string);
+  'stage': (number);
+  'stages': (number);
+  'layer_start': (number);
+  'layer_end': (number);
+  'kv_sequences': (number);
+  'kv_bytes': (number);
+  'kv_budget_bytes': (number);
+}

@@ -1,0 +1,10 @@
+// Original file: protos/tokenizer.proto
+
+
+export interface EncodeRequest {
+  'text'?: (string);
+}
+
+export interface EncodeRequest__Output {
+  'text': (string);
+}

@@ -1,0 +1,14 @@
+// Original file: protos/node.proto
+
+
+export interface StageTiming {
+  'node_id'?: (string);
+  'stage'?: (number);
+  'forward_ms'?: (number | string);
+}
+
+export interface StageTiming__Output {
+  'node_id': (string);
+  'stage': (number);
+  'forward_ms': (number);
+}

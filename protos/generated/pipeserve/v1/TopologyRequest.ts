@@ -1,0 +1,8 @@
+// Original file: protos/coordinator.proto
+
+
+export interface TopologyRequest {
+}
+
+export interface TopologyRequest__Output {
+}

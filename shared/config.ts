@@ -1,0 +1,233 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * `config.json`: the model and the topology. Parsed once at a service's start into `AppConfig`
+ * (camelCase, validated); environment variables override it for containers (see ENV_OVERRIDES).
+ */
+export interface NodeEntry {
+  readonly id: string;
+  /** host:port the node's gRPC server is reached at (and listens on, by port). */
+  readonly address: string;
+  /** Stage index this node serves (`model_part` in config.json). */
+  readonly modelPart: number;
+  readonly metricsPort: number;
+}
+
+export interface ServiceEntry {
+  readonly address: string;
+  readonly metricsPort: number;
+}
+
+export interface Limits {
+  readonly maxNewTokens: number;
+  readonly maxPromptTokens: number;
+  readonly maxBatchSize: number;
+  readonly maxBatchTokens: number;
+  readonly maxQueuedRequests: number;
+  readonly requestTimeoutMs: number;
+  readonly kvBudgetBytes: number;
+  readonly kvIdleTtlMs: number;
+  readonly bodyLimitBytes: number;
+}
+
+export interface AppConfig {
+  readonly modelName: string;
+  /** Absolute path of the compiled model folder (manifest.json + stages). */
+  readonly modelDir: string;
+  readonly api: { readonly port: number; readonly host: string };
+  readonly tokenizer: ServiceEntry;
+  readonly coordinator: ServiceEntry;
+  readonly nodes: readonly NodeEntry[];
+  readonly limits: Limits;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(key: string, problem: string) {
+    super(`config ${key}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Environment variables that override config.json, for containers and tests. */
+export const ENV_OVERRIDES = {
+  CONFIG_PATH: 'path of config.json (default: ./config.json)',
+  MODEL_DIR: 'model_dir',
+  API_PORT: 'api.port',
+  API_HOST: 'api.host',
+  TOKENIZER_ADDRESS: 'tokenizer.address',
+  COORDINATOR_ADDRESS: 'coordinator.address',
+  NODE_ADDRESSES: 'nodes[].address, as "node1=host:port,node2=host:port"',
+  KV_BUDGET_BYTES: 'limits.kv_budget_bytes',
+  REQUEST_TIMEOUT_MS: 'limits.request_timeout_ms',
+  LOG_LEVEL: 'log_level',
+} as const;
+
+export const DEFAULT_LIMITS: Limits = {
+  maxNewTokens: 512,
+  maxPromptTokens: 1024,
+  maxBatchSize: 32,
+  maxBatchTokens: 4096,
+  maxQueuedRequests: 256,
+  requestTimeoutMs: 120_000,
+  kvBudgetBytes: 2 * 1024 ** 3,
+  kvIdleTtlMs: 300_000,
+  bodyLimitBytes: 64 * 1024,
+};
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function loadConfig(env: Env = process.env): AppConfig {
+  const file = path.resolve(env.CONFIG_PATH ?? 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, `cannot read: ${(error as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(file, `is not valid JSON: ${(error as Error).message}`);
+  }
+  return parseConfig(json, { baseDir: path.dirname(file), env });
+}
+
+export function parseConfig(json: unknown, options: { baseDir: string; env?: Env }): AppConfig {
+  const env = options.env ?? {};
+  const root = asObject(json, '(root)');
+  const nodesJson = root.nodes;
+  if (!Array.isArray(nodesJson) || nodesJson.length === 0) throw new ConfigError('nodes', 'must be a non-empty array');
+  const nodeAddressOverrides = parseNodeAddresses(env.NODE_ADDRESSES);
+
+  const nodes = nodesJson.map((entry, i): NodeEntry => {
+    const key = `nodes[${i}]`;
+    const node = asObject(entry, key);
+    const id = str(node.id, `${key}.id`);
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(id)) {
+      throw new ConfigError(`${key}.id`, `"${id}" must be lowercase letters, digits and dashes`);
+    }
+    return {
+      id,
+      address: address(nodeAddressOverrides.get(id) ?? node.address, `${key}.address`),
+      modelPart: int(node.model_part, `${key}.model_part`, 0),
+      metricsPort: port(node.metrics_port, `${key}.metrics_port`),
+    };
+  });
+  checkUnique(nodes.map((n) => n.id), 'nodes[].id');
+  for (const id of nodeAddressOverrides.keys()) {
+    if (!nodes.some((n) => n.id === id)) throw new ConfigError('NODE_ADDRESSES', `names unknown node "${id}"`);
+  }
+  const parts = new Set(nodes.map((n) => n.modelPart));
+  for (let part = 0; part < parts.size; part++) {
+    if (!parts.has(part)) {
+      throw new ConfigError('nodes[].model_part', `stages must be numbered 0..${parts.size - 1}; stage ${part} has no node`);
+    }
+  }
+
+  const api = asObject(root.api ?? {}, 'api');
+  const tokenizer = asObject(root.tokenizer, 'tokenizer');
+  const coordinator = asObject(root.coordinator, 'coordinator');
+  const limits = asObject(root.limits ?? {}, 'limits');
+  const modelDir = str(env.MODEL_DIR ?? root.model_dir, 'model_dir');
+
+  return {
+    modelName: str(root.model_name, 'model_name'),
+    modelDir: path.resolve(options.baseDir, modelDir),
+    api: {
+      port: port(env.API_PORT ?? api.port ?? 8000, 'api.port'),
+      host: str(env.API_HOST ?? api.host ?? '0.0.0.0', 'api.host'),
+    },
+    tokenizer: {
+      address: address(env.TOKENIZER_ADDRESS ?? tokenizer.address, 'tokenizer.address'),
+      metricsPort: port(tokenizer.metrics_port, 'tokenizer.metrics_port'),
+    },
+    coordinator: {
+      address: address(env.COORDINATOR_ADDRESS ?? coordinator.address, 'coordinator.address'),
+      metricsPort: port(coordinator.metrics_port, 'coordinator.metrics_port'),
+    },
+    nodes,
+    limits: {
+      maxNewTokens: int(limits.max_new_tokens ?? DEFAULT_LIMITS.maxNewTokens, 'limits.max_new_tokens', 1),
+      maxPromptTokens: int(limits.max_prompt_tokens ?? DEFAULT_LIMITS.maxPromptTokens, 'limits.max_prompt_tokens', 1),
+      maxBatchSize: int(limits.max_batch_size ?? DEFAULT_LIMITS.maxBatchSize, 'limits.max_batch_size', 1),
+      maxBatchTokens: int(limits.max_batch_tokens ?? DEFAULT_LIMITS.maxBatchTokens, 'limits.max_batch_tokens', 1),
+      maxQueuedRequests: int(limits.max_queued_requests ?? DEFAULT_LIMITS.maxQueuedRequests, 'limits.max_queued_requests', 1),
+      requestTimeoutMs: int(env.REQUEST_TIMEOUT_MS ?? limits.request_timeout_ms ?? DEFAULT_LIMITS.requestTimeoutMs, 'limits.request_timeout_ms', 1),
+      kvBudgetBytes: int(env.KV_BUDGET_BYTES ?? limits.kv_budget_bytes ?? DEFAULT_LIMITS.kvBudgetBytes, 'limits.kv_budget_bytes', 1),
+      kvIdleTtlMs: int(limits.kv_idle_ttl_ms ?? DEFAULT_LIMITS.kvIdleTtlMs, 'limits.kv_idle_ttl_ms', 1),
+      bodyLimitBytes: int(limits.body_limit_bytes ?? DEFAULT_LIMITS.bodyLimitBytes, 'limits.body_limit_bytes', 1),
+    },
+    logLevel: logLevel(env.LOG_LEVEL ?? root.log_level ?? 'info'),
+  };
+}
+
+/** The stage count of a topology: one more than the highest model_part. */
+export function stageCount(config: AppConfig): number {
+  return Math.max(...config.nodes.map((n) => n.modelPart)) + 1;
+}
+
+export function portOf(hostPort: string): number {
+  return Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
+}
+
+function parseNodeAddresses(value: string | undefined): Map<string, string> {
+  const result = new Map<string, string>();
+  if (value === undefined || value.trim() === '') return result;
+  for (const pair of value.split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError('NODE_ADDRESSES', `"${pair}" is not id=host:port`);
+    result.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
+  }
+  return result;
+}
+
+function asObject(value: unknown, key: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, 'must be an object');
+  return value as Record<string, unknown>;
+}
+
+function str(value: unknown, key: string): string {
+  if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(key, 'must be a non-empty string');
+  return value;
+}
+
+function int(value: unknown, key: string, min: number): number {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(key, `must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function port(value: unknown, key: string): number {
+  const n = int(value, key, 1);
+  if (n > 65535) throw new ConfigError(key, `must be a port number (1-65535), got ${n}`);
+  return n;
+}
+
+function address(value: unknown, key: string): string {
+  const text = str(value, key);
+  const colon = text.lastIndexOf(':');
+  if (colon <= 0) throw new ConfigError(key, `"${text}" must be host:port`);
+  port(text.slice(colon + 1), key);
+  return text;
+}
+
+function logLevel(value: unknown): string {
+  const levels = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'];
+  if (typeof value !== 'string' || !levels.includes(value)) {
+    throw new ConfigError('log_level', `must be one of ${levels.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function checkUnique(values: readonly string[], key: string): void {
+  const seen = new Set<string>();
+  for (const v of values) {
+    if (seen.has(v)) throw new ConfigError(key, `"${v}" appears twice`);
+    seen.add(v);
+  }
+}
