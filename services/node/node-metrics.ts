@@ -1,0 +1,28 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { STEP_SECONDS_BUCKETS } from '../../shared/metrics';
+
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/** Metrics of one model node (labels service, node_id and stage come from the registry). */
+export class NodeMetrics {
+  readonly forwardSeconds: Histogram;
+  readonly batchSize: Histogram;
+  readonly sentBytes: Counter;
+  readonly kvSequences: Gauge;
+  readonly kvBytes: Gauge;
+  readonly kvBudgetBytes: Gauge;
+  readonly sessionsRefused: Counter;
+  readonly stepErrors: Counter<'code'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.forwardSeconds = new Histogram({ name: 'node_forward_seconds', help: 'Time of one forward pass of this stage', buckets: STEP_SECONDS_BUCKETS, registers });
+    this.batchSize = new Histogram({ name: 'node_batch_size', help: 'Sequences in one step', buckets: BATCH_SIZE_BUCKETS, registers });
+    this.sentBytes = new Counter({ name: 'node_sent_bytes_total', help: 'Activation bytes sent to the next hop', registers });
+    this.kvSequences = new Gauge({ name: 'node_kv_cache_sequences', help: 'Sequences holding KV cache in this stage', registers });
+    this.kvBytes = new Gauge({ name: 'node_kv_cache_bytes', help: 'Bytes of KV cache held by this stage', registers });
+    this.kvBudgetBytes = new Gauge({ name: 'node_kv_cache_budget_bytes', help: 'KV cache budget of this stage', registers });
+    this.sessionsRefused = new Counter({ name: 'node_sessions_refused_total', help: 'Sequences refused because the KV budget was full', registers });
+    this.stepErrors = new Counter({ name: 'node_step_errors_total', help: 'Steps that failed in this stage, by gRPC status', labelNames: ['code'], registers });
+  }
+}
