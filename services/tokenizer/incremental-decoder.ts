@@ -28,8 +28,8 @@ export class IncrementalDecoder {
   /** Adds ids; returns the text they complete ('' while a character is still incomplete). */
   push(ids: readonly number[]): string {
     this.ids.push(...ids);
-    const emitted = this.decoder.decode(this.ids.slice(this.prefixOffset, this.readOffset));
-    const window = this.decoder.decode(this.ids.slice(this.prefixOffset));
+    const emitted = this.decodeRange(this.prefixOffset, this.readOffset);
+    const window = this.decodeRange(this.prefixOffset, this.ids.length);
     if (window.length <= emitted.length || window.endsWith(REPLACEMENT_CHARACTER)) return '';
     this.prefixOffset = this.readOffset;
     this.readOffset = this.ids.length;
@@ -38,9 +38,13 @@ export class IncrementalDecoder {
 
   /** Whatever is still held back (an incomplete character comes out as U+FFFD). */
   flush(): string {
-    const emitted = this.decoder.decode(this.ids.slice(this.prefixOffset, this.readOffset));
-    const window = this.decoder.decode(this.ids.slice(this.prefixOffset));
+    const emitted = this.decodeRange(this.prefixOffset, this.readOffset);
+    const window = this.decodeRange(this.prefixOffset, this.ids.length);
     this.prefixOffset = this.readOffset = this.ids.length;
     return window.slice(emitted.length);
+  }
+
+  private decodeRange(start: number, end: number): string {
+    return end > start ? this.decoder.decode(this.ids.slice(start, end)) : '';
   }
 }

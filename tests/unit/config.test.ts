@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseConfig, stageCount } from '../../shared/config';
+
+const ROOT = path.resolve(__dirname, '../..');
+const shipped = (): Record<string, unknown> => JSON.parse(readFileSync(path.join(ROOT, 'config.json'), 'utf8')) as Record<string, unknown>;
+
+describe('config.json', () => {
+  it('the shipped config.json parses into three stages on loopback', () => {
+    const config = parseConfig(shipped(), { baseDir: ROOT });
+    expect(stageCount(config)).toBe(3);
+    expect(config.nodes.map((n) => n.address)).toEqual(['localhost:50051', 'localhost:50052', 'localhost:50053']);
+    expect(config.modelDir).toBe(path.join(ROOT, 'models/default'));
+    expect(config.limits.maxNewTokens).toBe(512);
+  });
+
+  it('environment variables override addresses, ports and the model folder', () => {
+    const config = parseConfig(shipped(), {
+      baseDir: ROOT,
+      env: { MODEL_DIR: '/models/x', API_PORT: '9000', TOKENIZER_ADDRESS: 'tok:1', COORDINATOR_ADDRESS: 'coord:2', NODE_ADDRESSES: 'node2=n2:7,node3=n3:8', KV_BUDGET_BYTES: '1024' },
+    });
+    expect(config.modelDir).toBe('/models/x');
+    expect(config.api.port).toBe(9000);
+    expect(config.tokenizer.address).toBe('tok:1');
+    expect(config.coordinator.address).toBe('coord:2');
+    expect(config.nodes.map((n) => n.address)).toEqual(['localhost:50051', 'n2:7', 'n3:8']);
+    expect(config.limits.kvBudgetBytes).toBe(1024);
+  });
+
+  it.each([
+    [(c: Record<string, unknown>) => delete c.model_name, /config model_name: must be a non-empty string/],
+    [(c: Record<string, unknown>) => (c.nodes = []), /config nodes: must be a non-empty array/],
+    [(c: Record<string, unknown>) => ((c.nodes as { address: string }[])[1].address = 'nohost'), /config nodes\[1\]\.address: "nohost" must be host:port/],
+    [(c: Record<string, unknown>) => ((c.nodes as { model_part: number }[])[2].model_part = 5), /config nodes\[\]\.model_part: stages must be numbered 0..2; stage 2 has no node/],
+    [(c: Record<string, unknown>) => ((c.nodes as { id: string }[])[1].id = 'node1'), /config nodes\[\]\.id: "node1" appears twice/],
+    [(c: Record<string, unknown>) => ((c.api as { port: number }).port = 70000), /config api\.port: must be a port number/],
+    [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).max_new_tokens = 0), /config limits\.max_new_tokens: must be an integer >= 1/],
+    [(c: Record<string, unknown>) => (c.log_level = 'loud'), /config log_level: must be one of/],
+  ])('an invalid config is rejected with a message naming the key (%#)', (mutate, message) => {
+    const json = shipped();
+    mutate(json);
+    expect(() => parseConfig(json, { baseDir: ROOT })).toThrow(message);
+  });
+
+  it('NODE_ADDRESSES naming an unknown node is rejected', () => {
+    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { NODE_ADDRESSES: 'node9=x:1' } })).toThrow(/NODE_ADDRESSES: names unknown node "node9"/);
+  });
+});
