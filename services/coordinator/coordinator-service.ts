@@ -60,7 +60,7 @@ export function createCoordinatorHandlers(deps: CoordinatorServiceDeps): Coordin
         error: (error) => {
           if (finished || call.cancelled) return;
           end();
-          call.destroy(Object.assign(new Error(error.message), { code: error.code, details: error.message }));
+          call.emit('error', { code: error.code, details: error.message });
         },
         onCancel: (handler) => call.on('cancelled', handler),
       });

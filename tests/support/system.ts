@@ -1,0 +1,188 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const PROJECT_DIR = path.resolve(__dirname, '../..');
+const DIST = path.join(PROJECT_DIR, 'dist');
+/** How long the whole system may take to answer /ready (tiny model: a few seconds). */
+export const SYSTEM_START_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface ProcessSpec {
+  readonly name: string;
+  readonly script: string;
+  readonly args: readonly string[];
+}
+
+export interface SystemOptions {
+  readonly modelDir: string;
+  readonly limits?: Record<string, number>;
+  /** Extra environment for every process. */
+  readonly env?: Record<string, string>;
+}
+
+export interface SystemConfig {
+  readonly apiUrl: string;
+  readonly tokenizerAddress: string;
+  readonly coordinatorAddress: string;
+  readonly nodes: readonly { id: string; address: string; model_part: number; metrics_port: number }[];
+  readonly metricsTargets: Record<'tokenizer' | 'coordinator' | 'nodes' | 'api', string[]>;
+}
+
+/**
+ * The six services as real processes (node dist/...), on loopback with ephemeral ports, with a
+ * config.json of their own. Tests can stop and restart single nodes.
+ */
+export class RunningSystem {
+  private readonly children = new Map<string, ChildProcess>();
+  private readonly output = new Map<string, string[]>();
+
+  private constructor(
+    readonly dir: string,
+    readonly configPath: string,
+    readonly config: SystemConfig,
+    private readonly specs: readonly ProcessSpec[],
+    private readonly env: Record<string, string>,
+  ) {}
+
+  static async start(options: SystemOptions): Promise<RunningSystem> {
+    const manifest = JSON.parse(await readFile(path.join(options.modelDir, 'manifest.json'), 'utf8')) as { stages: unknown[] };
+    const port = async (): Promise<number> => freePort();
+    const [apiPort, tokenizerPort, tokenizerMetrics, coordinatorPort, coordinatorMetrics] = [await port(), await port(), await port(), await port(), await port()];
+    const nodes = [];
+    for (let stage = 0; stage < manifest.stages.length; stage++) {
+      nodes.push({ id: `node${stage + 1}`, address: `127.0.0.1:${await port()}`, model_part: stage, metrics_port: await port() });
+    }
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-system-'));
+    const configPath = path.join(dir, 'config.json');
+    await writeFile(
+      configPath,
+      JSON.stringify({
+        model_name: 'tiny-test',
+        model_dir: options.modelDir,
+        log_level: 'info',
+        api: { port: apiPort, host: '127.0.0.1' },
+        tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: tokenizerMetrics },
+        coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: coordinatorMetrics },
+        nodes,
+        limits: { max_new_tokens: 128, request_timeout_ms: 30_000, ...options.limits },
+      }),
+    );
+    const specs: ProcessSpec[] = [
+      { name: 'tokenizer', script: 'services/tokenizer/main.js', args: [] },
+      ...nodes.map((n) => ({ name: n.id, script: 'services/node/main.js', args: ['--node-id', n.id] })),
+      { name: 'coordinator', script: 'services/coordinator/main.js', args: [] },
+      { name: 'api', script: 'services/api/main.js', args: [] },
+    ];
+    const config: SystemConfig = {
+      apiUrl: `http://127.0.0.1:${apiPort}`,
+      tokenizerAddress: `127.0.0.1:${tokenizerPort}`,
+      coordinatorAddress: `127.0.0.1:${coordinatorPort}`,
+      nodes,
+      metricsTargets: {
+        api: [`127.0.0.1:${apiPort}`],
+        tokenizer: [`127.0.0.1:${tokenizerMetrics}`],
+        coordinator: [`127.0.0.1:${coordinatorMetrics}`],
+        nodes: nodes.map((n) => `127.0.0.1:${n.metrics_port}`),
+      },
+    };
+    const system = new RunningSystem(dir, configPath, config, specs, { ...options.env, CONFIG_PATH: configPath });
+    try {
+      for (const spec of specs) system.spawn(spec);
+      await system.waitReady();
+    } catch (error) {
+      await system.stop();
+      throw error;
+    }
+    return system;
+  }
+
+  get apiUrl(): string {
+    return this.config.apiUrl;
+  }
+
+  /** Everything a process printed, for failure messages. */
+  logs(name: string): string {
+    return (this.output.get(name) ?? []).join('');
+  }
+
+  async stopProcess(name: string): Promise<void> {
+    const child = this.children.get(name);
+    if (child === undefined) return;
+    this.children.delete(name);
+    await terminate(child);
+  }
+
+  async startProcess(name: string): Promise<void> {
+    const spec = this.specs.find((s) => s.name === name);
+    if (spec === undefined) throw new Error(`no process named ${name}`);
+    this.spawn(spec);
+  }
+
+  async waitReady(timeoutMs = SYSTEM_START_TIMEOUT_MS): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < until) {
+      for (const [name, child] of this.children) {
+        if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${this.logs(name)}`);
+      }
+      try {
+        const response = await fetch(`${this.apiUrl}/ready`, { signal: AbortSignal.timeout(2_000) });
+        last = `${response.status} ${await response.text()}`;
+        if (response.status === 200) return;
+      } catch (error) {
+        last = String(error);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`the system was not ready after ${timeoutMs} ms (last /ready: ${last})\n${[...this.output.keys()].map((n) => `--- ${n}\n${this.logs(n)}`).join('\n')}`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.children.values()].map((child) => terminate(child)));
+    this.children.clear();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private spawn(spec: ProcessSpec): void {
+    const child = spawn(process.execPath, [path.join(DIST, spec.script), ...spec.args], {
+      cwd: PROJECT_DIR,
+      env: { ...process.env, ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines = this.output.get(spec.name) ?? [];
+    this.output.set(spec.name, lines);
+    const keep = (chunk: Buffer): void => {
+      lines.push(chunk.toString());
+      if (lines.length > 2_000) lines.splice(0, lines.length - 2_000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.children.set(spec.name, child);
+  }
+}
+
+function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
