@@ -1,9 +1,10 @@
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: 'node',
+  // Shares Node's typed-array constructors with each test file: onnxruntime-node checks them.
+  testEnvironment: '<rootDir>/tests/support/onnx-runtime-environment.js',
   roots: ['<rootDir>/tests'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
   testTimeout: 60_000,
   maxWorkers: 2,
 };

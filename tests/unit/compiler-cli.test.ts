@@ -1,0 +1,98 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { runModelCompileCli } from '../../tools/model-compile';
+import { randomCheckpoint, TINY_CONFIG } from './compiler-fixtures';
+
+const COMPILE_TEST_TIMEOUT_MS = 120_000;
+
+let workDir: string;
+let from: string;
+
+beforeAll(async () => {
+  workDir = await mkdtemp(path.join(tmpdir(), 'compiler-cli-'));
+  from = path.join(workDir, 'tiny-gpt2');
+  const config = { ...TINY_CONFIG, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 };
+  await writeHfCheckpoint(from, randomCheckpoint(config, 9), {
+    tokenizerJson: { model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } },
+    tokenizerConfigJson: { model_max_length: 256 },
+  });
+});
+
+afterAll(async () => {
+  await rm(workDir, { recursive: true, force: true });
+});
+
+async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runModelCompileCli(argv, {
+    stdout: (text) => (stdout += text),
+    stderr: (text) => (stderr += text),
+  });
+  return { code, stdout, stderr };
+}
+
+describe('model-compile CLI', () => {
+  test.each<[string, (out: string) => string[], RegExp]>([
+    ['no --from', (out) => ['--out', out, '--stages', '2'], /--from is required/],
+    ['no --out', () => ['--from', from, '--stages', '2'], /--out is required/],
+    ['no --stages', (out) => ['--from', from, '--out', out], /--stages is required/],
+    ['--stages 0', (out) => ['--from', from, '--out', out, '--stages', '0'], /--stages: expected a positive integer, got '0'/],
+    ['--stages two', (out) => ['--from', from, '--out', out, '--stages', 'two'], /--stages: expected a positive integer/],
+    ['more stages than layers', (out) => ['--from', from, '--out', out, '--stages', '7'], /--stages: 7 stages need at least 7 layers/],
+    ['--ops fast', (out) => ['--from', from, '--out', out, '--stages', '2', '--ops', 'fast'], /--ops: expected plain or fused/],
+    ['a malformed --split', (out) => ['--from', from, '--out', out, '--stages', '2', '--split', '0:3'], /--split: '0:3' is not a layer range/],
+    [
+      'a --split with a gap',
+      (out) => ['--from', from, '--out', out, '--stages', '2', '--split', '0-2,3-6'],
+      /--split: layers 2-3 are in no stage/,
+    ],
+    [
+      'a --split whose count differs from --stages',
+      (out) => ['--from', from, '--out', out, '--stages', '3', '--split', '0-3,3-6'],
+      /--split: 0-3,3-6 has 2 ranges but --stages is 3/,
+    ],
+    ['an unknown flag', (out) => ['--from', from, '--out', out, '--stages', '2', '--fast'], /Unknown option '--fast'/],
+    ['a --from that does not exist', (out) => ['--from', path.join(workDir, 'nope'), '--out', out, '--stages', '2'], /--from: .*nope is not a folder/],
+    ['a --from without config.json', (out) => ['--from', workDir, '--out', out, '--stages', '2'], /--from: cannot read .*config\.json/],
+  ])('%s: exits 2 with one line on stderr and creates no --out folder', async (name, args, message) => {
+    const out = path.join(workDir, `out-${name.replace(/\W+/g, '-')}`);
+    const result = await run(args(out));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^model-compile: [^\n]+\n$/);
+    expect(result.stderr).toMatch(message);
+    expect(result.stdout).toBe('');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  test('a non-empty --out without --force exits 2 and keeps what was there', async () => {
+    const out = path.join(workDir, 'occupied');
+    await mkdir(out);
+    await writeFile(path.join(out, 'mine.txt'), 'keep me');
+    const result = await run(['--from', from, '--out', out, '--stages', '2']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--out: .*occupied exists and is not empty; pass --force/);
+    expect(await readdir(out)).toEqual(['mine.txt']);
+  });
+
+  test(
+    'a good run prints the plan with layer ranges and file sizes and writes the model folder',
+    async () => {
+      const out = path.join(workDir, 'compiled');
+      const result = await run(['--from', from, '--out', out, '--stages', '2', '--split', '0-4,4-6', '--ops', 'plain']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^compiled tiny-gpt2 into .*compiled: 2 stage\(s\), split 0-4,4-6, plain ops, in \d+\.\d s\n/);
+      expect(result.stdout).toContain('stage 0: layers 0-4 + embeddings\n');
+      expect(result.stdout).toContain('stage 1: layers 4-6 + ln_f + lm_head\n');
+      expect(result.stdout).toMatch(/stage-1\.onnx\.data +\d+\.\d (KiB|MiB)/);
+      expect((await readdir(out)).sort()).toEqual(
+        ['manifest.json', 'stage-0.onnx', 'stage-0.onnx.data', 'stage-1.onnx', 'stage-1.onnx.data', 'tokenizer.json', 'tokenizer_config.json'].sort(),
+      );
+    },
+    COMPILE_TEST_TIMEOUT_MS,
+  );
+});
