@@ -1,4 +1,3 @@
-/** @jest-environment ./tests/unit/compiler-onnx-environment.js */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';

@@ -1,6 +1,6 @@
 import { attr, MICROSOFT_DOMAIN } from './onnx-graph';
 import { layerNormWeights, type StageBlocks } from './stage-blocks';
-import { stageIoNames } from './stage-io-names';
+import { stageIoNames } from '../../shared/model/stage-io-names';
 
 /**
  * Added by MultiHeadAttention to the score of a masked key (padding or future). Large enough

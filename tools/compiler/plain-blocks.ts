@@ -1,7 +1,7 @@
 import { headDim } from '../../shared/model/gpt2-config';
 import { attr, type OnnxGraph } from './onnx-graph';
 import { layerNormWeights, type StageBlocks } from './stage-blocks';
-import { stageIoNames } from './stage-io-names';
+import { stageIoNames } from '../../shared/model/stage-io-names';
 
 /**
  * What a masked attention score is replaced with. Finite on purpose: a fully masked row (a

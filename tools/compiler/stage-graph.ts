@@ -6,7 +6,7 @@ import { attr, OnnxGraph } from './onnx-graph';
 import { addPlainBlocks } from './plain-blocks';
 import type { StageRange } from './split-plan';
 import { checkShape, layerNormWeights, type StageBlocks, type StageLayer } from './stage-blocks';
-import { stageDims, stageIoNames } from './stage-io-names';
+import { stageDims, stageIoNames } from '../../shared/model/stage-io-names';
 
 /** 'plain' = standard ONNX ops (opset 17), the reference; 'fused' = onnxruntime contrib ops. */
 export type OpsVariant = 'plain' | 'fused';

@@ -1,0 +1,81 @@
+import { ServiceError } from '../../../shared/errors';
+
+/** How to pick the tokens of one completion. Processors are applied in the order listed. */
+export interface GenerationConfig {
+  /** Tokens to generate at most (fewer when EOS comes first or the context is full). */
+  readonly maxNewTokens: number;
+  /** Divides the logits; 0 picks the most likely token (greedy) and ignores topK and topP. */
+  readonly temperature: number;
+  /** Keeps the K most likely tokens; 0 = off. */
+  readonly topK: number;
+  /** Keeps the smallest set of most likely tokens whose probability reaches P; 1 = off. */
+  readonly topP: number;
+  /** Divides positive (multiplies negative) logits of tokens already in the sequence; 1 = off. */
+  readonly repetitionPenalty: number;
+  /** The draw for generated token n depends only on (seed, n), so a replay reproduces it. */
+  readonly seed: number;
+}
+
+/** The defaults follow the OpenAI completions API: 16 tokens, plain sampling at temperature 1. */
+export const DEFAULT_GENERATION_CONFIG: GenerationConfig = {
+  maxNewTokens: 16,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  repetitionPenalty: 1,
+  seed: 0,
+};
+
+const FIELDS = Object.keys(DEFAULT_GENERATION_CONFIG) as (keyof GenerationConfig)[];
+
+/**
+ * Parses a partial config (HTTP body, CLI flags) into a full one, filling defaults. Rejects
+ * unknown fields and impossible values with an INVALID_ARGUMENT naming the field.
+ */
+export function parseGenerationConfig(input: unknown): GenerationConfig {
+  if (input === undefined || input === null) return DEFAULT_GENERATION_CONFIG;
+  if (typeof input !== 'object' || Array.isArray(input)) {
+    throw ServiceError.invalidArgument('generation config', 'must be an object');
+  }
+  const record = input as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!(FIELDS as string[]).includes(key)) {
+      throw ServiceError.invalidArgument(key, `unknown generation field; known fields are ${FIELDS.join(', ')}`);
+    }
+  }
+  const pick = (field: keyof GenerationConfig): number => {
+    const value = record[field];
+    if (value === undefined) return DEFAULT_GENERATION_CONFIG[field];
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw ServiceError.invalidArgument(field, `must be a finite number, got ${JSON.stringify(value)}`);
+    }
+    return value;
+  };
+  const config: GenerationConfig = {
+    maxNewTokens: pick('maxNewTokens'),
+    temperature: pick('temperature'),
+    topK: pick('topK'),
+    topP: pick('topP'),
+    repetitionPenalty: pick('repetitionPenalty'),
+    seed: pick('seed'),
+  };
+  if (!Number.isInteger(config.maxNewTokens) || config.maxNewTokens < 1) {
+    throw ServiceError.invalidArgument('maxNewTokens', `must be an integer >= 1, got ${config.maxNewTokens}`);
+  }
+  if (config.temperature < 0) {
+    throw ServiceError.invalidArgument('temperature', `must be >= 0 (0 = greedy), got ${config.temperature}`);
+  }
+  if (!Number.isInteger(config.topK) || config.topK < 0) {
+    throw ServiceError.invalidArgument('topK', `must be an integer >= 0 (0 = off), got ${config.topK}`);
+  }
+  if (!(config.topP > 0 && config.topP <= 1)) {
+    throw ServiceError.invalidArgument('topP', `must be in (0, 1] (1 = off), got ${config.topP}`);
+  }
+  if (!(config.repetitionPenalty > 0)) {
+    throw ServiceError.invalidArgument('repetitionPenalty', `must be > 0 (1 = off), got ${config.repetitionPenalty}`);
+  }
+  if (!Number.isSafeInteger(config.seed) || config.seed < 0) {
+    throw ServiceError.invalidArgument('seed', `must be an integer in [0, 2^53), got ${config.seed}`);
+  }
+  return config;
+}

@@ -1,0 +1,85 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Gpt2Checkpoint } from '../../shared/model/gpt2-weights';
+import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { compileModel } from '../../tools/compiler/compile-model';
+import type { SplitSpec } from '../../tools/compiler/split-plan';
+import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
+import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
+
+/** The one seed of the tiny test model: every test that compares numbers uses the same weights. */
+export const TINY_SEED = 1234;
+
+export interface TinyModelOptions {
+  readonly stages: number;
+  readonly split?: SplitSpec;
+  readonly ops?: 'plain' | 'fused';
+}
+
+const CACHE_ROOT = path.join(os.tmpdir(), 'pipeserve-test-models');
+/** Sources whose output lands in the cached folders: editing any of them must not reuse stale files. */
+const SOURCE_DIRS = ['tools/compiler', 'tools/init', 'shared/model'].map((dir) => path.resolve(__dirname, '../..', dir));
+
+let checkpoint: Gpt2Checkpoint | undefined;
+let fingerprint: Promise<string> | undefined;
+
+/** The tiny preset with TINY_SEED weights, in memory (for the naive reference forward pass). */
+export function tinyCheckpoint(): Gpt2Checkpoint {
+  checkpoint ??= randomGpt2Checkpoint(GPT2_PRESETS.tiny, TINY_SEED);
+  return checkpoint;
+}
+
+/** A Hugging Face checkpoint folder of `tinyCheckpoint()` with the GPT-2 tokenizer files. */
+export async function tinyCheckpointDir(): Promise<string> {
+  const dir = path.join(CACHE_ROOT, `hf-tiny-${await sourceFingerprint()}`);
+  await buildOnce(dir, (tmp) => writeHfCheckpoint(tmp, tinyCheckpoint(), buildGpt2TokenizerFiles()));
+  return dir;
+}
+
+/**
+ * A compiled folder of the tiny model, built once per (stages, split, ops, sources) and shared
+ * by every test file: jest runs files in parallel workers, so the folder is built under a
+ * unique temporary name and renamed into place; whoever renames second discards its copy.
+ */
+export async function tinyModel(options: TinyModelOptions): Promise<string> {
+  const split = options.split ?? { kind: 'even' };
+  const ops = options.ops ?? 'plain';
+  const splitKey = split.kind === 'explicit' ? split.ranges.map(([a, b]) => `${a}-${b}`).join('_') : split.kind;
+  const from = await tinyCheckpointDir();
+  const dir = path.join(CACHE_ROOT, `tiny-${await sourceFingerprint()}-${options.stages}s-${splitKey}-${ops}`);
+  await buildOnce(dir, async (tmp) => {
+    await compileModel({ from, out: tmp, stages: options.stages, split, ops });
+  });
+  return dir;
+}
+
+async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Promise<void> {
+  if (existsSync(dir)) return;
+  await mkdir(path.dirname(dir), { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}-${randomUUID()}`;
+  try {
+    await build(tmp);
+    await rename(tmp, dir);
+  } catch (error) {
+    await rm(tmp, { recursive: true, force: true });
+    const lostTheRace = existsSync(dir) && ['EEXIST', 'ENOTEMPTY'].includes((error as NodeJS.ErrnoException).code ?? '');
+    if (!lostTheRace) throw error;
+  }
+}
+
+/** Hash of the seed and of the sources that produce the cached files. */
+function sourceFingerprint(): Promise<string> {
+  fingerprint ??= (async () => {
+    const hash = createHash('sha256').update(`seed ${TINY_SEED}\n`);
+    for (const dir of SOURCE_DIRS) {
+      for (const name of (await readdir(dir)).filter((n) => n.endsWith('.ts')).sort()) {
+        hash.update(name).update(await readFile(path.join(dir, name)));
+      }
+    }
+    return hash.digest('hex').slice(0, 12);
+  })();
+  return fingerprint;
+}
