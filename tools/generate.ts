@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ServiceError, UsageError } from '../shared/errors';
 import { InProcessPipeline } from '../services/node/in-process-pipeline';
-import { parseGenerationConfig, type GenerationConfig } from '../services/node/sampling/generation-config';
+import { parseGenerationConfig, type GenerationConfig } from '../shared/generation-config';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
 
 const USAGE =

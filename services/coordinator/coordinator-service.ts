@@ -10,6 +10,7 @@ import type { TopologyRequest__Output } from '../../protos/generated/pipeserve/v
 import type { TopologyResponse } from '../../protos/generated/pipeserve/v1/TopologyResponse';
 import type { Limits } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
+import { DEFAULT_GENERATION_CONFIG as DEFAULTS } from '../../shared/generation-config';
 import { requestIdOf } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
 import type { Gpt2Config } from '../../shared/model/gpt2-config';
@@ -19,7 +20,6 @@ import type { FinishReason, SamplingSettings, Sequence } from './sequence';
 import { StopStringMatcher } from './stop-string-matcher';
 import { TokenTextStream } from './token-text-stream';
 
-export const DEFAULT_MAX_NEW_TOKENS = 32;
 export const MAX_STOP_STRINGS = 4;
 
 interface GenerationSink {
@@ -193,22 +193,22 @@ function deadlineOf(deadline: grpc.Deadline): number {
 /** Parses the optional parameters into full settings; errors name the proto field. */
 export function parseParameters(parameters: GenerationParameters__Output | null, limits: Limits): SamplingSettings {
   const p = parameters ?? { stop: [] };
-  const maxNewTokens = p.max_new_tokens ?? DEFAULT_MAX_NEW_TOKENS;
+  const maxNewTokens = p.max_new_tokens ?? DEFAULTS.maxNewTokens;
   if (maxNewTokens < 1 || maxNewTokens > limits.maxNewTokens) {
     throw ServiceError.invalidArgument('parameters.max_new_tokens', `must be between 1 and ${limits.maxNewTokens}, got ${maxNewTokens}`);
   }
-  const temperature = p.temperature ?? 0;
+  const temperature = p.temperature ?? DEFAULTS.temperature;
   if (!Number.isFinite(temperature) || temperature < 0) throw ServiceError.invalidArgument('parameters.temperature', `must be >= 0 (0 = greedy), got ${temperature}`);
-  const topP = p.top_p ?? 1;
+  const topP = p.top_p ?? DEFAULTS.topP;
   if (!(topP > 0 && topP <= 1)) throw ServiceError.invalidArgument('parameters.top_p', `must be in (0, 1], got ${topP}`);
-  const repetitionPenalty = p.repetition_penalty ?? 1;
+  const repetitionPenalty = p.repetition_penalty ?? DEFAULTS.repetitionPenalty;
   if (!(repetitionPenalty > 0) || !Number.isFinite(repetitionPenalty)) {
     throw ServiceError.invalidArgument('parameters.repetition_penalty', `must be > 0 (1 = off), got ${repetitionPenalty}`);
   }
   if (p.stop.length > MAX_STOP_STRINGS) throw ServiceError.invalidArgument('parameters.stop', `at most ${MAX_STOP_STRINGS} stop strings, got ${p.stop.length}`);
   const empty = p.stop.findIndex((s) => s === '');
   if (empty >= 0) throw ServiceError.invalidArgument(`parameters.stop[${empty}]`, 'must not be empty');
-  return { maxNewTokens, temperature, topK: p.top_k ?? 0, topP, repetitionPenalty, seed: p.seed ?? 0, stop: p.stop };
+  return { maxNewTokens, temperature, topK: p.top_k ?? DEFAULTS.topK, topP, repetitionPenalty, seed: p.seed ?? DEFAULTS.seed, stop: p.stop };
 }
 
 function checkPrompt(promptIds: readonly number[], sampling: SamplingSettings, config: Gpt2Config, limits: Limits): void {

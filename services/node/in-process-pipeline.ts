@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ServiceError } from '../../shared/errors';
 import type { Gpt2Config } from '../../shared/model/gpt2-config';
 import { readManifest } from '../../shared/model/manifest';
-import type { GenerationConfig } from './sampling/generation-config';
+import type { GenerationConfig } from '../../shared/generation-config';
 import { createSampler } from './sampling/sampler';
 import { StageRuntime, type StepResult, type StepRow } from './stage-runtime';
 

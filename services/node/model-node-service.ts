@@ -13,7 +13,7 @@ import { PipelineLink } from '../../shared/pipeline-link';
 import { decodeTensor, encodeTensor } from '../../shared/tensor-codec';
 import { float32Tensor } from '../../shared/tensor';
 import { NodeMetrics } from './node-metrics';
-import { parseGenerationConfig } from './sampling/generation-config';
+import { parseGenerationConfig } from '../../shared/generation-config';
 import { createSampler } from './sampling/sampler';
 import type { StageRuntime, StepRow } from './stage-runtime';
 

@@ -1,6 +1,6 @@
 import { decode as referenceDecode, encode as referenceEncode } from 'gpt-3-encoder';
 import { InProcessPipeline } from '../../services/node/in-process-pipeline';
-import { DEFAULT_GENERATION_CONFIG } from '../../services/node/sampling/generation-config';
+import { DEFAULT_GENERATION_CONFIG } from '../../shared/generation-config';
 import { runGenerateCli } from '../../tools/generate';
 import { naiveGreedy } from '../support/naive-gpt2';
 import { tinyCheckpoint, tinyModel } from '../support/test-models';

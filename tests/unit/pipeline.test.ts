@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { InProcessPipeline } from '../../services/node/in-process-pipeline';
-import { DEFAULT_GENERATION_CONFIG, type GenerationConfig } from '../../services/node/sampling/generation-config';
+import { DEFAULT_GENERATION_CONFIG, type GenerationConfig } from '../../shared/generation-config';
 import { ServiceError } from '../../shared/errors';
 import type { SplitSpec } from '../../tools/compiler/split-plan';
 import { naiveGpt2Logits, naiveGreedy } from '../support/naive-gpt2';

@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { DEFAULT_GENERATION_CONFIG, parseGenerationConfig, type GenerationConfig } from '../../services/node/sampling/generation-config';
+import { DEFAULT_GENERATION_CONFIG, parseGenerationConfig, type GenerationConfig } from '../../shared/generation-config';
 import { RepetitionPenaltyProcessor } from '../../services/node/sampling/repetition-penalty-processor';
 import { createSampler } from '../../services/node/sampling/sampler';
 import { seededUniform } from '../../services/node/sampling/seeded-uniform';
@@ -10,8 +10,9 @@ import { ServiceError } from '../../shared/errors';
 
 const NEG_INF = Number.NEGATIVE_INFINITY;
 
+/** A sampling config (temperature 1 unless overridden): the defaults themselves are greedy. */
 function config(overrides: Partial<GenerationConfig>): GenerationConfig {
-  return { ...DEFAULT_GENERATION_CONFIG, ...overrides };
+  return { ...DEFAULT_GENERATION_CONFIG, temperature: 1, ...overrides };
 }
 
 /** Deterministic pseudo-random logits without using the code under test. */
@@ -147,8 +148,8 @@ describe('createSampler', () => {
 
 describe('parseGenerationConfig', () => {
   test('fills documented defaults', () => {
-    expect(parseGenerationConfig({})).toEqual({ maxNewTokens: 16, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 });
-    expect(parseGenerationConfig({ maxNewTokens: 3, temperature: 0 })).toEqual({ ...DEFAULT_GENERATION_CONFIG, maxNewTokens: 3, temperature: 0 });
+    expect(parseGenerationConfig({})).toEqual({ maxNewTokens: 32, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 });
+    expect(parseGenerationConfig({ maxNewTokens: 3, temperature: 0.5 })).toEqual({ ...DEFAULT_GENERATION_CONFIG, maxNewTokens: 3, temperature: 0.5 });
   });
 
   test.each([

@@ -1,4 +1,4 @@
-import type { GenerationConfig } from './generation-config';
+import type { GenerationConfig } from '../../../shared/generation-config';
 import type { LogitsProcessor } from './logits-processor';
 import { RepetitionPenaltyProcessor } from './repetition-penalty-processor';
 import { seededUniform } from './seeded-uniform';

@@ -1,4 +1,4 @@
-import { ServiceError } from '../../../shared/errors';
+import { ServiceError } from './errors';
 
 /** How to pick the tokens of one completion. Processors are applied in the order listed. */
 export interface GenerationConfig {
@@ -16,10 +16,14 @@ export interface GenerationConfig {
   readonly seed: number;
 }
 
-/** The defaults follow the OpenAI completions API: 16 tokens, plain sampling at temperature 1. */
+/**
+ * The defaults of every entry point (REST, gRPC, the generate CLI): 32 tokens, greedy, as
+ * Hugging Face's `generate` does without `do_sample`, so the same prompt gives the same text
+ * until a request asks for sampling.
+ */
 export const DEFAULT_GENERATION_CONFIG: GenerationConfig = {
-  maxNewTokens: 16,
-  temperature: 1,
+  maxNewTokens: 32,
+  temperature: 0,
   topK: 0,
   topP: 1,
   repetitionPenalty: 1,
