@@ -1,0 +1,80 @@
+import { status } from '@grpc/grpc-js';
+import type { RequestHandler } from 'express';
+import type { GenerateEvent__Output } from '../../protos/generated/pipeserve/v1/GenerateEvent';
+import { ServiceError } from '../../shared/errors';
+import { GenerationClient, type EncodedPrompt } from './generation-client';
+import { parseProcessRequest, type ProcessRequest } from './process-request';
+import type { GenerationRouteDeps } from './process-route';
+import { toProcessResponse } from './process-response';
+import { contextOf } from './request-context';
+import { errorBody, sendError } from './send-error';
+import { SseStream } from './sse-stream';
+
+/**
+ * `POST /api/model/generate`: the same generation as a text/event-stream, one `token` event per
+ * generated token, then `done` with the process route's JSON. The 200 and the stream headers wait
+ * for the coordinator's first event, so a request it refuses at once (full queue, prompt too long)
+ * still gets its proper HTTP status; a failure after that arrives as an `error` event.
+ */
+export function generateRoute(deps: GenerationRouteDeps): RequestHandler {
+  return async (req, res) => {
+    const context = contextOf(req);
+    const deadlineUnixMs = context.receivedAtUnixMs + deps.limits.requestTimeoutMs;
+    let closed = false;
+    res.once('close', () => {
+      closed = true;
+    });
+    let request: ProcessRequest;
+    let prompt: EncodedPrompt;
+    try {
+      request = parseProcessRequest(req.body, deps.limits);
+      prompt = await deps.generation.encode(request.text, context.requestId, deadlineUnixMs);
+    } catch (error) {
+      sendError(res, ServiceError.from(error), context);
+      return;
+    }
+    if (closed) return;
+
+    const call = deps.generation.generate(request, prompt.tokenIds, context.requestId, deadlineUnixMs);
+    let stream: SseStream | undefined;
+    // Set once the outcome is known (summary sent, failure reported, or client gone): later events change nothing.
+    let settled = false;
+
+    res.once('close', () => {
+      if (settled) return;
+      settled = true;
+      // Cancelling the call is what frees the sequence's KV caches in every stage.
+      call.cancel();
+      context.logger.info('client went away; generation cancelled');
+    });
+
+    call.on('data', (event: GenerateEvent__Output) => {
+      if (settled) return;
+      stream ??= SseStream.open(res);
+      if (event.token) {
+        deps.metrics.countTokens('generated', 1);
+        stream.send('token', { index: event.token.index, token_id: event.token.token_id, text: event.token.text });
+      } else if (event.summary) {
+        settled = true;
+        deps.metrics.countTokens('prompt', event.summary.prompt_tokens);
+        const totalMs = performance.now() - context.startedAt;
+        stream.send('done', toProcessResponse(event.summary, { requestId: context.requestId, tokenizeMs: prompt.tokenizeMs, totalMs, metadata: request.metadata }));
+        stream.end();
+      }
+    });
+    call.on('error', (error: unknown) => fail(GenerationClient.coordinatorError(error)));
+    call.on('end', () => fail(new ServiceError(status.INTERNAL, 'coordinator: the stream ended without a summary')));
+
+    function fail(error: ServiceError): void {
+      if (settled) return;
+      settled = true;
+      if (stream === undefined) {
+        sendError(res, error, context);
+        return;
+      }
+      context.logger.error('stream failed', { code: status[error.code], error: error.message });
+      stream.send('error', errorBody(error, context.requestId));
+      stream.end();
+    }
+  };
+}

@@ -1,0 +1,115 @@
+import { status, type ClientReadableStream, type ClientUnaryCall } from '@grpc/grpc-js';
+import type { GenerateEvent__Output } from '../../protos/generated/pipeserve/v1/GenerateEvent';
+import type { GenerateRequest } from '../../protos/generated/pipeserve/v1/GenerateRequest';
+import type { CoordinatorClient } from '../../protos/generated/pipeserve/v1/Coordinator';
+import type { GenerationSummary__Output } from '../../protos/generated/pipeserve/v1/GenerationSummary';
+import type { EncodeRequest } from '../../protos/generated/pipeserve/v1/EncodeRequest';
+import type { EncodeResponse__Output } from '../../protos/generated/pipeserve/v1/EncodeResponse';
+import type { TokenizerClient } from '../../protos/generated/pipeserve/v1/Tokenizer';
+import { requestMetadata, unary, untilDeadline } from '../../shared/grpc/channel';
+import { ServiceError } from '../../shared/errors';
+import type { ProcessRequest } from './process-request';
+
+/** Encoding a prompt takes milliseconds; a tokenizer that needs longer is in trouble, not busy. */
+export const ENCODE_DEADLINE_MS = 5_000;
+
+export interface EncodedPrompt {
+  readonly tokenIds: readonly number[];
+  readonly tokenizeMs: number;
+}
+
+/**
+ * The api's two outgoing hops: the tokenizer (Encode) and the coordinator (Process / Generate),
+ * each under the request's absolute deadline, with the request id in the call metadata. Errors
+ * come back as ServiceErrors; when a service is down or slow, the message says which one.
+ */
+export class GenerationClient {
+  constructor(
+    private readonly tokenizer: TokenizerClient,
+    private readonly coordinator: CoordinatorClient,
+  ) {}
+
+  async encode(text: string, requestId: string, deadlineUnixMs: number): Promise<EncodedPrompt> {
+    const started = performance.now();
+    try {
+      const response = await unary<EncodeRequest, EncodeResponse__Output>(
+        (argument, metadata, options, callback) => this.tokenizer.Encode(argument, metadata, options, callback),
+        { text },
+        requestMetadata(requestId),
+        untilDeadline(Math.min(deadlineUnixMs, Date.now() + ENCODE_DEADLINE_MS)),
+      );
+      return { tokenIds: response.token_ids, tokenizeMs: performance.now() - started };
+    } catch (error) {
+      throw naming('tokenizer', error);
+    }
+  }
+
+  /** Aborting `signal` cancels the call (the coordinator then frees the sequence). */
+  async process(
+    request: ProcessRequest,
+    promptTokenIds: readonly number[],
+    requestId: string,
+    deadlineUnixMs: number,
+    signal: AbortSignal,
+  ): Promise<GenerationSummary__Output> {
+    let call: ClientUnaryCall | undefined;
+    const cancel = (): void => call?.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    try {
+      return await unary<GenerateRequest, GenerationSummary__Output>(
+        (argument, metadata, options, callback) => (call = this.coordinator.Process(argument, metadata, options, callback)),
+        generateRequest(request, promptTokenIds, requestId),
+        requestMetadata(requestId),
+        untilDeadline(deadlineUnixMs),
+      );
+    } catch (error) {
+      throw naming('coordinator', error);
+    } finally {
+      signal.removeEventListener('abort', cancel);
+    }
+  }
+
+  /** The caller owns the stream: it must cancel it when its client goes away. Map its errors with `coordinatorError`. */
+  generate(request: ProcessRequest, promptTokenIds: readonly number[], requestId: string, deadlineUnixMs: number): ClientReadableStream<GenerateEvent__Output> {
+    return this.coordinator.Generate(generateRequest(request, promptTokenIds, requestId), requestMetadata(requestId), untilDeadline(deadlineUnixMs));
+  }
+
+  static coordinatorError(error: unknown): ServiceError {
+    return naming('coordinator', error);
+  }
+}
+
+function generateRequest(request: ProcessRequest, promptTokenIds: readonly number[], requestId: string): GenerateRequest {
+  return {
+    request_id: requestId,
+    prompt_token_ids: [...promptTokenIds],
+    parameters: {
+      max_new_tokens: request.maxNewTokens,
+      temperature: request.temperature,
+      top_k: request.topK,
+      top_p: request.topP,
+      repetition_penalty: request.repetitionPenalty,
+      seed: request.seed,
+      stop: [...request.stop],
+    },
+  };
+}
+
+/**
+ * A 503 should tell the client which service is missing; an INVALID_ARGUMENT keeps the service's
+ * own words (they name the problem, e.g. a prompt longer than the model's context).
+ */
+function naming(service: 'tokenizer' | 'coordinator', thrown: unknown): ServiceError {
+  const error = ServiceError.from(thrown);
+  switch (error.code) {
+    case status.UNAVAILABLE:
+      return new ServiceError(error.code, `${service} unavailable: ${error.message}`, error);
+    case status.DEADLINE_EXCEEDED:
+      return new ServiceError(error.code, `${service} did not answer before the request deadline: ${error.message}`, error);
+    case status.INTERNAL:
+    case status.UNKNOWN:
+      return new ServiceError(error.code, `${service} failed: ${error.message}`, error);
+    default:
+      return error;
+  }
+}

@@ -1,0 +1,31 @@
+import { status } from '@grpc/grpc-js';
+import type { Response } from 'express';
+import { httpStatusOf, type ServiceError } from '../../shared/errors';
+import type { RequestContext } from './request-context';
+
+/** Seconds a client should wait after a 429: the coordinator's queue drains within a few steps. */
+export const RETRY_AFTER_SECONDS = 1;
+
+/** `{ "error": { "code": "<grpc status name>", "message": "...", "request_id": "..." } }` */
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string; readonly request_id: string };
+}
+
+export function errorBody(error: ServiceError, requestId: string): ErrorBody {
+  return { error: { code: status[error.code] ?? 'UNKNOWN', message: error.message, request_id: requestId } };
+}
+
+/**
+ * Logs a failed request (warn for the client's mistakes, error for ours) and answers it as JSON
+ * with the HTTP status that `httpStatusOf` maps its gRPC code to. A response already under way
+ * (a stream) or abandoned by its client gets nothing more.
+ */
+export function sendError(res: Response, error: ServiceError, context: RequestContext): void {
+  const httpStatus = httpStatusOf(error.code);
+  const fields = { code: status[error.code], error: error.message, http_status: httpStatus };
+  if (httpStatus >= 500) context.logger.error('request failed', fields);
+  else context.logger.warn('request failed', fields);
+  if (res.headersSent || res.destroyed) return;
+  if (error.code === status.RESOURCE_EXHAUSTED) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+  res.status(httpStatus).json(errorBody(error, context.requestId));
+}

@@ -1,0 +1,115 @@
+import type { Express } from 'express';
+import { createApiApp } from '../../services/api/app';
+import { openApiDocument } from '../../services/api/openapi';
+import { parseProcessRequest } from '../../services/api/process-request';
+import { createClient } from '../../shared/grpc/channel';
+import { protos } from '../../shared/grpc/proto-loader';
+import { createLogger } from '../../shared/logger';
+import { createMetricsRegistry } from '../../shared/metrics';
+import { startApi, testConfig } from './api-test-support';
+
+const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
+
+/** The routes express actually serves, read from its router (not from the document under test). */
+function servedRoutes(app: Express): Array<{ path: string; method: string }> {
+  const stack = (app.router as unknown as { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> }).stack;
+  return stack.flatMap((layer) => (layer.route ? Object.keys(layer.route.methods).map((method) => ({ path: layer.route!.path, method })) : []));
+}
+
+function refsIn(value: unknown): string[] {
+  if (Array.isArray(value)) return value.flatMap(refsIn);
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.entries(value).flatMap(([key, v]) => (key === '$ref' && typeof v === 'string' ? [v] : refsIn(v)));
+}
+
+function resolve(document: Record<string, unknown>, ref: string): unknown {
+  if (!ref.startsWith('#/')) return undefined;
+  return ref
+    .slice(2)
+    .split('/')
+    .reduce<unknown>((node, key) => (typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined), document);
+}
+
+describe('OpenAPI description', () => {
+  const config = testConfig(1, 2);
+  const document = openApiDocument(config.limits) as {
+    openapi: string;
+    info: { title: unknown; version: unknown };
+    paths: Record<string, Record<string, { operationId?: string; responses?: Record<string, unknown> }>>;
+    components: { schemas: Record<string, { properties?: Record<string, { maximum?: number }> }> };
+  };
+
+  test('has the OpenAPI 3.1 shape: version, info, paths of operations with responses', () => {
+    expect(document.openapi).toMatch(/^3\.1\.\d+$/);
+    expect(typeof document.info.title).toBe('string');
+    expect(typeof document.info.version).toBe('string');
+    const operationIds = new Set<string>();
+    for (const [path, item] of Object.entries(document.paths)) {
+      expect(path.startsWith('/')).toBe(true);
+      for (const [method, operation] of Object.entries(item)) {
+        expect(HTTP_METHODS).toContain(method);
+        expect(Object.keys(operation.responses ?? {}).some((code) => /^2\d\d$/.test(code))).toBe(true);
+        expect(operationIds.has(operation.operationId ?? '')).toBe(false);
+        operationIds.add(operation.operationId ?? '');
+      }
+    }
+  });
+
+  test('every $ref points at a schema the document defines', () => {
+    const refs = refsIn(document);
+    expect(refs.length).toBeGreaterThan(0);
+    for (const ref of refs) expect({ ref, resolved: resolve(document, ref) !== undefined }).toEqual({ ref, resolved: true });
+  });
+
+  test('lists every route the app serves, with its method', () => {
+    const { tokenizer, coordinator, health } = protos();
+    const logger = createLogger('api', 'error');
+    logger.silent = true;
+    const app = createApiApp({
+      tokenizer: createClient(tokenizer.pipeserve.v1.Tokenizer, config.tokenizer.address),
+      coordinator: createClient(coordinator.pipeserve.v1.Coordinator, config.coordinator.address),
+      healthClients: {
+        tokenizer: createClient(health.grpc.health.v1.Health, config.tokenizer.address),
+        coordinator: createClient(health.grpc.health.v1.Health, config.coordinator.address),
+      },
+      config,
+      logger,
+      registry: createMetricsRegistry('api'),
+    });
+    const routes = servedRoutes(app);
+    expect(routes.length).toBeGreaterThanOrEqual(6);
+    for (const { path, method } of routes) expect({ path, method, documented: document.paths[path]?.[method] !== undefined }).toEqual({ path, method, documented: true });
+    const documented = Object.entries(document.paths).flatMap(([path, item]) => Object.keys(item).map((method) => `${method} ${path}`));
+    expect(documented.sort()).toEqual(routes.map((r) => `${r.method} ${r.path}`).sort());
+  });
+
+  test('the request schema states the limits the parser enforces', () => {
+    const request = document.components.schemas.ProcessRequest.properties ?? {};
+    expect(request.max_new_tokens.maximum).toBe(config.limits.maxNewTokens);
+    expect(() => parseProcessRequest({ text: 'a', max_new_tokens: request.max_new_tokens.maximum }, config.limits)).not.toThrow();
+    expect(() => parseProcessRequest({ text: 'a', max_new_tokens: (request.max_new_tokens.maximum ?? 0) + 1 }, config.limits)).toThrow();
+    // Every documented field is one the parser knows (a null value is rejected by the field, not as unknown).
+    for (const field of Object.keys(request)) {
+      let message = '';
+      try {
+        parseProcessRequest({ text: 'a', [field]: null }, config.limits);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect({ field, message: message.startsWith(`${field}: `) }).toEqual({ field, message: true });
+    }
+    expect(() => parseProcessRequest({ text: 'a', not_documented: 1 }, config.limits)).toThrow('unknown field: not_documented');
+  });
+
+  test('GET /openapi.json serves the document', async () => {
+    const api = await startApi(testConfig(1, 2));
+    try {
+      const response = await fetch(`${api.url}/openapi.json`);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual(JSON.parse(JSON.stringify(document)));
+    } finally {
+      await api.close();
+    }
+  });
+});
+

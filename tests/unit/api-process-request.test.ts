@@ -1,0 +1,72 @@
+import { status } from '@grpc/grpc-js';
+import { parseProcessRequest } from '../../services/api/process-request';
+import { ServiceError } from '../../shared/errors';
+import { BAD_BODIES } from './api-test-support';
+
+const LIMITS = { maxNewTokens: 512 };
+
+function rejection(body: unknown): ServiceError {
+  try {
+    parseProcessRequest(body, LIMITS);
+  } catch (error) {
+    if (error instanceof ServiceError) return error;
+    throw error;
+  }
+  throw new Error(`accepted ${JSON.stringify(body)}`);
+}
+
+describe('parseProcessRequest', () => {
+  test.each(BAD_BODIES)('rejects %s with INVALID_ARGUMENT naming the field', (_name, body, message) => {
+    const error = rejection(body);
+    expect(error.code).toBe(status.INVALID_ARGUMENT);
+    expect(error.message.startsWith(message)).toBe(true);
+  });
+
+  test('the max_new_tokens ceiling is the configured limit', () => {
+    expect(parseProcessRequest({ text: 'a', max_new_tokens: 8 }, { maxNewTokens: 8 }).maxNewTokens).toBe(8);
+    expect(() => parseProcessRequest({ text: 'a', max_new_tokens: 9 }, { maxNewTokens: 8 })).toThrow('max_new_tokens: must be an integer between 1 and 8');
+  });
+
+  test('fills the documented defaults and leaves unset sampling fields absent', () => {
+    expect(parseProcessRequest({ text: 'hi' }, LIMITS)).toEqual({
+      text: 'hi',
+      metadata: {},
+      maxNewTokens: 32,
+      temperature: 0,
+      topK: undefined,
+      topP: undefined,
+      repetitionPenalty: undefined,
+      seed: undefined,
+      stop: [],
+    });
+  });
+
+  test('the default max_new_tokens never exceeds a smaller configured limit', () => {
+    expect(parseProcessRequest({ text: 'hi' }, { maxNewTokens: 4 }).maxNewTokens).toBe(4);
+  });
+
+  test('keeps every valid field, including the extremes of each range', () => {
+    const body = {
+      text: 'héllo',
+      metadata: { user: 'u1', tags: ['a'] },
+      max_new_tokens: 512,
+      temperature: 0.7,
+      top_k: 0,
+      top_p: 1,
+      repetition_penalty: 1.3,
+      seed: 2 ** 32 - 1,
+      stop: ['\n', 'END', 'a', 'b'],
+    };
+    expect(parseProcessRequest(body, LIMITS)).toEqual({
+      text: 'héllo',
+      metadata: { user: 'u1', tags: ['a'] },
+      maxNewTokens: 512,
+      temperature: 0.7,
+      topK: 0,
+      topP: 1,
+      repetitionPenalty: 1.3,
+      seed: 4294967295,
+      stop: ['\n', 'END', 'a', 'b'],
+    });
+  });
+});
