@@ -23,7 +23,7 @@ export class ServiceError extends Error {
 
   static from(error: unknown): ServiceError {
     if (error instanceof ServiceError) return error;
-    if (isGrpcStatusError(error)) return new ServiceError(error.code, error.details || error.message, error);
+    if (isGrpcStatusError(error)) return new ServiceError(error.code, tidyGrpcDetails(error.details || error.message), error);
     if (error instanceof Error) {
       const errno = (error as NodeJS.ErrnoException).code;
       if (errno !== undefined && NETWORK_ERROR_CODES.has(errno)) {
@@ -33,6 +33,11 @@ export class ServiceError extends Error {
     }
     return new ServiceError(status.UNKNOWN, String(error), error);
   }
+}
+
+/** grpc-js ends connection errors with an empty "Resolution note: " that only confuses a reader. */
+function tidyGrpcDetails(details: string): string {
+  return details.replace(/\.?\s*Resolution note:\s*$/, '');
 }
 
 function isGrpcStatusError(error: unknown): error is Error & { code: status; details: string } {
