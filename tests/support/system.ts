@@ -59,46 +59,13 @@ export class RunningSystem {
   ) {}
 
   static async start(options: SystemOptions): Promise<RunningSystem> {
-    const manifest = JSON.parse(await readFile(path.join(options.modelDir, 'manifest.json'), 'utf8')) as { stages: unknown[] };
-    const port = async (): Promise<number> => freePort();
-    const [apiPort, tokenizerPort, tokenizerMetrics, coordinatorPort, coordinatorMetrics] = [await port(), await port(), await port(), await port(), await port()];
-    const nodes = [];
-    for (let stage = 0; stage < manifest.stages.length; stage++) {
-      nodes.push({ id: `node${stage + 1}`, address: `127.0.0.1:${await port()}`, model_part: stage, metrics_port: await port() });
-    }
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-system-'));
-    const configPath = path.join(dir, 'config.json');
-    await writeFile(
-      configPath,
-      JSON.stringify({
-        model_name: 'tiny-test',
-        model_dir: options.modelDir,
-        log_level: 'info',
-        api: { port: apiPort, host: '127.0.0.1' },
-        tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: tokenizerMetrics },
-        coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: coordinatorMetrics },
-        nodes,
-        limits: { max_new_tokens: 128, request_timeout_ms: 30_000, ...options.limits },
-      }),
-    );
+    const { dir, configPath, config } = await writeSystemConfig(options);
     const specs: ProcessSpec[] = [
       { name: 'tokenizer', script: 'services/tokenizer/main.js', args: [] },
-      ...nodes.map((n) => ({ name: n.id, script: 'services/node/main.js', args: ['--node-id', n.id] })),
+      ...config.nodes.map((n) => ({ name: n.id, script: 'services/node/main.js', args: ['--node-id', n.id] })),
       { name: 'coordinator', script: 'services/coordinator/main.js', args: [] },
       { name: 'api', script: 'services/api/main.js', args: [] },
     ];
-    const config: SystemConfig = {
-      apiUrl: `http://127.0.0.1:${apiPort}`,
-      tokenizerAddress: `127.0.0.1:${tokenizerPort}`,
-      coordinatorAddress: `127.0.0.1:${coordinatorPort}`,
-      nodes,
-      metricsTargets: {
-        api: [`127.0.0.1:${apiPort}`],
-        tokenizer: [`127.0.0.1:${tokenizerMetrics}`],
-        coordinator: [`127.0.0.1:${coordinatorMetrics}`],
-        nodes: nodes.map((n) => `127.0.0.1:${n.metrics_port}`),
-      },
-    };
     const system = new RunningSystem(dir, configPath, config, specs, { ...options.env, CONFIG_PATH: configPath });
     try {
       for (const spec of specs) system.spawn(spec);
@@ -185,4 +152,42 @@ function terminate(child: ChildProcess): Promise<void> {
     });
     child.kill('SIGTERM');
   });
+}
+
+/** A config.json of its own for a test system: every port a free loopback port, `log_level` info. */
+export async function writeSystemConfig(options: SystemOptions): Promise<{ dir: string; configPath: string; config: SystemConfig }> {
+  const manifest = JSON.parse(await readFile(path.join(options.modelDir, 'manifest.json'), 'utf8')) as { stages: unknown[] };
+  const [apiPort, tokenizerPort, tokenizerMetrics, coordinatorPort, coordinatorMetrics] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const nodes = [];
+  for (let stage = 0; stage < manifest.stages.length; stage++) {
+    nodes.push({ id: `node${stage + 1}`, address: `127.0.0.1:${await freePort()}`, model_part: stage, metrics_port: await freePort() });
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-system-'));
+  const configPath = path.join(dir, 'config.json');
+  await writeFile(
+    configPath,
+    JSON.stringify({
+      model_name: 'tiny-test',
+      model_dir: options.modelDir,
+      log_level: 'info',
+      api: { port: apiPort, host: '127.0.0.1' },
+      tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: tokenizerMetrics },
+      coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: coordinatorMetrics },
+      nodes,
+      limits: { max_new_tokens: 128, request_timeout_ms: 30_000, ...options.limits },
+    }),
+  );
+  const config: SystemConfig = {
+    apiUrl: `http://127.0.0.1:${apiPort}`,
+    tokenizerAddress: `127.0.0.1:${tokenizerPort}`,
+    coordinatorAddress: `127.0.0.1:${coordinatorPort}`,
+    nodes,
+    metricsTargets: {
+      api: [`127.0.0.1:${apiPort}`],
+      tokenizer: [`127.0.0.1:${tokenizerMetrics}`],
+      coordinator: [`127.0.0.1:${coordinatorMetrics}`],
+      nodes: nodes.map((n) => `127.0.0.1:${n.metrics_port}`),
+    },
+  };
+  return { dir, configPath, config };
 }
