@@ -1,0 +1,92 @@
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
+import { runModelInitCli } from '../../tools/model-init';
+
+const INIT_TINY_TIMEOUT_MS = 180_000;
+
+async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runModelInitCli(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+describe('model-init', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'model-init-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test.each([
+    [['--preset', 'medium'], "--preset: expected small or tiny, got 'medium'"],
+    [['--seed=-3'], "--seed: expected an integer from 0 to 4294967295, got '-3'"],
+    [['--seed', 'abc'], "--seed: expected an integer from 0 to 4294967295, got 'abc'"],
+    [['--stages', '0'], "--stages: expected an integer from 1 to 12, got '0'"],
+    [['--preset', 'tiny', '--stages', '7'], "--stages: expected an integer from 1 to 6, got '7'"],
+    [['--ops', 'fast'], "--ops: expected plain or fused, got 'fast'"],
+    [['--bogus'], "Unknown option '--bogus'"],
+    [['extra'], 'Unexpected argument'],
+    [['--out'], "Option '--out <value>' argument missing"],
+  ])('%j exits 2 with one line on stderr and writes nothing', async (args, message) => {
+    const out = path.join(root, 'bad-args');
+    const argv = args.includes('--out') ? args : [...args, '--out', out];
+    const result = await run(argv);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(message);
+    expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(result.stdout).toBe('');
+    await expect(stat(out)).rejects.toThrow('ENOENT');
+  });
+
+  test(
+    'writes the tiny model: checkpoint/ holds the seeded weights, manifest.json lists the stages; a second run needs --force',
+    async () => {
+      const out = path.join(root, 'tiny');
+      const result = await run(['--preset', 'tiny', '--out', out, '--seed', '3', '--stages', '2', '--ops', 'plain']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^wrote gpt2-tiny-random-seed3 .* in \d+\.\d s/);
+
+      const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'));
+      expect(manifest.stages.map((s: { layerStart: number; layerEnd: number }) => [s.layerStart, s.layerEnd])).toHaveLength(2);
+      expect(manifest.ops).toBe('plain');
+      expect(manifest.config).toEqual(GPT2_PRESETS.tiny);
+
+      const checkpoint = await loadHfCheckpoint(path.join(out, 'checkpoint'));
+      const expected = randomGpt2Checkpoint(GPT2_PRESETS.tiny, 3);
+      expect(Buffer.from(checkpoint.weights.wte.data.buffer).equals(Buffer.from(expected.weights.wte.data.buffer))).toBe(true);
+      expect(Array.from(checkpoint.weights.layers[5].mlpProj.bias.data)).toEqual(Array.from(expected.weights.layers[5].mlpProj.bias.data));
+      const tokenizerConfig = JSON.parse(await readFile(path.join(out, 'checkpoint', 'tokenizer_config.json'), 'utf8'));
+      expect(tokenizerConfig.model_max_length).toBe(GPT2_PRESETS.tiny.nPositions);
+
+      const again = await run(['--preset', 'tiny', '--out', out, '--stages', '2']);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain('exists and is not empty; pass --force');
+      expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'))).toEqual(manifest);
+      expect((await readdir(root)).filter((name) => name.startsWith('tiny.'))).toEqual([]);
+    },
+    INIT_TINY_TIMEOUT_MS,
+  );
+
+  test(
+    '--force replaces an existing folder and leaves no temporary folder behind',
+    async () => {
+      const out = path.join(root, 'replace');
+      await run(['--preset', 'tiny', '--out', out, '--stages', '1', '--ops', 'plain']);
+      await writeFile(path.join(out, 'stale.txt'), 'old');
+      const result = await run(['--preset', 'tiny', '--out', out, '--stages', '3', '--ops', 'plain', '--force']);
+      expect(result.code).toBe(0);
+      const entries = await readdir(out);
+      expect(entries).not.toContain('stale.txt');
+      expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')).stages).toHaveLength(3);
+      expect((await readdir(root)).filter((name) => name.startsWith('replace.'))).toEqual([]);
+    },
+    INIT_TINY_TIMEOUT_MS,
+  );
+});
