@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { ServiceError, UsageError } from '../shared/errors';
 import { InProcessPipeline } from '../services/node/in-process-pipeline';
 import { parseGenerationConfig, type GenerationConfig } from '../shared/generation-config';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
+import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
 
 const USAGE =
   'usage: generate --model <dir> --prompt "..." [--max-new-tokens N] [--temperature T] [--top-k K] ' +
@@ -27,18 +27,13 @@ interface GenerateArgs {
   readonly json: boolean;
 }
 
-export interface CliOutput {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-}
-
 /**
  * Generates a continuation of a prompt with every stage of a compiled model in this process.
  * Prints the continuation, or with --json one object: token_ids (generated only), text,
  * prompt_token_ids, finish_reason. Returns the exit code: 0, 2 for bad arguments, 1 otherwise.
  */
-export async function runGenerateCli(argv: readonly string[], output: CliOutput): Promise<number> {
-  try {
+export function runGenerateCli(argv: readonly string[], output: CliOutput): Promise<number> {
+  return runCliTool('generate', output, async () => {
     const args = parseGenerateArgs(argv);
     const tokenizer = await TextTokenizer.load(args.modelDir);
     const promptIds = tokenizer.encode(args.prompt);
@@ -53,24 +48,13 @@ export async function runGenerateCli(argv: readonly string[], output: CliOutput)
     } else {
       output.stdout(`${text}\n`);
     }
-    return 0;
-  } catch (error) {
-    if (error instanceof UsageError) {
-      output.stderr(`generate: ${error.message}\n`);
-      return 2;
-    }
-    output.stderr(`generate: ${error instanceof Error ? error.message : String(error)}\n`);
-    return 1;
-  }
+  });
 }
 
 function parseGenerateArgs(argv: readonly string[]): GenerateArgs {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
+  const { values } = parseCliArgs(
+    argv,
+    {
       options: {
         model: { type: 'string' },
         prompt: { type: 'string' },
@@ -82,11 +66,9 @@ function parseGenerateArgs(argv: readonly string[]): GenerateArgs {
         'repetition-penalty': { type: 'string' },
         seed: { type: 'string' },
       },
-    }));
-  } catch (error) {
-    // node:util spreads some messages over several lines; the CLI promises one.
-    throw new UsageError(`${(error as Error).message.replace(/\s*\n\s*/g, ' ')}; ${USAGE}`);
-  }
+    },
+    USAGE,
+  );
   const modelDir = values.model;
   if (typeof modelDir !== 'string') throw new UsageError(`--model is required; ${USAGE}`);
   if (!existsSync(path.join(modelDir, 'manifest.json'))) {
@@ -120,11 +102,4 @@ function renameField(message: string): string {
   return message;
 }
 
-if (require.main === module) {
-  void runGenerateCli(process.argv.slice(2), {
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  }).then((code) => {
-    process.exitCode = code;
-  });
-}
+if (require.main === module) exitWhenDone(runGenerateCli(process.argv.slice(2), PROCESS_OUTPUT));

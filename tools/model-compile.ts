@@ -1,47 +1,34 @@
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { UsageError } from '../shared/errors';
 import type { ModelManifest } from '../shared/model/manifest';
 import { checkCompileOptions, compileModel, type CompileModelOptions } from './compiler/compile-model';
 import { parseSplitSpec, type SplitSpec } from './compiler/split-plan';
+import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
 
 const USAGE =
   'usage: model-compile --from <hf-dir> --out <dir> --stages N [--split even|balanced|0-4,4-8,8-12] ' +
   '[--ops plain|fused] [--force]';
-
-export interface CliOutput {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-}
 
 /**
  * Compiles a Hugging Face GPT-2 folder into N ONNX stage graphs plus manifest.json, then prints
  * the plan (layer ranges, files, sizes) and the time taken. Returns the exit code: 0, 2 for bad
  * arguments, 1 when compiling fails; in both failure cases `--out` is left untouched.
  */
-export async function runModelCompileCli(argv: readonly string[], output: CliOutput): Promise<number> {
+export function runModelCompileCli(argv: readonly string[], output: CliOutput): Promise<number> {
   const started = process.hrtime.bigint();
-  try {
+  return runCliTool('model-compile', output, async () => {
     const options = await parseModelCompileArgs(argv);
     const manifest = await compileModel(options);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     output.stdout(describeCompiledModel(manifest, path.resolve(options.out), splitName(options.split), seconds));
-    return 0;
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    output.stderr(`model-compile: ${message.split('\n')[0]}\n`);
-    return error instanceof UsageError ? 2 : 1;
-  }
+  });
 }
 
 export async function parseModelCompileArgs(argv: readonly string[]): Promise<CompileModelOptions> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
+  const { values } = parseCliArgs(
+    argv,
+    {
       options: {
         from: { type: 'string' },
         out: { type: 'string' },
@@ -50,10 +37,9 @@ export async function parseModelCompileArgs(argv: readonly string[]): Promise<Co
         ops: { type: 'string', default: 'fused' },
         force: { type: 'boolean', default: false },
       },
-    }));
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]}; ${USAGE}`);
-  }
+    },
+    USAGE,
+  );
   const { from, out, stages: stagesText, split: splitText, ops, force } = values;
   if (from === undefined) throw new UsageError(`--from is required; ${USAGE}`);
   if (out === undefined) throw new UsageError(`--out is required; ${USAGE}`);
@@ -115,11 +101,4 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-if (require.main === module) {
-  void runModelCompileCli(process.argv.slice(2), {
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  }).then((code) => {
-    process.exitCode = code;
-  });
-}
+if (require.main === module) exitWhenDone(runModelCompileCli(process.argv.slice(2), PROCESS_OUTPUT));

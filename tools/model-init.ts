@@ -1,41 +1,56 @@
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { UsageError } from '../shared/errors';
-import type { ModelManifest } from '../shared/model/manifest';
+import { MANIFEST_FILE_NAME, readManifest, verifyStageFiles, type ModelManifest } from '../shared/model/manifest';
+import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
 import { CHECKPOINT_FOLDER, INIT_DEFAULTS, initDefaultModel, type InitDefaultModelOptions } from './init/init-default-model';
 import { GPT2_PRESETS, MAX_SEED } from './init/random-gpt2';
-import type { CliOutput } from './model-compile';
 
 const DEFAULT_OUT = path.join('models', 'default');
-const USAGE = 'usage: model-init [--preset small|tiny] [--out dir] [--seed N] [--stages N] [--ops plain|fused] [--force]';
+const USAGE =
+  'usage: model-init [--preset small|tiny] [--out dir] [--seed N] [--stages N] [--ops plain|fused] [--force] [--if-missing]';
+
+export interface ModelInitArgs extends InitDefaultModelOptions {
+  /**
+   * Keep an `out` that already holds a complete compiled model (any model: the check is that its
+   * manifest parses and every stage file matches it); replace one whose manifest or stage files
+   * are broken. Containers run model-init on every start, and only the first start should build.
+   */
+  readonly ifMissing: boolean;
+}
 
 /**
  * Writes the offline default model (a seeded random GPT-2 with the real tokenizer, compiled into
  * stages) and prints what it wrote and how long it took. Returns the exit code: 0, 2 for bad
  * arguments, 1 when building fails; on failure `--out` is left as it was.
  */
-export async function runModelInitCli(argv: readonly string[], output: CliOutput): Promise<number> {
+export function runModelInitCli(argv: readonly string[], output: CliOutput): Promise<number> {
   const started = process.hrtime.bigint();
-  try {
-    const options = parseModelInitArgs(argv);
-    const manifest = await initDefaultModel(options);
+  return runCliTool('model-init', output, async () => {
+    const args = parseModelInitArgs(argv);
+    let force = args.force === true;
+    if (args.ifMissing && existsSync(path.join(args.out, MANIFEST_FILE_NAME))) {
+      const existing = await readVerifiedManifest(args.out).then(
+        (manifest) => ({ manifest }),
+        (error: unknown) => ({ problem: (error as Error).message.split('\n')[0] }),
+      );
+      if ('manifest' in existing) {
+        output.stdout(`model-init: ${args.out} already holds ${existing.manifest.modelName}; nothing to do\n`);
+        return;
+      }
+      output.stdout(`model-init: ${args.out} holds a broken model (${existing.problem}); rebuilding it\n`);
+      force = true;
+    }
+    const manifest = await initDefaultModel({ ...args, force });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    output.stdout(describe(manifest, options, seconds));
-    return 0;
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    output.stderr(`model-init: ${message.split('\n')[0]}\n`);
-    return error instanceof UsageError ? 2 : 1;
-  }
+    output.stdout(describe(manifest, args, seconds));
+  });
 }
 
-export function parseModelInitArgs(argv: readonly string[]): InitDefaultModelOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
+export function parseModelInitArgs(argv: readonly string[]): ModelInitArgs {
+  const { values } = parseCliArgs(
+    argv,
+    {
       options: {
         preset: { type: 'string', default: INIT_DEFAULTS.preset },
         out: { type: 'string', default: DEFAULT_OUT },
@@ -43,11 +58,11 @@ export function parseModelInitArgs(argv: readonly string[]): InitDefaultModelOpt
         stages: { type: 'string', default: String(INIT_DEFAULTS.stages) },
         ops: { type: 'string', default: INIT_DEFAULTS.ops },
         force: { type: 'boolean', default: false },
+        'if-missing': { type: 'boolean', default: false },
       },
-    }));
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]}; ${USAGE}`);
-  }
+    },
+    USAGE,
+  );
   const { preset, out, seed, stages, ops, force } = values;
   if (preset !== 'small' && preset !== 'tiny') throw new UsageError(`--preset: expected small or tiny, got '${preset}'`);
   if (out.trim() === '') throw new UsageError('--out: expected a folder path');
@@ -60,7 +75,15 @@ export function parseModelInitArgs(argv: readonly string[]): InitDefaultModelOpt
     stages: parseInteger('--stages', stages, 1, maxStages),
     ops,
     force,
+    ifMissing: values['if-missing'],
   };
+}
+
+/** The manifest of the model folder `dir`, once every stage file is checked against it. */
+async function readVerifiedManifest(dir: string): Promise<ModelManifest> {
+  const manifest = await readManifest(dir);
+  for (const stage of manifest.stages) await verifyStageFiles(dir, stage);
+  return manifest;
 }
 
 function parseInteger(flag: string, text: string, min: number, max: number): number {
@@ -90,11 +113,4 @@ function describe(manifest: ModelManifest, options: InitDefaultModelOptions, sec
   return `${lines.join('\n')}\n`;
 }
 
-if (require.main === module) {
-  void runModelInitCli(process.argv.slice(2), {
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  }).then((code) => {
-    process.exitCode = code;
-  });
-}
+if (require.main === module) exitWhenDone(runModelInitCli(process.argv.slice(2), PROCESS_OUTPUT));

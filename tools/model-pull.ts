@@ -1,8 +1,7 @@
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { UsageError } from '../shared/errors';
 import { DEFAULT_HF_ENDPOINT, hubDownload, isValidRepoId, type HubDownloadOptions } from './pull/hub-download';
-import type { CliOutput } from './model-compile';
+import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
 
 const USAGE = 'usage: model-pull <owner/name> [--out dir] [--revision main] [--force]';
 const DEFAULT_REVISION = 'main';
@@ -13,9 +12,9 @@ const DEFAULT_OUT_ROOT = path.join('models', 'hf');
  * and validates it. HF_ENDPOINT overrides the Hub address, HF_TOKEN authenticates. An interrupted
  * run resumes where it stopped. Returns the exit code: 0, 2 for bad arguments, 1 when it fails.
  */
-export async function runModelPullCli(argv: readonly string[], env: NodeJS.ProcessEnv, output: CliOutput): Promise<number> {
+export function runModelPullCli(argv: readonly string[], env: NodeJS.ProcessEnv, output: CliOutput): Promise<number> {
   const started = process.hrtime.bigint();
-  try {
+  return runCliTool('model-pull', output, async () => {
     const options = parseModelPullArgs(argv, env);
     const files: string[] = [];
     const checkpoint = await hubDownload({
@@ -28,31 +27,22 @@ export async function runModelPullCli(argv: readonly string[], env: NodeJS.Proce
       `pulled ${options.repo}@${options.revision} into ${checkpoint.dir} in ${seconds.toFixed(1)} s ` +
         `(gpt2: ${config.nLayer} layers, ${config.nEmbd} wide, vocab ${config.vocabSize})\n${files.join('\n')}\n`,
     );
-    return 0;
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    output.stderr(`model-pull: ${message.split('\n')[0]}\n`);
-    return error instanceof UsageError ? 2 : 1;
-  }
+  });
 }
 
 export function parseModelPullArgs(argv: readonly string[], env: NodeJS.ProcessEnv): HubDownloadOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      strict: true,
+  const { positionals, values } = parseCliArgs(
+    argv,
+    {
       allowPositionals: true,
       options: {
         out: { type: 'string' },
         revision: { type: 'string', default: DEFAULT_REVISION },
         force: { type: 'boolean', default: false },
       },
-    });
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]}; ${USAGE}`);
-  }
-  const { positionals, values } = parsed;
+    },
+    USAGE,
+  );
   if (positionals.length !== 1) throw new UsageError(`expected one repository, got ${positionals.length}; ${USAGE}`);
   const repo = positionals[0];
   if (!isValidRepoId(repo)) throw new UsageError(`repository '${repo}' is not a Hub id like openai-community/gpt2`);
@@ -70,11 +60,4 @@ export function parseModelPullArgs(argv: readonly string[], env: NodeJS.ProcessE
   };
 }
 
-if (require.main === module) {
-  void runModelPullCli(process.argv.slice(2), process.env, {
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  }).then((code) => {
-    process.exitCode = code;
-  });
-}
+if (require.main === module) exitWhenDone(runModelPullCli(process.argv.slice(2), process.env, PROCESS_OUTPUT));

@@ -201,6 +201,15 @@ export class KvCache {
     }
   }
 
+  /** Marks sequences as used now (a step that read their past from somewhere else). */
+  touch(sequenceIds: readonly string[]): void {
+    const now = this.clock();
+    for (const sequenceId of sequenceIds) {
+      const entry = this.sequences.get(sequenceId);
+      if (entry !== undefined) entry.lastUsedMs = now;
+    }
+  }
+
   /** Frees a sequence; returns whether it was cached. */
   release(sequenceId: string): boolean {
     const entry = this.sequences.get(sequenceId);

@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const node = nodeOf(config, process.argv.slice(2), process.env);
   const labels = { node_id: node.id, stage: String(node.modelPart) };
   const logger = createLogger('node', config.logLevel, labels);
-  const runtime = await StageRuntime.load(config.modelDir, node.modelPart, { kvBudgetBytes: config.limits.kvBudgetBytes });
+  const runtime = await StageRuntime.load(config.modelDir, node.modelPart, { kvBudgetBytes: config.limits.kvBudgetBytes, allowSpinning: false });
   const registry = createMetricsRegistry('node', labels);
   const service = new ModelNodeService(runtime, { nodeId: node.id, kvBudgetBytes: config.limits.kvBudgetBytes, kvIdleTtlMs: config.limits.kvIdleTtlMs }, registry, logger);
   const server = await startServer(bindAddressFor(node.address), [

@@ -7,6 +7,11 @@ import { status } from '@grpc/grpc-js';
 export interface OnnxSessionOptions {
   /** Threads for one operator (onnxruntime's intra-op pool); 0 lets onnxruntime decide. */
   readonly intraOpThreads?: number;
+  /**
+   * Whether idle pool threads spin for more work. Spinning saves a little latency for a lone
+   * process, but several stage processes sharing cores steal each other's CPU with it.
+   */
+  readonly allowSpinning?: boolean;
 }
 
 export class OnnxSession {
@@ -22,6 +27,7 @@ export class OnnxSession {
       intraOpNumThreads: options.intraOpThreads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',
+      extra: { session: { intra_op: { allow_spinning: options.allowSpinning === false ? '0' : '1' } } },
     });
     return new OnnxSession(session, modelPath);
   }

@@ -30,11 +30,30 @@ export interface StepResult {
   readonly logits?: Float32Array;
 }
 
+/**
+ * The present tensors of a batch's last step, kept to be fed back as the next step's past when
+ * the same sequences step again in the same order (every continuing decode step of a stable
+ * batch): the bare onnxruntime loop's zero-copy path. Each row's entries are right-aligned
+ * within `width` columns; `pending` counts, per sequence, the newest entries that are not yet
+ * in the KV cache. They are written back when the batch changes, a row was padded, or a
+ * sequence leaves. While a batch is resident its KV exists twice at most (cache + tensors).
+ */
+interface ResidentBatch {
+  readonly sequenceIds: readonly string[];
+  readonly width: number;
+  /** Per local layer, [B, H, width, D]. */
+  readonly keys: readonly Float32Array[];
+  readonly values: readonly Float32Array[];
+  readonly pending: ReadonlyMap<string, number>;
+}
+
 export interface StageRuntimeOptions {
   /** Upper bound of this stage's KV cache; crossing it answers RESOURCE_EXHAUSTED. */
   readonly kvBudgetBytes: number;
   /** onnxruntime intra-op threads; 0 or absent lets onnxruntime decide. */
   readonly intraOpThreads?: number;
+  /** See OnnxSessionOptions.allowSpinning: off when stage processes share cores. */
+  readonly allowSpinning?: boolean;
 }
 
 /**
@@ -46,6 +65,8 @@ export interface StageRuntimeOptions {
  */
 export class StageRuntime {
   private readonly cache: KvCache;
+  /** Each sequence's resident batch, if its newest entries live in a step's present tensors. */
+  private readonly residents = new Map<string, ResidentBatch>();
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -73,7 +94,7 @@ export class StageRuntime {
     }
     await verifyStageFiles(modelDir, stage);
     const graphPath = path.join(modelDir, stage.files[0].path);
-    const session = await OnnxSession.open(graphPath, { intraOpThreads: options.intraOpThreads });
+    const session = await OnnxSession.open(graphPath, { intraOpThreads: options.intraOpThreads, allowSpinning: options.allowSpinning });
     try {
       checkGraphInputs(graphPath, session.inputNames, expectedInputs(stage));
     } catch (error) {
@@ -98,7 +119,7 @@ export class StageRuntime {
 
   /** Tokens cached for a sequence (0 if unknown). */
   cachedLength(sequenceId: string): number {
-    return this.cache.length(sequenceId);
+    return this.cache.length(sequenceId) + (this.residents.get(sequenceId)?.pending.get(sequenceId) ?? 0);
   }
 
   step(request: StepRequest): Promise<StepResult> {
@@ -109,12 +130,15 @@ export class StageRuntime {
 
   /** Frees a sequence's KV entries; returns whether it was held. */
   release(sequenceId: string): boolean {
+    this.residents.delete(sequenceId);
     return this.cache.release(sequenceId);
   }
 
   /** Frees sequences idle for longer than `ttlMs`; returns their ids. */
   dropIdle(ttlMs: number, nowMs: number): string[] {
-    return this.cache.dropIdle(ttlMs, nowMs);
+    const dropped = this.cache.dropIdle(ttlMs, nowMs);
+    for (const sequenceId of dropped) this.residents.delete(sequenceId);
+    return dropped;
   }
 
   async close(): Promise<void> {
@@ -129,35 +153,73 @@ export class StageRuntime {
     const batch = rows.length;
     const newWidth = Math.max(...rows.map((r) => r.tokenIds.length));
     const pastWidth = Math.max(...rows.map((r) => r.pastLength));
+    const sequenceIds = rows.map((r) => r.sequenceId);
+    const uniform = rows.every((r) => r.tokenIds.length === newWidth);
+    const reused = uniform ? this.residentBatchOf(sequenceIds, pastWidth) : undefined;
+    if (reused === undefined) {
+      for (const sequenceId of sequenceIds) this.writeBack(this.residents.get(sequenceId));
+    } else {
+      this.cache.touch(sequenceIds);
+    }
 
     const admitted = this.cache.reserve(rows.map((r) => ({ sequenceId: r.sequenceId, length: r.pastLength + r.tokenIds.length })));
     let outputs: Record<string, Tensor>;
     try {
-      outputs = await this.session.run(this.buildFeeds(request, newWidth, pastWidth));
+      outputs = await this.session.run(this.buildFeeds(request, newWidth, pastWidth, reused));
     } catch (error) {
       for (const sequenceId of admitted) this.cache.release(sequenceId);
       throw error;
     }
 
     const totalWidth = pastWidth + newWidth;
-    // A sequence released while the graph ran (its request was cancelled) is simply not kept.
-    const appends: KvAppend[] = rows
-      .map((r, row) => ({ sequenceId: r.sequenceId, row, count: r.tokenIds.length }))
-      .filter((append) => this.cache.has(append.sequenceId));
-    const { nHead } = this.config;
-    const presentDims = [batch, nHead, totalWidth, headDim(this.config)];
+    const presentDims = [batch, this.config.nHead, totalWidth, headDim(this.config)];
+    const keys: Float32Array[] = [];
+    const values: Float32Array[] = [];
     for (let layer = this.stage.layerStart; layer < this.stage.layerEnd; layer++) {
-      const key = floatOutput(outputs, stageIoNames.presentKey(layer), presentDims);
-      const value = floatOutput(outputs, stageIoNames.presentValue(layer), presentDims);
-      this.cache.append(layer - this.stage.layerStart, key, value, totalWidth, appends);
+      keys.push(floatOutput(outputs, stageIoNames.presentKey(layer), presentDims));
+      values.push(floatOutput(outputs, stageIoNames.presentValue(layer), presentDims));
     }
-    this.cache.commit(appends);
+    const resident: ResidentBatch = {
+      sequenceIds,
+      width: totalWidth,
+      keys,
+      values,
+      pending: new Map(rows.map((r) => [r.sequenceId, (reused?.pending.get(r.sequenceId) ?? 0) + r.tokenIds.length])),
+    };
+    // Padded rows are not right-aligned, and a sequence released while the graph ran (its
+    // request was cancelled) breaks the batch: then the new entries go to the cache at once.
+    if (uniform && sequenceIds.every((id) => this.cache.has(id))) {
+      for (const sequenceId of sequenceIds) this.residents.set(sequenceId, resident);
+    } else {
+      for (const sequenceId of sequenceIds) this.residents.delete(sequenceId);
+      this.writeBack(resident);
+    }
 
     if (this.stage.isLast) {
       return { logits: floatOutput(outputs, stageIoNames.logits, [batch, this.config.vocabSize]) };
     }
     const hidden = floatOutput(outputs, stageIoNames.hiddenStatesOut, [batch, newWidth, nEmbd]);
     return { hiddenStates: packRows(hidden, rows, newWidth, nEmbd) };
+  }
+
+  /** The resident batch of exactly these sequences in this order, if its width is the step's past. */
+  private residentBatchOf(sequenceIds: readonly string[], pastWidth: number): ResidentBatch | undefined {
+    const resident = this.residents.get(sequenceIds[0]);
+    if (resident === undefined || resident.width !== pastWidth || resident.sequenceIds.length !== sequenceIds.length) return undefined;
+    return resident.sequenceIds.every((id, i) => id === sequenceIds[i] && this.residents.get(id) === resident) ? resident : undefined;
+  }
+
+  /** Copies a resident batch's pending entries into the KV cache and forgets the batch. */
+  private writeBack(resident: ResidentBatch | undefined): void {
+    if (resident === undefined) return;
+    const appends: KvAppend[] = resident.sequenceIds
+      .map((sequenceId, row) => ({ sequenceId, row, count: resident.pending.get(sequenceId) ?? 0 }))
+      .filter((append) => append.count > 0 && this.cache.has(append.sequenceId));
+    resident.keys.forEach((key, layer) => this.cache.append(layer, key, resident.values[layer], resident.width, appends));
+    this.cache.commit(appends);
+    for (const sequenceId of resident.sequenceIds) {
+      if (this.residents.get(sequenceId) === resident) this.residents.delete(sequenceId);
+    }
   }
 
   /** Rejects a request before anything changes: bad ids, positions, shapes, or a cache that disagrees. */
@@ -188,7 +250,7 @@ export class StageRuntime {
           throw ServiceError.invalidArgument(`${field}.tokenIds[${j}]`, `${id} is not a token id in [0, ${vocabSize})`);
         }
       });
-      const cached = this.cache.length(row.sequenceId);
+      const cached = this.cachedLength(row.sequenceId);
       if (cached !== row.pastLength) {
         throw new ServiceError(
           status.FAILED_PRECONDITION,
@@ -211,7 +273,7 @@ export class StageRuntime {
     }
   }
 
-  private buildFeeds(request: StepRequest, newWidth: number, pastWidth: number): Record<string, Tensor> {
+  private buildFeeds(request: StepRequest, newWidth: number, pastWidth: number, reused: ResidentBatch | undefined): Record<string, Tensor> {
     const { rows } = request;
     const batch = rows.length;
     const feeds: Record<string, Tensor> = {};
@@ -244,7 +306,8 @@ export class StageRuntime {
     const sequenceIds = rows.map((r) => r.sequenceId);
     const pastDims = [batch, this.config.nHead, pastWidth, headDim(this.config)];
     for (let layer = this.stage.layerStart; layer < this.stage.layerEnd; layer++) {
-      const past = this.cache.gather(sequenceIds, layer - this.stage.layerStart, pastWidth);
+      const local = layer - this.stage.layerStart;
+      const past = reused !== undefined ? { key: reused.keys[local], value: reused.values[local] } : this.cache.gather(sequenceIds, local, pastWidth);
       feeds[stageIoNames.pastKey(layer)] = float32Tensor(pastDims, past.key);
       feeds[stageIoNames.pastValue(layer)] = float32Tensor(pastDims, past.value);
     }

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
@@ -196,6 +196,12 @@ describe('compileCheckpoint', () => {
       ['manifest.json', 'stage-0.onnx', 'stage-0.onnx.data', 'stage-1.onnx', 'stage-1.onnx.data', 'stage-2.onnx', 'stage-2.onnx.data'].sort(),
     );
     expect((await readdir(workDir)).filter((name) => name.startsWith('existing'))).toEqual(['existing']);
+  });
+
+  test('the model folder is readable by other users (0755), unlike the private temporary folder it is built in', async () => {
+    const out = path.join(workDir, 'shared-mode');
+    await compileCheckpoint(checkpoint, out, options());
+    expect((await stat(out)).mode & 0o777).toBe(0o755);
   });
 
   test('a weight stored as Linear [out, in] instead of Conv1D [in, out] is refused, naming it', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,6 +13,20 @@ async function run(argv: string[]): Promise<{ code: number; stdout: string; stde
   let stderr = '';
   const code = await runModelInitCli(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
   return { code, stdout, stderr };
+}
+
+/** Every file below `dir` with its modification time and sha256, keyed by relative path. */
+async function snapshot(dir: string): Promise<Record<string, { mtimeMs: number; sha256: string }>> {
+  const files: Record<string, { mtimeMs: number; sha256: string }> = {};
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const full = path.join(entry.parentPath, entry.name);
+    files[path.relative(dir, full)] = {
+      mtimeMs: (await stat(full)).mtimeMs,
+      sha256: createHash('sha256').update(await readFile(full)).digest('hex'),
+    };
+  }
+  return files;
 }
 
 describe('model-init', () => {
@@ -86,6 +101,58 @@ describe('model-init', () => {
       expect(entries).not.toContain('stale.txt');
       expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')).stages).toHaveLength(3);
       expect((await readdir(root)).filter((name) => name.startsWith('replace.'))).toEqual([]);
+    },
+    INIT_TINY_TIMEOUT_MS,
+  );
+
+  test(
+    '--if-missing builds a missing folder, then leaves the complete folder untouched and exits 0',
+    async () => {
+      const out = path.join(root, 'if-missing');
+      const args = ['--preset', 'tiny', '--out', out, '--stages', '2', '--ops', 'plain', '--if-missing'];
+      const first = await run(args);
+      expect(first.stderr).toBe('');
+      expect(first.code).toBe(0);
+      expect(first.stdout).toMatch(/^wrote gpt2-tiny-random-seed42 /);
+      const before = await snapshot(out);
+      expect(Object.keys(before)).toEqual(expect.arrayContaining(['manifest.json', 'stage-0.onnx', 'stage-1.onnx.data']));
+      expect((await stat(out)).mode & 0o777).toBe(0o755);
+
+      const second = await run(args);
+      expect(second.stderr).toBe('');
+      expect(second.code).toBe(0);
+      expect(second.stdout).toBe(`model-init: ${out} already holds gpt2-tiny-random-seed42; nothing to do\n`);
+      expect(await snapshot(out)).toEqual(before);
+      expect((await readdir(root)).filter((name) => name.startsWith('if-missing.'))).toEqual([]);
+    },
+    INIT_TINY_TIMEOUT_MS,
+  );
+
+  test(
+    '--if-missing rebuilds a folder whose stage file no longer matches the manifest',
+    async () => {
+      const out = path.join(root, 'corrupted');
+      const args = ['--preset', 'tiny', '--out', out, '--stages', '2', '--ops', 'plain'];
+      expect((await run(args)).code).toBe(0);
+      const dataFile = path.join(out, 'stage-1.onnx.data');
+      const original = await readFile(dataFile);
+      const corrupted = Buffer.from(original);
+      corrupted[corrupted.length >> 1] ^= 0xff;
+      await writeFile(dataFile, corrupted);
+      await writeFile(path.join(out, 'stale.txt'), 'left by the broken build');
+
+      const result = await run([...args, '--if-missing']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(`model-init: ${out} holds a broken model (stage 1 file ${dataFile}: sha256 is`);
+      expect(result.stdout).toMatch(/\nwrote gpt2-tiny-random-seed42 /);
+
+      const rebuilt = await readFile(dataFile);
+      expect(rebuilt.equals(original)).toBe(true);
+      const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'));
+      const recorded = manifest.stages[1].files.find((file: { path: string }) => file.path === 'stage-1.onnx.data');
+      expect(createHash('sha256').update(rebuilt).digest('hex')).toBe(recorded.sha256);
+      expect(await readdir(out)).not.toContain('stale.txt');
     },
     INIT_TINY_TIMEOUT_MS,
   );

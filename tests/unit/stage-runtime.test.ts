@@ -167,6 +167,37 @@ describe('stage runtime on the tiny model', () => {
     },
     MODEL_TEST_TIMEOUT_MS,
   );
+
+  test(
+    'a batch that decodes step after step, gains a sequence, loses one and reorders still gives each row its naive logits',
+    async () => {
+      // A stable batch reuses its previous present tensors as past; every change of membership
+      // or order must first write them back to the cache. Each phase is checked against naive.
+      const ids: Record<string, number[]> = { p: randomIds(30, 5), q: randomIds(31, 5), r: randomIds(32, 3) };
+      const step = async (names: string[], fresh: string[] = []): Promise<void> => {
+        const rows = names.map((name) => {
+          const isNew = fresh.includes(name);
+          const tokenIds = isNew ? ids[name] : [randomIds(ids[name].length * 7 + name.charCodeAt(0), 1)[0]];
+          const pastLength = isNew ? 0 : ids[name].length;
+          if (!isNew) ids[name].push(tokenIds[0]);
+          return { sequenceId: `stable-${name}`, pastLength, tokenIds };
+        });
+        const logits = await threeStages.forward(rows);
+        names.forEach((name, row) => expect(excessOverNaive(rowOf(logits, row), naiveLast(ids[name]))).toBeLessThanOrEqual(0));
+      };
+      await step(['p', 'q'], ['p', 'q']); // prefill, both 5 tokens: no padding, stays resident
+      for (let i = 0; i < 3; i++) await step(['p', 'q']); // zero-copy decode steps
+      await step(['p', 'q', 'r'], ['r']); // r joins with a 3-token prefill: padded, written back
+      await step(['p', 'q', 'r']);
+      await step(['p', 'q', 'r']);
+      threeStages.release('stable-q'); // q leaves while p and r are resident together
+      await step(['p', 'r']);
+      await step(['r', 'p']); // same members, other order: written back and gathered again
+      await step(['r', 'p']);
+      for (const name of ['p', 'r']) threeStages.release(`stable-${name}`);
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
 });
 
 describe('stage runtime checks', () => {

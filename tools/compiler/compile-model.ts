@@ -1,8 +1,9 @@
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { loadHfCheckpoint, parseGpt2Config } from '../../shared/model/hf-checkpoint';
 import type { Gpt2Checkpoint } from '../../shared/model/gpt2-weights';
 import { fileDigest, MANIFEST_FILE_NAME, parseManifest, type ManifestFile, type ModelManifest, type StageManifest } from '../../shared/model/manifest';
+import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { planStages, type SplitSpec } from './split-plan';
 import { buildStageGraph, type OpsVariant } from './stage-graph';
 import { writeOnnxModel } from './write-onnx-model';
@@ -43,7 +44,7 @@ export async function compileCheckpoint(
 ): Promise<ModelManifest> {
   const plan = planStages(checkpoint.config, options.stages, options.split);
   const target = path.resolve(out);
-  const targetExists = await checkOut(target, options.force === true);
+  const targetExists = await checkOutputFolder(target, options.force === true);
   const tokenizerNames = options.tokenizerFiles.map((file) => path.basename(file));
   const duplicate = tokenizerNames.find((name, i) => tokenizerNames.indexOf(name) !== i);
   if (duplicate !== undefined) throw new Error(`tokenizerFiles: two files are named ${duplicate}`);
@@ -105,7 +106,7 @@ export async function checkCompileOptions(options: CompileModelOptions): Promise
     throw new Error(`${configPath}: not valid JSON: ${(error as Error).message}`, { cause: error });
   }
   planStages(parseGpt2Config(configJson, configPath), options.stages, options.split);
-  await checkOut(path.resolve(options.out), options.force === true);
+  await checkOutputFolder(path.resolve(options.out), options.force === true);
 }
 
 /** Loads a Hugging Face GPT-2 folder and compiles it; the model is named after the folder. */
@@ -120,35 +121,4 @@ export async function compileModel(options: CompileModelOptions): Promise<ModelM
     modelName: path.basename(path.resolve(options.from)),
     tokenizerFiles: checkpoint.tokenizerFiles.map((file) => path.resolve(checkpoint.dir, file)),
   });
-}
-
-/** Refuses an `out` that is a file, or a non-empty folder without `force`; says whether it exists. */
-async function checkOut(target: string, force: boolean): Promise<boolean> {
-  let entries: string[];
-  try {
-    if (!(await stat(target)).isDirectory()) throw new Error(`out: ${target} exists and is not a directory`);
-    entries = await readdir(target);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-  if (entries.length > 0 && !force) throw new Error(`out: ${target} exists and is not empty; pass --force to replace it`);
-  return true;
-}
-
-/** The old folder is only removed once the new one is in place. */
-async function moveIntoPlace(building: string, target: string, targetExists: boolean): Promise<void> {
-  if (!targetExists) {
-    await rename(building, target);
-    return;
-  }
-  const retired = `${building}.replaced`;
-  await rename(target, retired);
-  try {
-    await rename(building, target);
-  } catch (error) {
-    await rename(retired, target);
-    throw error;
-  }
-  await rm(retired, { recursive: true, force: true });
 }

@@ -1,8 +1,9 @@
-import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
 import type { ModelManifest } from '../../shared/model/manifest';
 import { compileModel } from '../compiler/compile-model';
+import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { buildGpt2TokenizerFiles } from './gpt2-tokenizer-files';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from './random-gpt2';
 
@@ -22,7 +23,6 @@ export interface InitDefaultModelOptions {
 export const INIT_DEFAULTS = { preset: 'small', seed: 42, stages: 3, ops: 'fused' } as const;
 /** Where the Hugging Face checkpoint goes inside the model folder. */
 export const CHECKPOINT_FOLDER = 'checkpoint';
-const MODEL_FOLDER_MODE = 0o755;
 
 /**
  * Builds the offline default model: a seeded random GPT-2 with the real GPT-2 tokenizer, written
@@ -33,7 +33,7 @@ export async function initDefaultModel(options: InitDefaultModelOptions): Promis
   const seed = options.seed ?? INIT_DEFAULTS.seed;
   const config = GPT2_PRESETS[options.preset];
   const target = path.resolve(options.out);
-  const targetExists = await checkOut(target, options.force === true);
+  const targetExists = await checkOutputFolder(target, options.force === true);
   await mkdir(path.dirname(target), { recursive: true });
   const staging = await mkdtemp(`${target}.init-`);
   try {
@@ -54,42 +54,9 @@ export async function initDefaultModel(options: InitDefaultModelOptions): Promis
       ops: options.ops ?? INIT_DEFAULTS.ops,
     });
     await rename(checkpointDir, path.join(compiled, CHECKPOINT_FOLDER));
-    // Temporary folders are private (0700); the model folder is read by the other services.
-    await chmod(compiled, MODEL_FOLDER_MODE);
     await moveIntoPlace(compiled, target, targetExists);
     return manifest;
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
-}
-
-/** Refuses an `out` that is a file, or a non-empty folder without `force`; says whether it exists. */
-async function checkOut(target: string, force: boolean): Promise<boolean> {
-  let entries: string[];
-  try {
-    if (!(await stat(target)).isDirectory()) throw new Error(`out: ${target} exists and is not a directory`);
-    entries = await readdir(target);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-  if (entries.length > 0 && !force) throw new Error(`out: ${target} exists and is not empty; pass --force to replace it`);
-  return true;
-}
-
-/** The old folder is only removed once the new one is in place. */
-async function moveIntoPlace(built: string, target: string, targetExists: boolean): Promise<void> {
-  if (!targetExists) {
-    await rename(built, target);
-    return;
-  }
-  const retired = `${built}.replaced`;
-  await rename(target, retired);
-  try {
-    await rename(built, target);
-  } catch (error) {
-    await rename(retired, target);
-    throw error;
-  }
-  await rm(retired, { recursive: true, force: true });
 }

@@ -1,6 +1,7 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { loadHfCheckpoint, parseWeightMap, type HfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { moveIntoPlace } from '../output-folder';
 
 export const DEFAULT_HF_ENDPOINT = 'https://huggingface.co';
 const REQUIRED_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
@@ -82,23 +83,6 @@ export async function hubDownload(options: HubDownloadOptions): Promise<HfCheckp
     dir: target,
     tokenizerFiles: checkpoint.tokenizerFiles.map((file) => path.join(target, path.relative(staging, file))),
   };
-}
-
-/** The old folder is only removed once the new one is in place. */
-async function moveIntoPlace(staging: string, target: string, targetExists: boolean): Promise<void> {
-  if (!targetExists) {
-    await rename(staging, target);
-    return;
-  }
-  const retired = `${target}.replaced`;
-  await rename(target, retired);
-  try {
-    await rename(staging, target);
-  } catch (error) {
-    await rename(retired, target);
-    throw error;
-  }
-  await rm(retired, { recursive: true, force: true });
 }
 
 function fileUrl(options: HubDownloadOptions, file: string): string {
