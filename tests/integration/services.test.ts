@@ -145,7 +145,6 @@ describe('SSE streaming', () => {
         expect(streamedText).toBe(whole.text);
         expect(done.data.text).toBe(whole.text);
         expect(tokens.map((e) => e.data.token_id)).toEqual(whole.token_ids);
-        expect(streamedText).not.toMatch(/\uFFFD.*./s); // a replacement character only ever at the very end (cut mid-character)
         if (/[^\u0000-\u007f]/.test(streamedText)) sawMultiByte = true;
       }
       expect(sawMultiByte).toBe(true);
