@@ -30,6 +30,9 @@ export const DEFAULT_GENERATION_CONFIG: GenerationConfig = {
   seed: 0,
 };
 
+/** Stop strings one request may give: each generated piece is searched for every one of them. */
+export const MAX_STOP_STRINGS = 4;
+
 const FIELDS = Object.keys(DEFAULT_GENERATION_CONFIG) as (keyof GenerationConfig)[];
 
 /**

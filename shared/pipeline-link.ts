@@ -100,3 +100,24 @@ export class PipelineLink {
     this.pending.clear();
   }
 }
+
+/** One PipelineLink per address, opened on first use (the coordinator's to first stages, a node's to its next hops). */
+export class PipelineLinks {
+  private readonly links = new Map<string, PipelineLink>();
+
+  constructor(private readonly logger: Logger) {}
+
+  to(address: string): PipelineLink {
+    let link = this.links.get(address);
+    if (link === undefined) {
+      link = new PipelineLink(address, this.logger);
+      this.links.set(address, link);
+    }
+    return link;
+  }
+
+  closeAll(): void {
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+  }
+}

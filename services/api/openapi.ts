@@ -1,5 +1,5 @@
 import type { Limits } from '../../shared/config';
-import { DEFAULT_MAX_NEW_TOKENS, MAX_STOP_STRINGS } from './process-request';
+import { DEFAULT_GENERATION_CONFIG, MAX_STOP_STRINGS } from '../../shared/generation-config';
 
 const json = (schemaRef: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${schemaRef}` } } });
 
@@ -108,7 +108,7 @@ export function openApiDocument(limits: Pick<Limits, 'maxNewTokens' | 'bodyLimit
           properties: {
             text: { type: 'string', minLength: 1, description: 'The prompt' },
             metadata: { type: 'object', description: 'Echoed back untouched' },
-            max_new_tokens: { type: 'integer', minimum: 1, maximum: limits.maxNewTokens, default: Math.min(DEFAULT_MAX_NEW_TOKENS, limits.maxNewTokens) },
+            max_new_tokens: { type: 'integer', minimum: 1, maximum: limits.maxNewTokens, default: Math.min(DEFAULT_GENERATION_CONFIG.maxNewTokens, limits.maxNewTokens) },
             temperature: { type: 'number', minimum: 0, default: 0, description: '0 = greedy' },
             top_k: { type: 'integer', minimum: 0, description: '0 = off (the default)' },
             top_p: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: '1 = off (the default)' },

@@ -1,9 +1,6 @@
 import { ServiceError } from '../../shared/errors';
+import { DEFAULT_GENERATION_CONFIG, MAX_STOP_STRINGS } from '../../shared/generation-config';
 
-/** Tokens generated when the body does not say (capped by `limits.max_new_tokens`). */
-export const DEFAULT_MAX_NEW_TOKENS = 32;
-/** More stop strings would make every generated token's suffix check slower for little gain. */
-export const MAX_STOP_STRINGS = 4;
 const MAX_SEED = 2 ** 32 - 1;
 const MAX_UINT32 = 2 ** 32 - 1;
 
@@ -55,7 +52,7 @@ export function parseProcessRequest(body: unknown, limits: { readonly maxNewToke
   return {
     text,
     metadata: metadata as Record<string, unknown>,
-    maxNewTokens: maxNewTokens ?? Math.min(DEFAULT_MAX_NEW_TOKENS, limits.maxNewTokens),
+    maxNewTokens: maxNewTokens ?? Math.min(DEFAULT_GENERATION_CONFIG.maxNewTokens, limits.maxNewTokens),
     temperature: temperature ?? 0,
     topK: optionalNumber(record, 'top_k', (n) => Number.isInteger(n) && n >= 0 && n <= MAX_UINT32, 'must be an integer >= 0 (0 = off)'),
     topP: optionalNumber(record, 'top_p', (n) => n > 0 && n <= 1, 'must be a number greater than 0 and at most 1'),

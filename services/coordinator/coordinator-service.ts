@@ -10,7 +10,7 @@ import type { TopologyRequest__Output } from '../../protos/generated/pipeserve/v
 import type { TopologyResponse } from '../../protos/generated/pipeserve/v1/TopologyResponse';
 import type { Limits } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
-import { DEFAULT_GENERATION_CONFIG as DEFAULTS } from '../../shared/generation-config';
+import { DEFAULT_GENERATION_CONFIG as DEFAULTS, MAX_STOP_STRINGS } from '../../shared/generation-config';
 import { requestIdOf } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
 import type { Gpt2Config } from '../../shared/model/gpt2-config';
@@ -20,7 +20,6 @@ import type { FinishReason, SamplingSettings, Sequence } from './sequence';
 import { StopStringMatcher } from './stop-string-matcher';
 import { TokenTextStream } from './token-text-stream';
 
-export const MAX_STOP_STRINGS = 4;
 
 interface GenerationSink {
   token(event: TokenEvent): void;

@@ -5,7 +5,7 @@ import type { StepResult__Output } from '../../protos/generated/pipeserve/v1/Ste
 import type { NodeEntry } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
-import { PipelineLink } from '../../shared/pipeline-link';
+import { PipelineLinks } from '../../shared/pipeline-link';
 import type { CoordinatorMetrics } from './coordinator-metrics';
 import type { NodeHealth } from './node-health';
 import { Sequence, type FinishReason, type SequenceObserver, type SequenceRequest } from './sequence';
@@ -39,7 +39,7 @@ export class Scheduler {
   private readonly waiting: Sequence[] = [];
   private readonly running = new Set<Sequence>();
   private readonly inFlightByRoute = new Map<string, number>();
-  private readonly links = new Map<string, PipelineLink>();
+  private readonly links: PipelineLinks;
 
   constructor(
     private readonly nodes: readonly NodeEntry[],
@@ -47,7 +47,9 @@ export class Scheduler {
     private readonly options: SchedulerOptions,
     private readonly metrics: CoordinatorMetrics,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.links = new PipelineLinks(logger);
+  }
 
   /** Queues a sequence. Throws RESOURCE_EXHAUSTED when the queue is full and UNAVAILABLE when a stage has no serving node. */
   submit(request: SequenceRequest, observer: SequenceObserver): Sequence {
@@ -80,8 +82,7 @@ export class Scheduler {
 
   close(): void {
     for (const sequence of [...this.waiting, ...this.running]) this.fail(sequence, new ServiceError(grpc.status.UNAVAILABLE, 'the coordinator is shutting down'));
-    for (const link of this.links.values()) link.close();
-    this.links.clear();
+    this.links.closeAll();
   }
 
   /** One serving replica per stage, the least loaded of each. */
@@ -184,7 +185,7 @@ export class Scheduler {
     this.inFlightByRoute.set(key, (this.inFlightByRoute.get(key) ?? 0) + 1);
     this.metrics.stepsInFlight.inc();
     const deadline = Math.min(...rows.map((r) => r.sequence.request.deadlineUnixMs));
-    this.link(route[0].address)
+    this.links.to(route[0].address)
       .send({
         route: route.map(hop),
         sequences: rows.map((r) => r.step),
@@ -290,16 +291,7 @@ export class Scheduler {
     // sequence is released along its route; a stage that holds nothing for it ignores the release.
     const route = sequence.route;
     if (route === undefined) return;
-    this.link(route[0].address).sendOneWay({ route: route.map(hop), release_sequence_ids: [sequence.id], request_id: sequence.request.requestId });
-  }
-
-  private link(address: string): PipelineLink {
-    let link = this.links.get(address);
-    if (link === undefined) {
-      link = new PipelineLink(address, this.logger);
-      this.links.set(address, link);
-    }
-    return link;
+    this.links.to(route[0].address).sendOneWay({ route: route.map(hop), release_sequence_ids: [sequence.id], request_id: sequence.request.requestId });
   }
 
   private updateGauges(): void {

@@ -1,16 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { NodeEntry } from '../../shared/config';
 import type { ServiceError } from '../../shared/errors';
+import type { GenerationConfig } from '../../shared/generation-config';
 
 export type FinishReason = 'stop' | 'length' | 'stop_string';
 
-export interface SamplingSettings {
-  readonly maxNewTokens: number;
-  readonly temperature: number;
-  readonly topK: number;
-  readonly topP: number;
-  readonly repetitionPenalty: number;
-  readonly seed: number;
+/** What a request asks for: the generation config plus stop strings, which the coordinator checks. */
+export interface SamplingSettings extends GenerationConfig {
   readonly stop: readonly string[];
 }
 

@@ -9,7 +9,7 @@ import type { StepMessage__Output } from '../../protos/generated/pipeserve/v1/St
 import type { StepResult, StepResult__Output } from '../../protos/generated/pipeserve/v1/StepResult';
 import { ServiceError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
-import { PipelineLink } from '../../shared/pipeline-link';
+import { PipelineLinks } from '../../shared/pipeline-link';
 import { decodeTensor, encodeTensor } from '../../shared/tensor-codec';
 import { float32Tensor } from '../../shared/tensor';
 import { NodeMetrics } from './node-metrics';
@@ -33,7 +33,7 @@ type Reply = (result: StepResult) => void;
  * the next step, so several micro-batches can be in flight along the pipeline.
  */
 export class ModelNodeService {
-  private readonly links = new Map<string, PipelineLink>();
+  private readonly links: PipelineLinks;
   /** Last stage only: every token each live sequence has fed so far (for the repetition penalty). */
   private readonly histories = new Map<string, number[]>();
   private readonly metrics: NodeMetrics;
@@ -46,6 +46,7 @@ export class ModelNodeService {
     private readonly logger: Logger,
   ) {
     this.metrics = new NodeMetrics(registry);
+    this.links = new PipelineLinks(logger);
     this.metrics.kvBudgetBytes.set(options.kvBudgetBytes);
     this.idleTimer = setInterval(() => this.dropIdleSequences(), Math.max(1_000, Math.floor(options.kvIdleTtlMs / 4)));
     this.idleTimer.unref();
@@ -77,8 +78,7 @@ export class ModelNodeService {
 
   close(): void {
     clearInterval(this.idleTimer);
-    for (const link of this.links.values()) link.close();
-    this.links.clear();
+    this.links.closeAll();
   }
 
   private serveStream(call: grpc.ServerDuplexStream<StepMessage__Output, StepResult>): void {
@@ -95,7 +95,7 @@ export class ModelNodeService {
     if (message.sequences.length === 0) {
       // A release travels along the whole route and expects no result.
       if (message.release_sequence_ids.length > 0 && message.route.length > 1) {
-        this.linkTo(message.route[1].address).sendOneWay({ route: message.route.slice(1), release_sequence_ids: message.release_sequence_ids, request_id: message.request_id });
+        this.links.to(message.route[1].address).sendOneWay({ route: message.route.slice(1), release_sequence_ids: message.release_sequence_ids, request_id: message.request_id });
       }
       return;
     }
@@ -147,7 +147,7 @@ export class ModelNodeService {
     const next = message.route[1];
     const hidden = encodeTensor(float32Tensor([newTokens, config.nEmbd], result.hiddenStates));
     this.metrics.sentBytes.inc(result.hiddenStates.byteLength);
-    this.linkTo(next.address)
+    this.links.to(next.address)
       .send({
         route: message.route.slice(1),
         sequences: message.sequences,
@@ -222,12 +222,4 @@ export class ModelNodeService {
     this.metrics.kvBytes.set(this.runtime.kvBytes);
   }
 
-  private linkTo(address: string): PipelineLink {
-    let link = this.links.get(address);
-    if (link === undefined) {
-      link = new PipelineLink(address, this.logger);
-      this.links.set(address, link);
-    }
-    return link;
-  }
 }

@@ -23,7 +23,7 @@ function portOpen(address: string): Promise<boolean> {
 it(
   'npm start\'s launcher starts all six services, prints the URL once ready, and stops every one of them on SIGTERM',
   async () => {
-    const { dir, configPath, config } = await writeSystemConfig({ modelDir: await tinyModel({ stages: 3 }) });
+    const { dir, configPath, system: config } = await writeSystemConfig({ modelDir: await tinyModel({ stages: 3 }) });
     const launcher = spawn(process.execPath, [path.join(PROJECT_DIR, 'dist/tools/start.js')], {
       cwd: PROJECT_DIR,
       env: { ...process.env, CONFIG_PATH: configPath },

@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import { writeLoopbackConfig, type LoopbackSystem } from '../../tools/loopback-config';
 
 export const PROJECT_DIR = path.resolve(__dirname, '../..');
 const DIST = path.join(PROJECT_DIR, 'dist');
@@ -10,16 +9,6 @@ const DIST = path.join(PROJECT_DIR, 'dist');
 export const SYSTEM_START_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface ProcessSpec {
   readonly name: string;
@@ -34,13 +23,7 @@ export interface SystemOptions {
   readonly env?: Record<string, string>;
 }
 
-export interface SystemConfig {
-  readonly apiUrl: string;
-  readonly tokenizerAddress: string;
-  readonly coordinatorAddress: string;
-  readonly nodes: readonly { id: string; address: string; model_part: number; metrics_port: number }[];
-  readonly metricsTargets: Record<'tokenizer' | 'coordinator' | 'nodes' | 'api', string[]>;
-}
+export type SystemConfig = LoopbackSystem;
 
 /**
  * The six services as real processes (node dist/...), on loopback with ephemeral ports, with a
@@ -59,7 +42,7 @@ export class RunningSystem {
   ) {}
 
   static async start(options: SystemOptions): Promise<RunningSystem> {
-    const { dir, configPath, config } = await writeSystemConfig(options);
+    const { dir, configPath, system: config } = await writeSystemConfig(options);
     const specs: ProcessSpec[] = [
       { name: 'tokenizer', script: 'services/tokenizer/main.js', args: [] },
       ...config.nodes.map((n) => ({ name: n.id, script: 'services/node/main.js', args: ['--node-id', n.id] })),
@@ -154,40 +137,11 @@ function terminate(child: ChildProcess): Promise<void> {
   });
 }
 
-/** A config.json of its own for a test system: every port a free loopback port, `log_level` info. */
-export async function writeSystemConfig(options: SystemOptions): Promise<{ dir: string; configPath: string; config: SystemConfig }> {
-  const manifest = JSON.parse(await readFile(path.join(options.modelDir, 'manifest.json'), 'utf8')) as { stages: unknown[] };
-  const [apiPort, tokenizerPort, tokenizerMetrics, coordinatorPort, coordinatorMetrics] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  const nodes = [];
-  for (let stage = 0; stage < manifest.stages.length; stage++) {
-    nodes.push({ id: `node${stage + 1}`, address: `127.0.0.1:${await freePort()}`, model_part: stage, metrics_port: await freePort() });
-  }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-system-'));
-  const configPath = path.join(dir, 'config.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      model_name: 'tiny-test',
-      model_dir: options.modelDir,
-      log_level: 'info',
-      api: { port: apiPort, host: '127.0.0.1' },
-      tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: tokenizerMetrics },
-      coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: coordinatorMetrics },
-      nodes,
-      limits: { max_new_tokens: 128, request_timeout_ms: 30_000, ...options.limits },
-    }),
-  );
-  const config: SystemConfig = {
-    apiUrl: `http://127.0.0.1:${apiPort}`,
-    tokenizerAddress: `127.0.0.1:${tokenizerPort}`,
-    coordinatorAddress: `127.0.0.1:${coordinatorPort}`,
-    nodes,
-    metricsTargets: {
-      api: [`127.0.0.1:${apiPort}`],
-      tokenizer: [`127.0.0.1:${tokenizerMetrics}`],
-      coordinator: [`127.0.0.1:${coordinatorMetrics}`],
-      nodes: nodes.map((n) => `127.0.0.1:${n.metrics_port}`),
-    },
-  };
-  return { dir, configPath, config };
+/** The loopback config of a test system: the tiny model's name, info logs, test-sized limits. */
+export function writeSystemConfig(options: SystemOptions): ReturnType<typeof writeLoopbackConfig> {
+  return writeLoopbackConfig({
+    modelDir: options.modelDir,
+    modelName: 'tiny-test',
+    limits: { max_new_tokens: 128, request_timeout_ms: 30_000, ...options.limits },
+  });
 }

@@ -1,23 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { writeLoopbackConfig } from '../loopback-config';
 
 const READY_TIMEOUT_MS = 300_000;
 const STOP_GRACE_MS = 10_000;
-
-/** A free loopback port (bound and released: a benchmark accepts the small race). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * The whole system started by the real launcher (dist/tools/start.js) with a config of its own
@@ -32,32 +19,12 @@ export class SystemRunner {
 
   static async start(modelDir: string, baseConfigPath: string): Promise<SystemRunner> {
     const base = JSON.parse(await readFile(baseConfigPath, 'utf8')) as { limits?: Record<string, number> };
-    const manifest = JSON.parse(await readFile(path.join(modelDir, 'manifest.json'), 'utf8')) as { stages: unknown[] };
-    const nodes = [];
-    for (let stage = 0; stage < manifest.stages.length; stage++) {
-      nodes.push({ id: `node${stage + 1}`, address: `127.0.0.1:${await freePort()}`, model_part: stage, metrics_port: await freePort() });
-    }
-    const apiPort = await freePort();
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-bench-'));
-    const configPath = path.join(dir, 'config.json');
-    await writeFile(
-      configPath,
-      JSON.stringify({
-        model_name: 'bench',
-        model_dir: modelDir,
-        log_level: 'warn',
-        api: { port: apiPort, host: '127.0.0.1' },
-        tokenizer: { address: `127.0.0.1:${await freePort()}`, metrics_port: await freePort() },
-        coordinator: { address: `127.0.0.1:${await freePort()}`, metrics_port: await freePort() },
-        nodes,
-        limits: base.limits ?? {},
-      }),
-    );
+    const { dir, configPath, system } = await writeLoopbackConfig({ modelDir, modelName: 'bench', logLevel: 'warn', limits: base.limits });
     const child = spawn(process.execPath, [path.join(__dirname, '..', 'start.js'), '--ready-timeout-ms', String(READY_TIMEOUT_MS)], {
       env: { ...process.env, CONFIG_PATH: configPath },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const runner = new SystemRunner(child, dir, `http://127.0.0.1:${apiPort}`);
+    const runner = new SystemRunner(child, dir, system.apiUrl);
     const output: string[] = [];
     child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));

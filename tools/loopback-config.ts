@@ -1,0 +1,72 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { freeLoopbackPort } from './free-port';
+
+export interface LoopbackConfigOptions {
+  readonly modelDir: string;
+  readonly modelName?: string;
+  readonly logLevel?: string;
+  /** Entries of config.json's `limits`, in its snake_case names. */
+  readonly limits?: Readonly<Record<string, number>>;
+}
+
+export interface LoopbackNode {
+  readonly id: string;
+  readonly address: string;
+  readonly model_part: number;
+  readonly metrics_port: number;
+}
+
+/** Where the services of a loopback system listen. */
+export interface LoopbackSystem {
+  readonly apiUrl: string;
+  readonly tokenizerAddress: string;
+  readonly coordinatorAddress: string;
+  readonly nodes: readonly LoopbackNode[];
+  /** host:port of each /metrics endpoint, by Prometheus job. */
+  readonly metricsTargets: Record<'tokenizer' | 'coordinator' | 'nodes' | 'api', string[]>;
+}
+
+/**
+ * Writes a config.json of its own for a whole system on 127.0.0.1 (one node per stage of the
+ * model, every port a free one) into a new temporary folder: what tests and the benchmark
+ * start the real services with, through CONFIG_PATH.
+ */
+export async function writeLoopbackConfig(options: LoopbackConfigOptions): Promise<{ dir: string; configPath: string; system: LoopbackSystem }> {
+  const manifest = JSON.parse(await readFile(path.join(options.modelDir, 'manifest.json'), 'utf8')) as { stages: unknown[] };
+  const port = freeLoopbackPort;
+  const [apiPort, tokenizerPort, tokenizerMetrics, coordinatorPort, coordinatorMetrics] = [await port(), await port(), await port(), await port(), await port()];
+  const nodes: LoopbackNode[] = [];
+  for (let stage = 0; stage < manifest.stages.length; stage++) {
+    nodes.push({ id: `node${stage + 1}`, address: `127.0.0.1:${await port()}`, model_part: stage, metrics_port: await port() });
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-loopback-'));
+  const configPath = path.join(dir, 'config.json');
+  await writeFile(
+    configPath,
+    JSON.stringify({
+      model_name: options.modelName ?? path.basename(options.modelDir),
+      model_dir: options.modelDir,
+      log_level: options.logLevel ?? 'info',
+      api: { port: apiPort, host: '127.0.0.1' },
+      tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: tokenizerMetrics },
+      coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: coordinatorMetrics },
+      nodes,
+      limits: options.limits ?? {},
+    }),
+  );
+  const system: LoopbackSystem = {
+    apiUrl: `http://127.0.0.1:${apiPort}`,
+    tokenizerAddress: `127.0.0.1:${tokenizerPort}`,
+    coordinatorAddress: `127.0.0.1:${coordinatorPort}`,
+    nodes,
+    metricsTargets: {
+      api: [`127.0.0.1:${apiPort}`],
+      tokenizer: [`127.0.0.1:${tokenizerMetrics}`],
+      coordinator: [`127.0.0.1:${coordinatorMetrics}`],
+      nodes: nodes.map((n) => `127.0.0.1:${n.metrics_port}`),
+    },
+  };
+  return { dir, configPath, system };
+}
