@@ -77,6 +77,7 @@ export function createTokenizerHandlers(model: TokenizerModel, options: Tokenize
           const tokenIds = model.encode(text);
           return { result: tokenIds, tokens: tokenIds.length };
         });
+        logger.info('encoded', { request_id: requestIdOf(call.metadata), tokens: ids.length });
         callback(null, { token_ids: ids });
       } catch (error) {
         fail(callback, error, call, 'encode');
@@ -110,7 +111,10 @@ export function createTokenizerHandlers(model: TokenizerModel, options: Tokenize
           call.emit('error', { code: serviceError.code, details: serviceError.message });
         }
       });
-      call.on('end', () => call.end());
+      call.on('end', () => {
+        logger.info('decode stream ended', { request_id: requestIdOf(call.metadata), tokens: decoder.tokensSeen });
+        call.end();
+      });
       call.on('error', () => undefined);
     },
   };
