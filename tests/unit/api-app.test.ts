@@ -13,7 +13,7 @@ import {
   type CoordinatorRecord,
   type RunningApi,
   type SseEvent,
-} from './api-test-support';
+} from '../support/api-test-support';
 
 /** Real gRPC servers and an HTTP listener on a loaded machine: generous, but bounded. */
 const SERVICE_TEST_TIMEOUT_MS = 30_000;

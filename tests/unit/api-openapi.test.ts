@@ -6,7 +6,7 @@ import { createClient } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry } from '../../shared/metrics';
-import { startApi, testConfig } from './api-test-support';
+import { startApi, testConfig } from '../support/api-test-support';
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 

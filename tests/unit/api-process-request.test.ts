@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { parseProcessRequest } from '../../services/api/process-request';
 import { ServiceError } from '../../shared/errors';
-import { BAD_BODIES } from './api-test-support';
+import { BAD_BODIES } from '../support/api-test-support';
 
 const LIMITS = { maxNewTokens: 512 };
 

@@ -1,6 +1,6 @@
 import type { NodeStatus } from '../../protos/generated/pipeserve/v1/NodeStatus';
 import type { RunningServer } from '../../shared/grpc/channel';
-import { startApi, startFakeCoordinator, startFakeTokenizer, testConfig } from './api-test-support';
+import { startApi, startFakeCoordinator, startFakeTokenizer, testConfig } from '../support/api-test-support';
 
 const SERVICE_TEST_TIMEOUT_MS = 30_000;
 jest.setTimeout(SERVICE_TEST_TIMEOUT_MS);

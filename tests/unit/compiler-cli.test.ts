@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
 import { runModelCompileCli } from '../../tools/model-compile';
-import { randomCheckpoint, TINY_CONFIG } from './compiler-fixtures';
+import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
 const COMPILE_TEST_TIMEOUT_MS = 120_000;
 
@@ -14,8 +14,8 @@ let from: string;
 beforeAll(async () => {
   workDir = await mkdtemp(path.join(tmpdir(), 'compiler-cli-'));
   from = path.join(workDir, 'tiny-gpt2');
-  const config = { ...TINY_CONFIG, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 };
-  await writeHfCheckpoint(from, randomCheckpoint(config, 9), {
+  const config = { ...GPT2_PRESETS.tiny, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 };
+  await writeHfCheckpoint(from, randomGpt2Checkpoint(config, 9), {
     tokenizerJson: { model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } },
     tokenizerConfigJson: { model_max_length: 256 },
   });

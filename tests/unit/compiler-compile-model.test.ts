@@ -5,17 +5,17 @@ import { onnx } from 'onnx-proto';
 import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
 import type { Gpt2Checkpoint } from '../../shared/model/gpt2-weights';
 import { compileCheckpoint, compileModel, type CompileCheckpointOptions } from '../../tools/compiler/compile-model';
-import { randomCheckpoint, TINY_CONFIG } from './compiler-fixtures';
+import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
 const COMPILE_TEST_TIMEOUT_MS = 120_000;
-const SMALL_VOCAB_CONFIG = { ...TINY_CONFIG, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 };
+const SMALL_VOCAB_CONFIG = { ...GPT2_PRESETS.tiny, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 };
 
 let workDir: string;
 let checkpoint: Gpt2Checkpoint;
 
 beforeAll(async () => {
   workDir = await mkdtemp(path.join(tmpdir(), 'compiler-compile-model-'));
-  checkpoint = randomCheckpoint(SMALL_VOCAB_CONFIG, 5);
+  checkpoint = randomGpt2Checkpoint(SMALL_VOCAB_CONFIG, 5);
 });
 
 afterAll(async () => {

@@ -1,6 +1,6 @@
 import type { Gpt2Config } from '../../shared/model/gpt2-config';
 import { parseSplitSpec, planStages, stageCostModel, type StageRange } from '../../tools/compiler/split-plan';
-import { SMALL_CONFIG, TINY_CONFIG } from './compiler-fixtures';
+import { GPT2_PRESETS } from '../../tools/init/random-gpt2';
 
 const asText = (ranges: StageRange[]): string => ranges.map((r) => `${r.layerStart}-${r.layerEnd}`).join(',');
 
@@ -46,31 +46,31 @@ describe('parseSplitSpec', () => {
 
 describe('planStages', () => {
   test('even gives sizes that differ by at most one, larger ones first', () => {
-    expect(asText(planStages(SMALL_CONFIG, 3, { kind: 'even' }))).toBe('0-4,4-8,8-12');
-    expect(asText(planStages(TINY_CONFIG, 4, { kind: 'even' }))).toBe('0-2,2-4,4-5,5-6');
-    expect(asText(planStages(TINY_CONFIG, 1, { kind: 'even' }))).toBe('0-6');
-    expect(asText(planStages(TINY_CONFIG, 6, { kind: 'even' }))).toBe('0-1,1-2,2-3,3-4,4-5,5-6');
+    expect(asText(planStages(GPT2_PRESETS.small, 3, { kind: 'even' }))).toBe('0-4,4-8,8-12');
+    expect(asText(planStages(GPT2_PRESETS.tiny, 4, { kind: 'even' }))).toBe('0-2,2-4,4-5,5-6');
+    expect(asText(planStages(GPT2_PRESETS.tiny, 1, { kind: 'even' }))).toBe('0-6');
+    expect(asText(planStages(GPT2_PRESETS.tiny, 6, { kind: 'even' }))).toBe('0-1,1-2,2-3,3-4,4-5,5-6');
   });
 
   test('balanced puts fewer layers in the last stage of GPT-2 small than even, since that stage also runs the LM head', () => {
-    const even = planStages(SMALL_CONFIG, 3, { kind: 'even' });
-    const balanced = planStages(SMALL_CONFIG, 3, { kind: 'balanced' });
+    const even = planStages(GPT2_PRESETS.small, 3, { kind: 'even' });
+    const balanced = planStages(GPT2_PRESETS.small, 3, { kind: 'balanced' });
     const layers = (r: StageRange): number => r.layerEnd - r.layerStart;
     expect(layers(balanced[2])).toBeLessThan(layers(even[2]));
-    expect(maxStageCost(SMALL_CONFIG, balanced)).toBeLessThan(maxStageCost(SMALL_CONFIG, even));
+    expect(maxStageCost(GPT2_PRESETS.small, balanced)).toBeLessThan(maxStageCost(GPT2_PRESETS.small, even));
   });
 
   test('the LM head of GPT-2 small costs about five blocks (a 50257 x 768 matmul per token)', () => {
-    const cost = stageCostModel(SMALL_CONFIG);
+    const cost = stageCostModel(GPT2_PRESETS.small);
     expect(cost.lmHead).toBe(50257 * 768);
     expect(cost.lmHead / cost.block).toBeGreaterThan(4);
     expect(cost.lmHead / cost.block).toBeLessThan(6);
   });
 
   test.each([
-    ['GPT-2 small', SMALL_CONFIG, [1, 2, 3, 4, 6, 12]],
-    ['tiny', TINY_CONFIG, [1, 2, 3, 4, 5, 6]],
-    ['tiny with a small vocabulary', { ...TINY_CONFIG, vocabSize: 100 }, [2, 3, 4]],
+    ['GPT-2 small', GPT2_PRESETS.small, [1, 2, 3, 4, 6, 12]],
+    ['tiny', GPT2_PRESETS.tiny, [1, 2, 3, 4, 5, 6]],
+    ['tiny with a small vocabulary', { ...GPT2_PRESETS.tiny, vocabSize: 100 }, [2, 3, 4]],
   ] as const)('balanced reaches the brute-force minimum of the most expensive stage (%s)', (_, config, stageCounts) => {
     for (const stages of stageCounts) {
       const balanced = planStages(config, stages, { kind: 'balanced' });
@@ -87,7 +87,7 @@ describe('planStages', () => {
   });
 
   test('explicit ranges that cover the layers exactly are used as given', () => {
-    expect(asText(planStages(SMALL_CONFIG, 3, { kind: 'explicit', ranges: [[0, 7], [7, 11], [11, 12]] }))).toBe('0-7,7-11,11-12');
+    expect(asText(planStages(GPT2_PRESETS.small, 3, { kind: 'explicit', ranges: [[0, 7], [7, 11], [11, 12]] }))).toBe('0-7,7-11,11-12');
   });
 
   test.each([
@@ -101,10 +101,10 @@ describe('planStages', () => {
     ['stopping short', 2, [[0, 6], [6, 11]], /stops at layer 11; the model has 12 layers/],
     ['running past the end', 2, [[0, 6], [6, 13]], /goes to layer 13; the model has only 12 layers/],
   ] as const)('explicit ranges with %s are rejected with a message saying so', (_, stages, ranges, message) => {
-    expect(() => planStages(SMALL_CONFIG, stages, { kind: 'explicit', ranges: ranges.map(([a, b]) => [a, b]) })).toThrow(message);
+    expect(() => planStages(GPT2_PRESETS.small, stages, { kind: 'explicit', ranges: ranges.map(([a, b]) => [a, b]) })).toThrow(message);
   });
 
   test.each([0, -1, 1.5, 13])('%p stages for a 12-layer model is rejected', (stages) => {
-    expect(() => planStages(SMALL_CONFIG, stages, { kind: 'even' })).toThrow(/^stages: /);
+    expect(() => planStages(GPT2_PRESETS.small, stages, { kind: 'even' })).toThrow(/^stages: /);
   });
 });

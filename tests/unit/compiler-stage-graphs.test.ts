@@ -7,18 +7,13 @@ import type { Gpt2Checkpoint } from '../../shared/model/gpt2-weights';
 import type { Tensor } from '../../shared/tensor';
 import { compileCheckpoint } from '../../tools/compiler/compile-model';
 import type { SplitSpec } from '../../tools/compiler/split-plan';
-import {
-  maxAbsDifference,
-  randomCheckpoint,
-  referenceLastLogits,
-  row,
-  runStep,
-  TINY_CONFIG,
-  type StepResult,
-} from './compiler-fixtures';
+import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
+import { maxAbsDifference, row, runStep, type StepResult } from '../support/compiler-fixtures';
+import { naiveGpt2Logits } from '../support/naive-gpt2';
 
 const MODEL_TEST_TIMEOUT_MS = 180_000;
 const TOLERANCE = 1e-4;
+const TINY_CONFIG = GPT2_PRESETS.tiny;
 
 /** Three rows of different lengths, so both steps carry left padding; the second step has a past. */
 const FIRST_STEP = [
@@ -79,12 +74,18 @@ function maxPresentDifference(a: Tensor<'float32'>, b: Tensor<'float32'>, mask: 
   return max;
 }
 
+/** The float64 reference's logits for the last of `tokens` (the only position a stage graph returns). */
+function referenceLastLogits(checkpoint: Gpt2Checkpoint, tokens: readonly number[]): Float32Array {
+  const logits = naiveGpt2Logits(checkpoint, tokens);
+  return logits[logits.length - 1];
+}
+
 function allFinite(t: Tensor): boolean {
   return (t.data as Float32Array).every((v) => Number.isFinite(v));
 }
 
 describe('stage graphs', () => {
-  const checkpoint = randomCheckpoint(TINY_CONFIG, 7, 0.3);
+  const checkpoint = randomGpt2Checkpoint(TINY_CONFIG, 7);
 
   test(
     'the 1-stage plain graph gives the float64 reference logits within 1e-4 for a left-padded batch, without and with a past',
@@ -174,7 +175,7 @@ describe('stage graphs', () => {
     "%s graphs implement the exact erf 'gelu' when the config asks for it",
     async (ops) => {
       const config: Gpt2Config = { ...TINY_CONFIG, activation: 'gelu', nLayer: 2 };
-      const erfCheckpoint = randomCheckpoint(config, 11, 0.3);
+      const erfCheckpoint = randomGpt2Checkpoint(config, 11);
       const [first, second] = await runTwoSteps(await compile(erfCheckpoint, `gelu-${ops}`, 1, { kind: 'even' }, ops), config);
       FIRST_STEP.forEach((tokens, r) => {
         expect(maxAbsDifference(row(first.logits, r), referenceLastLogits(erfCheckpoint, tokens))).toBeLessThan(TOLERANCE);

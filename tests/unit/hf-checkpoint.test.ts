@@ -1,25 +1,11 @@
 import { mkdtemp, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
 import type { Gpt2Checkpoint, Weight } from '../../shared/model/gpt2-weights';
 import { loadHfCheckpoint, parseGpt2Config, toHfConfigJson, writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
 import { readSafetensors, writeSafetensors } from '../../shared/model/safetensors';
 import { randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
-
-const MINI: Gpt2Config = {
-  modelType: 'gpt2',
-  vocabSize: 12,
-  nPositions: 16,
-  nEmbd: 8,
-  nLayer: 2,
-  nHead: 2,
-  nInner: 32,
-  layerNormEpsilon: 1e-5,
-  activation: 'gelu_new',
-  bosTokenId: 11,
-  eosTokenId: 11,
-};
+import { MINI_GPT2_CONFIG } from '../support/mini-gpt2-config';
 
 /** A 12-token BPE tokenizer: ids 0-10 in the vocabulary, 11 as an added special token. */
 function miniTokenizerJson(extraId?: number): object {
@@ -64,10 +50,10 @@ function expectSameWeights(actual: Gpt2Checkpoint, expected: Gpt2Checkpoint): vo
 }
 
 describe('parseGpt2Config', () => {
-  const good = { ...toHfConfigJson(MINI) } as Record<string, unknown>;
+  const good = { ...toHfConfigJson(MINI_GPT2_CONFIG) } as Record<string, unknown>;
 
   test('reads Hugging Face field names into the camelCase config', () => {
-    expect(parseGpt2Config(good, 'config.json')).toEqual(MINI);
+    expect(parseGpt2Config(good, 'config.json')).toEqual(MINI_GPT2_CONFIG);
   });
 
   test('n_inner null means 4 * n_embd, and missing optional fields take GPT2Config defaults', () => {
@@ -100,7 +86,7 @@ describe('parseGpt2Config', () => {
 });
 
 describe('loadHfCheckpoint', () => {
-  const checkpoint = randomGpt2Checkpoint(MINI, 7);
+  const checkpoint = randomGpt2Checkpoint(MINI_GPT2_CONFIG, 7);
   let root: string;
   let caseNumber = 0;
 
@@ -120,7 +106,7 @@ describe('loadHfCheckpoint', () => {
   test('loads back exactly what writeHfCheckpoint wrote, with absolute tokenizer paths', async () => {
     const dir = await writtenCheckpoint();
     const loaded = await loadHfCheckpoint(path.relative(process.cwd(), dir));
-    expect(loaded.config).toEqual(MINI);
+    expect(loaded.config).toEqual(MINI_GPT2_CONFIG);
     expect(loaded.dir).toBe(dir);
     expect(loaded.tokenizerFiles).toEqual([path.join(dir, 'tokenizer.json'), path.join(dir, 'tokenizer_config.json')]);
     expectSameWeights(loaded, checkpoint);
@@ -170,7 +156,7 @@ describe('loadHfCheckpoint', () => {
       ],
       [
         'unsupported model_type',
-        (dir) => writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...toHfConfigJson(MINI), model_type: 'gpt_neox' })),
+        (dir) => writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...toHfConfigJson(MINI_GPT2_CONFIG), model_type: 'gpt_neox' })),
         (dir) => `${path.join(dir, 'config.json')}: field model_type: unsupported model_type "gpt_neox"`,
       ],
       [

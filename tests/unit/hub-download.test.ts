@@ -3,27 +3,14 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
 import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
 import { readSafetensors, writeSafetensors } from '../../shared/model/safetensors';
 import { randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 import { runModelPullCli } from '../../tools/model-pull';
 import { hubDownload } from '../../tools/pull/hub-download';
+import { MINI_GPT2_CONFIG } from '../support/mini-gpt2-config';
 
 const REPO = 'someone/tiny-gpt2';
-const MINI: Gpt2Config = {
-  modelType: 'gpt2',
-  vocabSize: 12,
-  nPositions: 16,
-  nEmbd: 8,
-  nLayer: 2,
-  nHead: 2,
-  nInner: 32,
-  layerNormEpsilon: 1e-5,
-  activation: 'gelu_new',
-  bosTokenId: 11,
-  eosTokenId: 11,
-};
 const TOKENIZER = {
   tokenizerJson: { model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] }, added_tokens: [{ id: 11, content: '<|endoftext|>' }] },
   tokenizerConfigJson: { model_max_length: 16 },
@@ -59,7 +46,7 @@ describe('hubDownload from a local Hub', () => {
   beforeAll(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'hub-download-'));
     const source = path.join(root, 'source');
-    await writeHfCheckpoint(source, randomGpt2Checkpoint(MINI, 11), TOKENIZER);
+    await writeHfCheckpoint(source, randomGpt2Checkpoint(MINI_GPT2_CONFIG, 11), TOKENIZER);
     single = new Map();
     for (const name of await readdir(source)) single.set(name, await readFile(path.join(source, name)));
 
@@ -125,7 +112,7 @@ describe('hubDownload from a local Hub', () => {
   test('downloads config, tokenizer files and model.safetensors, sends the token, and validates the folder', async () => {
     const out = freshOut();
     const checkpoint = await pull(out, 'secret');
-    expect(checkpoint.config).toEqual(MINI);
+    expect(checkpoint.config).toEqual(MINI_GPT2_CONFIG);
     expect(checkpoint.dir).toBe(out);
     expect(checkpoint.tokenizerFiles).toEqual([path.join(out, 'tokenizer.json'), path.join(out, 'tokenizer_config.json')]);
     await expectSameFiles(out);

@@ -1,9 +1,6 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { IncrementalDecoder } from '../../services/tokenizer/incremental-decoder';
 import { TextTokenizer } from '../../services/tokenizer/text-tokenizer';
-import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
+import { gpt2TokenizerDir, removeGpt2TokenizerDir } from '../support/gpt2-tokenizer-dir';
 
 const REPLACEMENT = '\uFFFD';
 const TEXTS = [
@@ -13,20 +10,13 @@ const TEXTS = [
   'tabs\tand\nnewlines  double  spaces',
 ];
 
-let dir: string;
 let tokenizer: TextTokenizer;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'incremental-decoder-'));
-  const files = buildGpt2TokenizerFiles();
-  await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(files.tokenizerJson));
-  await writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify(files.tokenizerConfigJson));
-  tokenizer = await TextTokenizer.load(dir);
+  tokenizer = await TextTokenizer.load(await gpt2TokenizerDir());
 });
 
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(removeGpt2TokenizerDir);
 
 describe('IncrementalDecoder with the GPT-2 tokenizer', () => {
   it.each(TEXTS)('token-by-token pieces concatenate to the text and never hold half a character: %s', (text) => {

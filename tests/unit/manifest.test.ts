@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { readManifest, verifyStageFiles, type ModelManifest } from '../../shared/model/manifest';
 import { compileCheckpoint } from '../../tools/compiler/compile-model';
-import { randomCheckpoint, TINY_CONFIG } from './compiler-fixtures';
+import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
 const COMPILE_TEST_TIMEOUT_MS = 120_000;
 
@@ -20,8 +20,8 @@ beforeAll(async () => {
   await writeFile(tokenizer, JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 } } }));
   await writeFile(tokenizerConfig, JSON.stringify({ model_max_length: 256 }));
   modelDir = path.join(workDir, 'tiny');
-  const config = { ...TINY_CONFIG, vocabSize: 1000, nLayer: 3, bosTokenId: 999, eosTokenId: 999 };
-  manifest = await compileCheckpoint(randomCheckpoint(config, 3), modelDir, {
+  const config = { ...GPT2_PRESETS.tiny, vocabSize: 1000, nLayer: 3, bosTokenId: 999, eosTokenId: 999 };
+  manifest = await compileCheckpoint(randomGpt2Checkpoint(config, 3), modelDir, {
     stages: 2,
     split: { kind: 'even' },
     ops: 'plain',

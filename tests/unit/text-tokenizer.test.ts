@@ -1,9 +1,9 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { decode as referenceDecode, encode as referenceEncode } from 'gpt-3-encoder';
 import { TextTokenizer } from '../../services/tokenizer/text-tokenizer';
-import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
+import { gpt2TokenizerDir, removeGpt2TokenizerDir } from '../support/gpt2-tokenizer-dir';
 
 const END_OF_TEXT_ID = 50256;
 const SAMPLES = [
@@ -13,20 +13,13 @@ const SAMPLES = [
   'x',
 ];
 
-let dir: string;
 let tokenizer: TextTokenizer;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'text-tokenizer-'));
-  const files = buildGpt2TokenizerFiles();
-  await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(files.tokenizerJson));
-  await writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify(files.tokenizerConfigJson));
-  tokenizer = await TextTokenizer.load(dir);
+  tokenizer = await TextTokenizer.load(await gpt2TokenizerDir());
 });
 
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(removeGpt2TokenizerDir);
 
 describe('TextTokenizer', () => {
   test.each(SAMPLES)('encodes %j like the reference GPT-2 BPE (gpt-3-encoder)', (text) => {

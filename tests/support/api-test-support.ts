@@ -1,0 +1,304 @@
+import * as grpc from '@grpc/grpc-js';
+import { createServer, type Server } from 'node:http';
+import os from 'node:os';
+import type { Registry } from 'prom-client';
+import type { CoordinatorHandlers } from '../../protos/generated/pipeserve/v1/Coordinator';
+import type { GenerateRequest__Output } from '../../protos/generated/pipeserve/v1/GenerateRequest';
+import type { GenerationSummary } from '../../protos/generated/pipeserve/v1/GenerationSummary';
+import type { NodeStatus } from '../../protos/generated/pipeserve/v1/NodeStatus';
+import type { TokenizerHandlers } from '../../protos/generated/pipeserve/v1/Tokenizer';
+import { createApiApp } from '../../services/api/app';
+import { parseConfig, type AppConfig } from '../../shared/config';
+import { createClient, requestIdOf, startServer, type RunningServer } from '../../shared/grpc/channel';
+import { protos } from '../../shared/grpc/proto-loader';
+import { createLogger } from '../../shared/logger';
+import { createMetricsRegistry } from '../../shared/metrics';
+
+/**
+ * In-test stand-ins for the tokenizer and coordinator, with simple honest behaviour:
+ * - the tokenizer maps UTF-8 bytes to ids (id = byte value) and back;
+ * - the coordinator "generates" the prompt ids reversed, at most max_new_tokens of them,
+ *   rejects prompts longer than `maxPromptTokens` (INVALID_ARGUMENT) and requests beyond
+ *   `capacity` running at once (RESOURCE_EXHAUSTED), like the real one's admission control.
+ */
+export const FAKE_MAX_PROMPT_TOKENS = 64;
+
+export function fakeTokenizerHandlers(): TokenizerHandlers {
+  return {
+    Encode: (call, callback) => callback(null, { token_ids: [...Buffer.from(call.request.text, 'utf8')] }),
+    Decode: (call, callback) => callback(null, { text: Buffer.from(call.request.token_ids).toString('utf8') }),
+    DecodeStream: (call) => {
+      const decoder = new TextDecoder('utf-8');
+      let seen = 0;
+      call.on('data', (message: { token_ids: number[]; flush: boolean }) => {
+        seen += message.token_ids.length;
+        call.write({ text: decoder.decode(Uint8Array.from(message.token_ids), { stream: !message.flush }), tokens_seen: seen });
+      });
+      call.on('end', () => call.end());
+    },
+  };
+}
+
+export interface CoordinatorRecord {
+  readonly requests: GenerateRequest__Output[];
+  readonly metadataRequestIds: string[];
+  readonly cancelled: string[];
+}
+
+export interface FakeCoordinatorOptions {
+  /** Requests allowed to run at once; more get RESOURCE_EXHAUSTED. */
+  readonly capacity: number;
+  /** Awaited before each generated token (index from 0) is produced: lets a test hold a generation. */
+  readonly beforeToken?: (index: number, requestId: string) => Promise<void>;
+  readonly topology?: readonly NodeStatus[];
+}
+
+/** What the fake coordinator generates for a prompt: its ids reversed, at most maxNewTokens. */
+function expectedGeneratedIds(promptIds: readonly number[], maxNewTokens: number): number[] {
+  return [...promptIds].reverse().slice(0, maxNewTokens);
+}
+
+/** What Process and Generate calls share: the request, its metadata and its cancellation. */
+interface AcceptedCall {
+  readonly request: GenerateRequest__Output;
+  readonly metadata: grpc.Metadata;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
+
+export function fakeCoordinatorHandlers(options: FakeCoordinatorOptions, record: CoordinatorRecord): CoordinatorHandlers {
+  let running = 0;
+
+  /** Admits the request or throws the status the real coordinator would answer. */
+  function admit(request: GenerateRequest__Output): void {
+    if (request.prompt_token_ids.length > FAKE_MAX_PROMPT_TOKENS) {
+      throw { code: grpc.status.INVALID_ARGUMENT, details: `prompt_token_ids: ${request.prompt_token_ids.length} tokens, the model takes at most ${FAKE_MAX_PROMPT_TOKENS}` };
+    }
+    if (running >= options.capacity) {
+      throw { code: grpc.status.RESOURCE_EXHAUSTED, details: `queue full: ${running} requests running` };
+    }
+  }
+
+  async function run(request: GenerateRequest__Output, isCancelled: () => boolean, onToken: (index: number, id: number, text: string) => void): Promise<GenerationSummary | undefined> {
+    const maxNewTokens = request.parameters?.max_new_tokens ?? 32;
+    const ids = expectedGeneratedIds(request.prompt_token_ids, maxNewTokens);
+    const decoder = new TextDecoder('utf-8');
+    let text = '';
+    for (let i = 0; i < ids.length; i++) {
+      await options.beforeToken?.(i, request.request_id);
+      if (isCancelled()) return undefined;
+      const piece = decoder.decode(Uint8Array.of(ids[i]), { stream: true });
+      text += piece;
+      onToken(i, ids[i], piece);
+    }
+    text += decoder.decode();
+    return {
+      request_id: request.request_id,
+      token_ids: ids,
+      text,
+      finish_reason: ids.length === maxNewTokens ? 'length' : 'stop',
+      prompt_tokens: request.prompt_token_ids.length,
+      generated_tokens: ids.length,
+      timings: { queue_ms: 0.5, time_to_first_token_ms: 1.25, total_ms: 2, nodes: [{ node_id: 'node1', stage: 0, forward_ms: 0.75, steps: ids.length }] },
+    };
+  }
+
+  /**
+   * Records the call and admits it. Returns whether the client has cancelled it so far, or
+   * undefined when admission refused it (`reject` has then answered the error).
+   */
+  function accept(call: AcceptedCall, reject: (error: grpc.ServiceError) => void): (() => boolean) | undefined {
+    record.requests.push(call.request);
+    record.metadataRequestIds.push(requestIdOf(call.metadata));
+    let cancelled = false;
+    call.on('cancelled', () => {
+      cancelled = true;
+      record.cancelled.push(call.request.request_id);
+    });
+    try {
+      admit(call.request);
+    } catch (error) {
+      reject(error as grpc.ServiceError);
+      return undefined;
+    }
+    running++;
+    return () => cancelled;
+  }
+
+  return {
+    Process: (call, callback) => {
+      const isCancelled = accept(call, (error) => callback(error));
+      if (isCancelled === undefined) return;
+      run(call.request, isCancelled, () => undefined)
+        .then((summary) => {
+          if (summary !== undefined) callback(null, summary);
+        })
+        .finally(() => running--);
+    },
+    Generate: (call) => {
+      const isCancelled = accept(call, (error) => call.emit('error', error));
+      if (isCancelled === undefined) return;
+      run(call.request, isCancelled, (index, id, text) => call.write({ token: { index, token_id: id, logprob: -1, text } }))
+        .then((summary) => {
+          if (summary === undefined) return;
+          call.write({ summary });
+          call.end();
+        })
+        .finally(() => running--);
+    },
+    Topology: (_call, callback) => {
+      const nodes = options.topology ?? [{ node_id: 'node1', address: '127.0.0.1:1', stage: 0, serving: true, detail: '' }];
+      callback(null, { model_name: 'fake', stages: Math.max(...nodes.map((n) => n.stage ?? 0)) + 1, nodes: [...nodes] });
+    },
+  };
+}
+
+export async function startFakeTokenizer(): Promise<RunningServer> {
+  return startServer('127.0.0.1:0', [{ name: 'pipeserve.v1.Tokenizer', definition: protos().tokenizer.pipeserve.v1.Tokenizer.service, implementation: fakeTokenizerHandlers() }]);
+}
+
+export async function startFakeCoordinator(options: FakeCoordinatorOptions): Promise<{ server: RunningServer; record: CoordinatorRecord }> {
+  const record: CoordinatorRecord = { requests: [], metadataRequestIds: [], cancelled: [] };
+  const server = await startServer('127.0.0.1:0', [
+    { name: 'pipeserve.v1.Coordinator', definition: protos().coordinator.pipeserve.v1.Coordinator.service, implementation: fakeCoordinatorHandlers(options, record) },
+  ]);
+  return { server, record };
+}
+
+export function testConfig(tokenizerPort: number, coordinatorPort: number, limits: Record<string, number> = {}): AppConfig {
+  return parseConfig(
+    {
+      model_name: 'fake',
+      model_dir: 'model',
+      api: { port: 8000, host: '127.0.0.1' },
+      tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: 9101 },
+      coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: 9102 },
+      nodes: [{ id: 'node1', address: '127.0.0.1:50051', model_part: 0, metrics_port: 9201 }],
+      limits: { max_new_tokens: 512, ...limits },
+    },
+    { baseDir: os.tmpdir() },
+  );
+}
+
+export interface RunningApi {
+  readonly url: string;
+  readonly registry: Registry;
+  close(): Promise<void>;
+}
+
+/** The api app over a real HTTP listener on an ephemeral port, with real gRPC clients. */
+export async function startApi(config: AppConfig): Promise<RunningApi> {
+  const { tokenizer, coordinator, health } = protos();
+  const clients = {
+    tokenizer: createClient(tokenizer.pipeserve.v1.Tokenizer, config.tokenizer.address),
+    coordinator: createClient(coordinator.pipeserve.v1.Coordinator, config.coordinator.address),
+    tokenizerHealth: createClient(health.grpc.health.v1.Health, config.tokenizer.address),
+    coordinatorHealth: createClient(health.grpc.health.v1.Health, config.coordinator.address),
+  };
+  const logger = createLogger('api', 'error');
+  logger.silent = true;
+  const registry = createMetricsRegistry('api');
+  const app = createApiApp({
+    tokenizer: clients.tokenizer,
+    coordinator: clients.coordinator,
+    healthClients: { tokenizer: clients.tokenizerHealth, coordinator: clients.coordinatorHealth },
+    config,
+    logger,
+    registry,
+  });
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('the api server has no TCP address');
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    registry,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const client of Object.values(clients)) client.close();
+    },
+  };
+}
+
+/** Every bad input of the issue, with the field its message must start with. */
+export const BAD_BODIES: ReadonlyArray<readonly [string, unknown, string]> = [
+  ['missing text', {}, 'text: must be a non-empty string'],
+  ['empty text', { text: '' }, 'text: must be a non-empty string'],
+  ['numeric text', { text: 5 }, 'text: must be a non-empty string'],
+  ['array body', [{ text: 'a' }], 'body: must be a JSON object'],
+  ['metadata not an object', { text: 'a', metadata: [1] }, 'metadata: must be a JSON object'],
+  ['unknown field', { text: 'a', foo: 1 }, 'unknown field: foo'],
+  ['max_new_tokens 0', { text: 'a', max_new_tokens: 0 }, 'max_new_tokens: must be an integer between 1 and 512'],
+  ['max_new_tokens above the limit', { text: 'a', max_new_tokens: 513 }, 'max_new_tokens: must be an integer between 1 and 512'],
+  ['max_new_tokens fractional', { text: 'a', max_new_tokens: 1.5 }, 'max_new_tokens: must be an integer between 1 and 512'],
+  ['max_new_tokens as a string', { text: 'a', max_new_tokens: '4' }, 'max_new_tokens: must be an integer between 1 and 512'],
+  ['negative temperature', { text: 'a', temperature: -0.1 }, 'temperature: must be a number >= 0'],
+  ['null temperature', { text: 'a', temperature: null }, 'temperature: must be a number >= 0'],
+  ['negative top_k', { text: 'a', top_k: -1 }, 'top_k: must be an integer >= 0'],
+  ['fractional top_k', { text: 'a', top_k: 2.5 }, 'top_k: must be an integer >= 0'],
+  ['top_p 0', { text: 'a', top_p: 0 }, 'top_p: must be a number greater than 0 and at most 1'],
+  ['top_p above 1', { text: 'a', top_p: 1.01 }, 'top_p: must be a number greater than 0 and at most 1'],
+  ['repetition_penalty 0', { text: 'a', repetition_penalty: 0 }, 'repetition_penalty: must be a number > 0'],
+  ['negative seed', { text: 'a', seed: -1 }, 'seed: must be an integer between 0 and 4294967295'],
+  ['seed above 2^32-1', { text: 'a', seed: 2 ** 32 }, 'seed: must be an integer between 0 and 4294967295'],
+  ['stop not an array', { text: 'a', stop: 'x' }, 'stop: must be an array of at most 4 non-empty strings'],
+  ['five stop strings', { text: 'a', stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop: must be an array of at most 4 non-empty strings'],
+  ['empty stop string', { text: 'a', stop: ['a', ''] }, 'stop[1]: must be an array of at most 4 non-empty strings'],
+];
+
+export interface SseEvent {
+  readonly event: string;
+  readonly data: unknown;
+}
+
+/**
+ * Reads a text/event-stream body event by event, as a browser's EventSource would frame it
+ * (blank line ends an event; `event:` and `data:` lines), independently of the api's writer.
+ */
+export async function* readSse(response: Response): AsyncGenerator<SseEvent> {
+  if (response.body === null) throw new Error('the response has no body');
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let end: number;
+    while ((end = buffered.indexOf('\n\n')) >= 0) {
+      const block = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      let event = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice('event:'.length).trim();
+        else if (line.startsWith('data:')) data.push(line.slice('data:'.length).replace(/^ /, ''));
+      }
+      yield { event, data: JSON.parse(data.join('\n')) };
+    }
+  }
+  if (buffered.trim() !== '') throw new Error(`the stream ended inside an event: ${JSON.stringify(buffered)}`);
+}
+
+export function postJson(url: string, body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...init.headers },
+    body: JSON.stringify(body),
+    signal: init.signal,
+  });
+}
+
+/** Waits for a condition that another process makes true (no timing assertion: jest's timeout bounds it). */
+export async function eventually(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+/** A promise with its resolve function, for holding a fake generation until the test lets it go. */
+export function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
