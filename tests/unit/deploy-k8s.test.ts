@@ -6,7 +6,16 @@ import { type AppConfig, parseConfig, portOf } from '../../shared/config';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const K8S_DIR = path.join(ROOT, 'k8s');
+const PROMETHEUS_DIR = path.join(ROOT, 'prometheus');
 const NAMESPACE = 'model-inference';
+const MONITORING_NAMESPACE = 'monitoring';
+const PROMETHEUS_CONFIGMAP = 'pipeserve-prometheus';
+/** What Prometheus in the cluster reads: the ConfigMap ships these files of prometheus/. */
+const PROMETHEUS_FILES = ['prometheus-k8s.yml', 'alerts.yml'];
+/** The pods a NetworkPolicy must admit on every port Prometheus scrapes. */
+const PROMETHEUS_POD = { namespace: MONITORING_NAMESPACE, labels: { 'app.kubernetes.io/name': 'prometheus' } };
+/** The job of prometheus-k8s.yml that scrapes a pod, by its app.kubernetes.io/component. */
+const JOB_OF_COMPONENT: Labels = { api: 'api', tokenizer: 'tokenizer', coordinator: 'coordinator', node: 'nodes' };
 const SCHEMA_CHECK_TIMEOUT_MS = 60_000;
 
 /** Process entrypoints of the deployment contract, as source paths. */
@@ -60,6 +69,11 @@ interface Deployment extends Manifest {
 interface Service extends Manifest {
   spec: { clusterIP?: string; selector: Labels; ports: { name?: string; port: number; targetPort: number | string }[] };
 }
+interface PrometheusConfig {
+  scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; type?: string; port?: number }[] }[];
+}
+/** One name a prometheus-k8s.yml job resolves, and the port it scrapes each address on. */
+interface DnsTarget { job: string; name: string; type?: string; port?: number }
 interface PeerSelector { podSelector?: { matchLabels?: Labels }; namespaceSelector?: { matchLabels?: Labels } }
 interface NetworkPolicy extends Manifest {
   spec: {
@@ -139,6 +153,51 @@ function hostOf(address: string): string {
   return address.slice(0, address.lastIndexOf(':'));
 }
 
+/** The containerPort a Service targetPort or NetworkPolicy port (number or name) means on a Deployment's pods. */
+function resolvePort(port: number | string, deployment: Deployment): number | undefined {
+  return typeof port === 'number' ? port : containerPorts([deployment]).find((p) => p.name === port)?.containerPort;
+}
+
+interface Peer { namespace: string; labels: Labels }
+
+/**
+ * Whether a pod of `deployment` accepts `peer` on `port` under NetworkPolicy semantics (matchLabels
+ * selectors only): open while no Ingress policy selects the pod, else some selecting policy must
+ * have a rule whose peers and ports both match (an empty list matches everything).
+ */
+function admits(deployment: Deployment, port: number, peer: Peer): boolean {
+  const podLabels = deployment.spec.template.metadata.labels;
+  const isolating = policies.filter((p) => p.spec.policyTypes.includes('Ingress') && matches(p.spec.podSelector.matchLabels, podLabels));
+  if (isolating.length === 0) return true;
+  return isolating.some((policy) =>
+    policy.spec.ingress.some((rule) => {
+      const peerMatches = (rule.from ?? []).length === 0 || rule.from.some((from) => {
+        const inNamespace =
+          from.namespaceSelector === undefined
+            ? peer.namespace === policy.metadata.namespace
+            : matches(from.namespaceSelector.matchLabels ?? {}, { 'kubernetes.io/metadata.name': peer.namespace });
+        return inNamespace && matches(from.podSelector?.matchLabels ?? {}, peer.labels);
+      });
+      const portMatches = (rule.ports ?? []).length === 0 || rule.ports.some((p) => resolvePort(p.port, deployment) === port);
+      return peerMatches && portMatches;
+    }),
+  );
+}
+
+/** Every name the jobs of prometheus/prometheus-k8s.yml resolve. */
+function dnsTargets(): DnsTarget[] {
+  const config = YAML.parse(readFileSync(path.join(PROMETHEUS_DIR, 'prometheus-k8s.yml'), 'utf8')) as PrometheusConfig;
+  return config.scrape_configs.flatMap((job) =>
+    (job.dns_sd_configs ?? []).flatMap((sd) => sd.names.map((name) => ({ job: job.job_name, name, type: sd.type, port: sd.port }))),
+  );
+}
+
+/** The Service a cluster DNS name `<service>.<namespace>.svc.cluster.local` stands for. */
+function serviceOfDnsName(name: string): Service | undefined {
+  const parts = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local$/.exec(name);
+  return services.find((s) => parts !== null && s.metadata.name === parts[1] && s.metadata.namespace === parts[2]);
+}
+
 const manifests = loadManifests();
 const docs = manifests.map((m) => m.doc);
 const deployments = docs.filter((d): d is Deployment => d.kind === 'Deployment');
@@ -155,9 +214,18 @@ function clusterConfig(): AppConfig {
 }
 
 describe('k8s manifests', () => {
-  test('the Namespace comes first in apply order and every other object lives in it', () => {
+  test('the Namespace comes first in apply order and every PipeServe object lives in it', () => {
     expect(docs[0]).toMatchObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });
-    expect(docs.slice(1).filter((d) => d.metadata.namespace !== NAMESPACE).map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([]);
+    const elsewhere = docs.slice(1).filter((d) => d.metadata.namespace !== NAMESPACE).map((d) => `${d.kind}/${d.metadata.name}`);
+    expect(elsewhere).toEqual([`Namespace/${MONITORING_NAMESPACE}`, `ConfigMap/${PROMETHEUS_CONFIGMAP}`]);
+  });
+
+  test('every namespaced object comes after the Namespace it lives in', () => {
+    const seen = new Set<string>();
+    for (const { file, doc } of manifests) {
+      if (doc.kind === 'Namespace') seen.add(doc.metadata.name);
+      else expect([file, doc.kind, doc.metadata.name, doc.metadata.namespace, seen.has(doc.metadata.namespace ?? '')]).toEqual([file, doc.kind, doc.metadata.name, doc.metadata.namespace, true]);
+    }
   });
 
   test(
@@ -289,7 +357,7 @@ describe('k8s manifests', () => {
     for (const [name, address] of entries) {
       expect(hostOf(address)).toBe(`${name}.${NAMESPACE}.svc.cluster.local`);
       const service = services.find((s) => s.metadata.name === name);
-      expect([name, service?.spec.ports.map((p) => p.port)]).toEqual([name, [portOf(address)]]);
+      expect([name, service?.spec.ports.some((p) => p.port === portOf(address))]).toEqual([name, true]);
     }
     const nodeIds = new Set(config.nodes.map((n) => n.id));
     expect(services.filter((s) => nodeIds.has(s.metadata.name)).map((s) => s.spec.clusterIP)).toEqual(config.nodes.map(() => 'None'));
@@ -403,6 +471,59 @@ describe('k8s manifests', () => {
       const replicas = stagePods[0].spec.replicas;
       const allowsDrain = spec?.maxUnavailable !== undefined ? spec.maxUnavailable >= 1 : spec?.minAvailable !== undefined && spec.minAvailable < replicas;
       expect([node.id, allowsDrain]).toEqual([node.id, true]);
+    }
+  });
+});
+
+describe('Prometheus in the cluster (prometheus/prometheus-k8s.yml)', () => {
+  test('the ConfigMap for Prometheus holds prometheus-k8s.yml and alerts.yml of prometheus/ byte for byte', () => {
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === PROMETHEUS_CONFIGMAP);
+    expect(configMap?.metadata.namespace).toBe(PROMETHEUS_POD.namespace);
+    expect(Object.keys(configMap?.data ?? {}).sort()).toEqual([...PROMETHEUS_FILES].sort());
+    for (const file of PROMETHEUS_FILES) {
+      expect([file, configMap?.data?.[file]]).toEqual([file, readFileSync(path.join(PROMETHEUS_DIR, file), 'utf8')]);
+    }
+  });
+
+  test('every name it resolves is a headless Service here, scraped on a port of that Service and of the pods it selects', () => {
+    const targets = dnsTargets();
+    expect(targets.length).toBeGreaterThan(0);
+    for (const { job, name, type, port } of targets) {
+      const service = serviceOfDnsName(name);
+      // A records of a headless Service are the pod IPs, one per replica; a ClusterIP Service would answer with one virtual IP.
+      expect([job, name, type, service?.spec.clusterIP]).toEqual([job, name, 'A', 'None']);
+      const servicePort = service?.spec.ports.find((p) => p.port === port);
+      expect([name, port, servicePort === undefined]).toEqual([name, port, false]);
+      const pods = selected(service?.spec.selector ?? { none: 'none' });
+      expect([name, pods.length > 0]).toEqual([name, true]);
+      for (const deployment of pods) {
+        expect([name, deployment.metadata.name, resolvePort(servicePort?.targetPort ?? -1, deployment)]).toEqual([name, deployment.metadata.name, port]);
+        expect([name, deployment.metadata.name, containerPorts([deployment]).some((p) => p.containerPort === port)]).toEqual([name, deployment.metadata.name, true]);
+      }
+    }
+  });
+
+  test('every Deployment is scraped, by the job named after its component', () => {
+    const targets = dnsTargets();
+    for (const deployment of deployments) {
+      const jobs = new Set(targets.filter((t) => selected(serviceOfDnsName(t.name)?.spec.selector ?? { none: 'none' }).includes(deployment)).map((t) => t.job));
+      const component = deployment.spec.template.metadata.labels['app.kubernetes.io/component'];
+      expect([deployment.metadata.name, [...jobs]]).toEqual([deployment.metadata.name, [JOB_OF_COMPONENT[component]]]);
+    }
+  });
+
+  test('NetworkPolicies let Prometheus reach every port it scrapes and keep it off the nodes\' gRPC ports', () => {
+    for (const { name, port } of dnsTargets()) {
+      for (const deployment of selected(serviceOfDnsName(name)?.spec.selector ?? { none: 'none' })) {
+        expect([name, deployment.metadata.name, port, admits(deployment, port ?? -1, PROMETHEUS_POD)]).toEqual([name, deployment.metadata.name, port, true]);
+      }
+    }
+    for (const node of clusterConfig().nodes) {
+      const deployment = deployments.find((d) => d.metadata.name === node.id);
+      expect([node.id, deployment !== undefined && admits(deployment, portOf(node.address), PROMETHEUS_POD)]).toEqual([node.id, false]);
+      // The same check lets the coordinator through, so a false above is the policy, not the check.
+      const coordinator = { namespace: NAMESPACE, labels: { 'app.kubernetes.io/name': 'pipeserve', 'app.kubernetes.io/component': 'coordinator' } };
+      expect([node.id, deployment !== undefined && admits(deployment, portOf(node.address), coordinator)]).toEqual([node.id, true]);
     }
   });
 });

@@ -1,30 +1,37 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import YAML from 'yaml';
-import { parseConfig, portOf } from '../../shared/config';
+import { parseConfig } from '../../shared/config';
 import {
   metricNamesInPromQL,
   metricNamesUsedByDashboardsAndAlerts,
+  type PromSample,
   type RunningPrometheus,
   startPrometheus,
 } from '../support/prometheus-server';
 
 const PROMETHEUS_TEST_TIMEOUT_MS = 120_000;
 const SCRAPE_WAIT_MS = 60_000;
+const SERIES_POLL_MS = 250;
 const ROOT = path.resolve(__dirname, '..', '..');
 const PROMETHEUS_DIR = path.join(ROOT, 'prometheus');
 
 interface ScrapeConfig {
   job_name: string;
   static_configs?: { targets: string[] }[];
-  kubernetes_sd_configs?: { role: string; namespaces?: { names: string[] } }[];
+  dns_sd_configs?: { names: string[]; type?: string; port?: number }[];
   relabel_configs?: Record<string, unknown>[];
   [key: string]: unknown;
+}
+
+interface PrometheusYml {
+  scrape_configs: ScrapeConfig[];
+  rule_files: string[];
 }
 
 interface AlertRule {
@@ -79,8 +86,9 @@ function promtool(args: string[], cwd: string): { ok: boolean; output: string } 
   return { ok: result.status === 0, output: `${result.stdout}${result.stderr}` };
 }
 
-function prometheusYml(): { scrape_configs: ScrapeConfig[]; rule_files: string[] } {
-  return YAML.parse(readFileSync(path.join(PROMETHEUS_DIR, 'prometheus.yml'), 'utf8'));
+/** A file of prometheus/ as committed: prometheus.yml (compose) or prometheus-k8s.yml (Kubernetes). */
+function prometheusConfigFile(file: string): PrometheusYml {
+  return YAML.parse(readFileSync(path.join(PROMETHEUS_DIR, file), 'utf8')) as PrometheusYml;
 }
 
 function alertRules(): AlertRule[] {
@@ -88,58 +96,77 @@ function alertRules(): AlertRule[] {
   return file.groups.flatMap((g) => g.rules);
 }
 
-function kubernetesJob(): ScrapeConfig {
-  const job = prometheusYml().scrape_configs.find((c) => c.kubernetes_sd_configs !== undefined);
-  if (job === undefined) throw new Error('prometheus.yml has no kubernetes_sd_configs job');
-  return job;
+interface DnsQuery { job: string; name: string; type?: string; port?: number }
+
+/** Every name the jobs of a configuration ask DNS for, with the record type and the port to scrape. */
+function dnsQueries(config: PrometheusYml): DnsQuery[] {
+  return config.scrape_configs.flatMap((job) =>
+    (job.dns_sd_configs ?? []).flatMap((sd) => sd.names.map((name) => ({ job: job.job_name, name, type: sd.type, port: sd.port }))),
+  );
 }
 
-/** The Kubernetes job with pod discovery swapped for file discovery; the relabelling is untouched. */
-function withFileDiscovery(job: ScrapeConfig, file: string): ScrapeConfig {
-  const { kubernetes_sd_configs: _discovery, ...rest } = job;
+/**
+ * A prometheus-k8s.yml job with DNS discovery swapped for file discovery: writes `file`, reporting every
+ * name of the job at `target`, labelled as DNS discovery labels it (`__meta_dns_name`); the
+ * relabelling is the committed one.
+ */
+function withNamesAt(job: ScrapeConfig, target: string, file: string): ScrapeConfig {
+  const { dns_sd_configs: discovery, ...rest } = job;
+  const groups = (discovery ?? []).flatMap((sd) => sd.names.map((name) => ({ targets: [target], labels: { __meta_dns_name: name } })));
+  writeFileSync(file, JSON.stringify(groups));
   return { ...rest, file_sd_configs: [{ files: [file] }] };
 }
 
+const JOB_NAMES = ['api', 'tokenizer', 'coordinator', 'nodes'];
+const K8S_NAMESPACE = 'model-inference';
+const serviceDns = (service: string): string => `${service}.${K8S_NAMESPACE}.svc.cluster.local`;
+
 const repoConfig = parseConfig(JSON.parse(readFileSync(path.join(ROOT, 'config.json'), 'utf8')), { baseDir: ROOT });
 
-describe('prometheus.yml', () => {
-  test('promtool check config accepts it (Kubernetes discovery checked as file discovery where promtool lacks it)', () => {
-    const direct = promtool(['check', 'config', 'prometheus.yml'], PROMETHEUS_DIR);
-    if (direct.ok) return;
-    // Debian builds Prometheus without Kubernetes service discovery; everything else, the
-    // relabelling included, is still checked by promtool with file discovery in its place.
-    expect(direct.output).toContain('field kubernetes_sd_configs not found');
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'promtool-config-'));
-    try {
-      copyFileSync(path.join(PROMETHEUS_DIR, 'alerts.yml'), path.join(dir, 'alerts.yml'));
-      const config = prometheusYml();
-      config.scrape_configs = config.scrape_configs.map((job) =>
-        job.kubernetes_sd_configs === undefined ? job : withFileDiscovery(job, path.join(dir, 'pods.json')),
-      );
-      writeFileSync(path.join(dir, 'pods.json'), '[]');
-      writeFileSync(path.join(dir, 'prometheus.yml'), YAML.stringify(config));
-      const checked = promtool(['check', 'config', 'prometheus.yml'], dir);
-      expect(checked.output).toContain('SUCCESS');
-      expect(checked.ok).toBe(true);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+describe('prometheus.yml (compose)', () => {
+  test('promtool check config accepts it as committed', () => {
+    const checked = promtool(['check', 'config', 'prometheus.yml'], PROMETHEUS_DIR);
+    expect(checked.output).toContain('SUCCESS: prometheus.yml is valid prometheus config file syntax');
+    expect(checked.ok).toBe(true);
   });
 
-  test('the compose jobs scrape the compose service names at the metrics ports of config.json', () => {
-    const jobs = new Map(prometheusYml().scrape_configs.map((c) => [c.job_name, c.static_configs?.flatMap((s) => s.targets) ?? []]));
+  test('the jobs api, tokenizer, coordinator and nodes scrape the compose service names at the metrics ports of config.json', () => {
+    const config = prometheusConfigFile('prometheus.yml');
+    expect(config.scrape_configs.map((c) => c.job_name)).toEqual(JOB_NAMES);
+    const jobs = new Map(config.scrape_configs.map((c) => [c.job_name, c.static_configs?.flatMap((s) => s.targets) ?? []]));
     expect(jobs.get('api')).toEqual([`api:${repoConfig.api.port}`]);
     expect(jobs.get('tokenizer')).toEqual([`tokenizer:${repoConfig.tokenizer.metricsPort}`]);
     expect(jobs.get('coordinator')).toEqual([`coordinator:${repoConfig.coordinator.metricsPort}`]);
     expect(jobs.get('nodes')).toEqual(repoConfig.nodes.map((n) => `${n.id}:${n.metricsPort}`));
   });
 
-  test('the Kubernetes job discovers pods of the model-inference namespace', () => {
-    expect(kubernetesJob().kubernetes_sd_configs).toEqual([{ role: 'pod', namespaces: { names: ['model-inference'] } }]);
+  test('loads alerts.yml as its rule file', () => {
+    expect(prometheusConfigFile('prometheus.yml').rule_files).toEqual(['alerts.yml']);
+  });
+});
+
+describe('prometheus-k8s.yml (Kubernetes)', () => {
+  test('promtool check config accepts it as committed', () => {
+    const checked = promtool(['check', 'config', 'prometheus-k8s.yml'], PROMETHEUS_DIR);
+    expect(checked.output).toContain('SUCCESS: prometheus-k8s.yml is valid prometheus config file syntax');
+    expect(checked.ok).toBe(true);
   });
 
-  test('loads alerts.yml as its rule file', () => {
-    expect(prometheusYml().rule_files).toEqual(['alerts.yml']);
+  test("has the compose file's job names and rule file, so one dashboard and one set of alerts fit both", () => {
+    const config = prometheusConfigFile('prometheus-k8s.yml');
+    expect(config.scrape_configs.map((c) => c.job_name)).toEqual(JOB_NAMES);
+    expect(config.rule_files).toEqual(['alerts.yml']);
+  });
+
+  test('every job finds its replicas by DNS A records of the Service names, scraped at the metrics ports of config.json', () => {
+    const config = prometheusConfigFile('prometheus-k8s.yml');
+    expect(config.scrape_configs.filter((c) => c.dns_sd_configs === undefined || c.static_configs !== undefined).map((c) => c.job_name)).toEqual([]);
+    expect(dnsQueries(config)).toEqual([
+      { job: 'api', name: serviceDns('api-metrics'), type: 'A', port: repoConfig.api.port },
+      { job: 'tokenizer', name: serviceDns('tokenizer-metrics'), type: 'A', port: repoConfig.tokenizer.metricsPort },
+      { job: 'coordinator', name: serviceDns('coordinator-metrics'), type: 'A', port: repoConfig.coordinator.metricsPort },
+      ...repoConfig.nodes.map((n) => ({ job: 'nodes', name: serviceDns(n.id), type: 'A', port: n.metricsPort })),
+    ]);
   });
 });
 
@@ -194,6 +221,16 @@ describe('metric names of dashboards and alerts', () => {
   });
 });
 
+/** Polls until `promql` returns `count` series: each target is scraped on its own schedule. */
+async function waitForSeries(server: RunningPrometheus, promql: string, count: number): Promise<PromSample[]> {
+  const deadline = Date.now() + SCRAPE_WAIT_MS;
+  for (;;) {
+    const samples = await server.waitForSamples(promql, SCRAPE_WAIT_MS);
+    if (samples.length >= count || Date.now() > deadline) return samples;
+    await new Promise((resolve) => setTimeout(resolve, SERIES_POLL_MS));
+  }
+}
+
 describe('startPrometheus', () => {
   let fixture: http.Server;
   let fixtureTarget: string;
@@ -245,44 +282,27 @@ describe('startPrometheus', () => {
   );
 
   test(
-    "the Kubernetes job keeps annotated pods, scrapes their annotated port and names the job after the pod's component",
+    'every prometheus-k8s.yml job keeps its job name and names each replica it finds `<service>/<address>`',
     async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'k8s-sd-'));
+      // Prometheus' DNS discovery asks the nameservers of /etc/resolv.conf itself and never reads
+      // /etc/hosts, so offline no name resolves to the fixture: file discovery stands in, reporting
+      // each name of a job as DNS discovery does (address, __meta_dns_name).
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'dns-sd-'));
       try {
-        const podsFile = path.join(dir, 'pods.json');
-        // What Kubernetes pod discovery reports: the pod IP with a declared container port, and
-        // the pod's labels and annotations as __meta_ labels.
-        const pod = (name: string, component: string, annotations: Record<string, string>) => ({
-          targets: [`127.0.0.1:${portOf(repoConfig.nodes[0].address)}`],
-          labels: {
-            __meta_kubernetes_namespace: 'model-inference',
-            __meta_kubernetes_pod_name: name,
-            __meta_kubernetes_pod_label_app_kubernetes_io_component: component,
-            ...Object.fromEntries(
-              Object.entries(annotations).map(([k, v]) => [`__meta_kubernetes_pod_annotation_${k.replace(/[./]/g, '_')}`, v]),
-            ),
-          },
-        });
-        writeFileSync(
-          podsFile,
-          JSON.stringify([
-            pod('node1-7d9f', 'node', { 'prometheus.io/scrape': 'true', 'prometheus.io/port': fixtureTarget.split(':')[1], 'prometheus.io/path': '/metrics' }),
-            pod('api-5c2a', 'api', {}),
-          ]),
-        );
-        prometheus = await startPrometheus({ targets: [], scrapeIntervalSeconds: 1, scrapeConfigs: [withFileDiscovery(kubernetesJob(), podsFile)] });
-        const events = await prometheus.waitForSamples('deploy_test_events_total', SCRAPE_WAIT_MS);
-        expect(events).toEqual([
-          {
-            metric: { __name__: 'deploy_test_events_total', job: 'nodes', instance: fixtureTarget, namespace: 'model-inference', pod: 'node1-7d9f' },
-            value: 3,
-          },
-        ]);
-        const targets = (await (await fetch(`${prometheus.url}/api/v1/targets?state=any`)).json()) as {
-          data: { activeTargets: unknown[]; droppedTargets: { discoveredLabels: Record<string, string> }[] };
-        };
-        expect(targets.data.activeTargets).toHaveLength(1);
-        expect(targets.data.droppedTargets.map((t) => t.discoveredLabels.__meta_kubernetes_pod_name)).toEqual(['api-5c2a']);
+        const config = prometheusConfigFile('prometheus-k8s.yml');
+        const jobs = config.scrape_configs.map((job) => withNamesAt(job, fixtureTarget, path.join(dir, `${job.job_name}.json`)));
+        prometheus = await startPrometheus({ targets: [], scrapeIntervalSeconds: 1, scrapeConfigs: jobs });
+        const expected = dnsQueries(config).map(({ job, name }) => ({
+          job,
+          instance: `${name.slice(0, name.indexOf('.')).replace(/-metrics$/, '')}/${fixtureTarget}`,
+        }));
+        expect(expected.map((e) => e.instance.split('/')[0])).toEqual(['api', 'tokenizer', 'coordinator', ...repoConfig.nodes.map((n) => n.id)]);
+        const events = await waitForSeries(prometheus, 'deploy_test_events_total', expected.length);
+        const byLabels = (a: { job: string; instance: string }, b: { job: string; instance: string }): number =>
+          `${a.job} ${a.instance}`.localeCompare(`${b.job} ${b.instance}`);
+        expect(events.map((e) => ({ job: e.metric.job, instance: e.metric.instance })).sort(byLabels)).toEqual([...expected].sort(byLabels));
+        expect(events.map((e) => Object.keys(e.metric).sort())).toEqual(expected.map(() => ['__name__', 'instance', 'job']));
+        expect(events.map((e) => e.value)).toEqual(expected.map(() => 3));
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
