@@ -175,6 +175,7 @@ export class Scheduler {
       token_ids: [...tokenIds],
       generated_index: sequence.generated.length,
       sample,
+      reserve_tokens: pastLength === 0 ? sequence.promptLength + s.maxNewTokens : 0,
       sampling: { temperature: s.temperature, top_k: s.topK, top_p: s.topP, repetition_penalty: s.repetitionPenalty, seed: s.seed },
     };
   }
@@ -184,7 +185,9 @@ export class Scheduler {
     for (const row of rows) row.sequence.inFlight = true;
     this.inFlightByRoute.set(key, (this.inFlightByRoute.get(key) ?? 0) + 1);
     this.metrics.stepsInFlight.inc();
-    const deadline = Math.min(...rows.map((r) => r.sequence.request.deadlineUnixMs));
+    // Every request has its own deadline timer; the step lives as long as its longest-lived
+    // request, so one request running out of time never fails the others batched with it.
+    const deadline = Math.max(...rows.map((r) => r.sequence.request.deadlineUnixMs));
     this.links.to(route[0].address)
       .send({
         route: route.map(hop),
@@ -257,7 +260,9 @@ export class Scheduler {
     this.logger.warn('step failed', { request_id: rows[0].sequence.request.requestId, sequences: rows.length, code: grpc.status[error.code], error: error.message });
     for (const { sequence } of rows) {
       sequence.inFlight = false;
-      this.fail(sequence, error);
+      // A sequence retired while this step travelled (deadline, cancel) still holds KV caches.
+      if (sequence.done) this.release(sequence);
+      else this.fail(sequence, error);
     }
   }
 

@@ -91,14 +91,17 @@ export class ModelNodeService {
   }
 
   private accept(message: StepMessage__Output, reply: Reply): void {
-    for (const id of message.release_sequence_ids) this.release(id);
     if (message.sequences.length === 0) {
-      // A release travels along the whole route and expects no result.
+      // A release travels along the whole route and expects no result. It waits for the steps
+      // that arrived before it, here and (by being forwarded after them) in every later stage.
+      const released = Promise.all(message.release_sequence_ids.map((id) => this.release(id)));
       if (message.release_sequence_ids.length > 0 && message.route.length > 1) {
-        this.links.to(message.route[1].address).sendOneWay({ route: message.route.slice(1), release_sequence_ids: message.release_sequence_ids, request_id: message.request_id });
+        const next = message.route[1].address;
+        void released.then(() => this.links.to(next).sendOneWay({ route: message.route.slice(1), release_sequence_ids: message.release_sequence_ids, request_id: message.request_id }));
       }
       return;
     }
+    for (const id of message.release_sequence_ids) void this.release(id);
     this.runStep(message, reply).catch((error: unknown) => {
       const serviceError = ServiceError.from(error);
       this.metrics.stepErrors.inc({ code: grpc.status[serviceError.code] });
@@ -114,7 +117,7 @@ export class ModelNodeService {
     if (message.deadline_unix_ms > 0 && Date.now() > message.deadline_unix_ms) {
       throw new ServiceError(grpc.status.DEADLINE_EXCEEDED, `step ${message.step_id} reached ${this.options.nodeId} after its deadline`);
     }
-    const rows: StepRow[] = message.sequences.map((s) => ({ sequenceId: s.sequence_id, pastLength: s.past_length, tokenIds: s.token_ids }));
+    const rows: StepRow[] = message.sequences.map((s) => ({ sequenceId: s.sequence_id, pastLength: s.past_length, tokenIds: s.token_ids, reserveTokens: s.reserve_tokens }));
     const newTokens = rows.reduce((n, row) => n + row.tokenIds.length, 0);
     let hiddenStates: Float32Array | undefined;
     if (!stage.isFirst) {
@@ -202,8 +205,8 @@ export class ModelNodeService {
     return tokens;
   }
 
-  private release(sequenceId: string): void {
-    this.runtime.release(sequenceId);
+  private async release(sequenceId: string): Promise<void> {
+    await this.runtime.releaseInOrder(sequenceId);
     this.histories.delete(sequenceId);
     this.updateKvGauges();
   }

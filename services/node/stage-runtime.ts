@@ -15,6 +15,8 @@ export interface StepRow {
   readonly pastLength: number;
   /** The new tokens. Every stage receives them (the first embeds them, all check positions). */
   readonly tokenIds: readonly number[];
+  /** KV room to reserve for the sequence up front (its prompt plus every token it may generate). */
+  readonly reserveTokens?: number;
 }
 
 export interface StepRequest {
@@ -128,6 +130,16 @@ export class StageRuntime {
     return result;
   }
 
+  /**
+   * Frees a sequence once every step queued before this call has run, so a release that
+   * arrives behind a step on the same stream never overtakes it.
+   */
+  releaseInOrder(sequenceId: string): Promise<boolean> {
+    const released = this.queue.then(() => this.release(sequenceId));
+    this.queue = released.catch(() => undefined);
+    return released;
+  }
+
   /** Frees a sequence's KV entries; returns whether it was held. */
   release(sequenceId: string): boolean {
     this.residents.delete(sequenceId);
@@ -162,7 +174,9 @@ export class StageRuntime {
       this.cache.touch(sequenceIds);
     }
 
-    const admitted = this.cache.reserve(rows.map((r) => ({ sequenceId: r.sequenceId, length: r.pastLength + r.tokenIds.length })));
+    const admitted = this.cache.reserve(
+      rows.map((r) => ({ sequenceId: r.sequenceId, length: Math.min(this.config.nPositions, Math.max(r.pastLength + r.tokenIds.length, r.reserveTokens ?? 0)) })),
+    );
     let outputs: Record<string, Tensor>;
     try {
       outputs = await this.session.run(this.buildFeeds(request, newWidth, pastWidth, reused));

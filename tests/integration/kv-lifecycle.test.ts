@@ -4,17 +4,17 @@ import { tinyModel } from '../support/test-models';
 
 /**
  * The tiny model split in 3 holds 2 layers per node: 2 × (key + value) × 64 floats × 4 bytes =
- * 1 KiB per cached token, and a new sequence reserves at least 16 tokens. 24 KiB per node fits
- * one short sequence and refuses a 30-token prompt.
+ * 1 KiB per cached token, and a new sequence reserves room for its prompt plus max_new_tokens
+ * (at least 16 tokens). 160 KiB per node fits a 124-token sequence and refuses a ~60-token prompt with 170 new tokens.
  */
-const KV_BUDGET_BYTES = 24 * 1024;
+const KV_BUDGET_BYTES = 160 * 1024;
 const RELEASE_WAIT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 60_000;
 
 let system: RunningSystem;
 
 beforeAll(async () => {
-  system = await RunningSystem.start({ modelDir: await tinyModel({ stages: 3 }), env: { KV_BUDGET_BYTES: String(KV_BUDGET_BYTES) } });
+  system = await RunningSystem.start({ modelDir: await tinyModel({ stages: 3 }), limits: { max_new_tokens: 250 }, env: { KV_BUDGET_BYTES: String(KV_BUDGET_BYTES) } });
 }, SYSTEM_START_TIMEOUT_MS * 2);
 
 afterAll(async () => {
@@ -79,10 +79,10 @@ it(
 );
 
 it(
-  'a node whose KV budget is full refuses the sequence with RESOURCE_EXHAUSTED (429), and keeps serving',
+  'a node refuses a sequence whose prompt + max_new_tokens do not fit its KV budget with RESOURCE_EXHAUSTED (429), and keeps serving',
   async () => {
     const longPrompt = Array.from({ length: 30 }, (_, i) => `w${i}`).join(' ');
-    const refused = await postJson(`${system.apiUrl}/api/model/process`, { text: longPrompt, max_new_tokens: 4 });
+    const refused = await postJson(`${system.apiUrl}/api/model/process`, { text: longPrompt, max_new_tokens: 170 });
     expect(refused.status).toBe(429);
     expect(refused.headers.get('retry-after')).not.toBeNull();
     expect(JSON.stringify(refused.body)).toMatch(/KV cache budget exhausted/);

@@ -216,6 +216,36 @@ describe('stage runtime checks', () => {
     await middle?.close();
   });
 
+  test('a release issued while a step of the sequence is queued waits for that step', async () => {
+    await first.step({ rows: [{ sequenceId: 'ordered', pastLength: 0, tokenIds: randomIds(40, 4) }] });
+    const decoding = first.step({ rows: [{ sequenceId: 'ordered', pastLength: 4, tokenIds: [7] }] });
+    const released = first.releaseInOrder('ordered');
+    await expect(decoding).resolves.toHaveProperty('hiddenStates');
+    await expect(released).resolves.toBe(true);
+    expect(first.cachedLength('ordered')).toBe(0);
+  });
+
+  test('a sequence reserves its whole KV room at admission: a full budget refuses a newcomer, never a running sequence', async () => {
+    // Stage 0 of 3 holds 2 layers: 1 KiB per token. 40 KiB fits one sequence reserving 36 tokens.
+    const tight = await StageRuntime.load(modelDir, 0, { kvBudgetBytes: 40 * 1024 });
+    try {
+      await tight.step({ rows: [{ sequenceId: 'runner', pastLength: 0, tokenIds: randomIds(41, 4), reserveTokens: 36 }] });
+      expect(tight.kvBytes).toBe(36 * 1024);
+      await expectServiceError(
+        tight.step({ rows: [{ sequenceId: 'newcomer', pastLength: 0, tokenIds: randomIds(42, 2), reserveTokens: 8 }] }),
+        status.RESOURCE_EXHAUSTED,
+        /KV cache budget exhausted/,
+      );
+      for (let length = 4; length < 36; length++) {
+        await tight.step({ rows: [{ sequenceId: 'runner', pastLength: length, tokenIds: [length] }] });
+      }
+      expect(tight.cachedLength('runner')).toBe(36);
+      expect(tight.kvBytes).toBe(36 * 1024);
+    } finally {
+      await tight.close();
+    }
+  });
+
   test('a pastLength that disagrees with the cache is FAILED_PRECONDITION naming the sequence', async () => {
     await first.step({ rows: [{ sequenceId: 'known', pastLength: 0, tokenIds: [1, 2, 3] }] });
     await expectServiceError(

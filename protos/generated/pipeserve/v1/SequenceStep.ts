@@ -9,6 +9,7 @@ export interface SequenceStep {
   'generated_index'?: (number);
   'sampling'?: (_pipeserve_v1_SamplingParameters | null);
   'sample'?: (boolean);
+  'reserve_tokens'?: (number);
 }
 
 export interface SequenceStep__Output {
@@ -18,4 +19,5 @@ export interface SequenceStep__Output {
   'generated_index': (number);
   'sampling': (_pipeserve_v1_SamplingParameters__Output | null);
   'sample': (boolean);
+  'reserve_tokens': (number);
 }
