@@ -21,6 +21,17 @@ export class ServiceError extends Error {
     return new ServiceError(status.INVALID_ARGUMENT, `${field}: ${problem}`);
   }
 
+  /**
+   * Normalises an error of a call to another service. grpc-js reports CANCELLED both for our
+   * own cancel() and for a peer that force-closes its calls while shutting down: unless we
+   * cancelled, it is the peer going away (UNAVAILABLE, retryable), not a client leaving.
+   */
+  static fromCall(error: unknown, peer: string, cancelledHere: boolean): ServiceError {
+    const received = ServiceError.from(error);
+    if (received.code !== status.CANCELLED || cancelledHere) return received;
+    return new ServiceError(status.UNAVAILABLE, `the ${peer} closed the call (${received.message})`, received);
+  }
+
   static from(error: unknown): ServiceError {
     if (error instanceof ServiceError) return error;
     if (isGrpcStatusError(error)) return new ServiceError(error.code, tidyGrpcDetails(error.details || error.message), error);

@@ -4,7 +4,10 @@ import type { Logger } from './logger';
 export function onShutdownSignal(logger: Logger, close: () => Promise<void>): void {
   let closing = false;
   const handle = (signal: NodeJS.Signals): void => {
-    if (closing) process.exit(1);
+    if (closing) {
+      logger.warn('second signal; exiting without finishing the shutdown', { signal });
+      process.exit(1);
+    }
     closing = true;
     logger.info('shutting down', { signal });
     close()

@@ -13,6 +13,9 @@ const READY_PROBE_TIMEOUT_MS = 3_000;
 /** Children get this long after SIGTERM to close their streams before SIGKILL. */
 const STOP_GRACE_MS = 10_000;
 
+/** SIGHUP too: a closed terminal must stop the children, which no longer share its session. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 const USAGE = 'usage: start [--ready-timeout-ms <ms>]   (reads config.json, or the file named by CONFIG_PATH)';
 
 interface ChildSpec {
@@ -60,6 +63,14 @@ function childSpecs(config: AppConfig): ChildSpec[] {
 /**
  * The children of this launcher: spawns them with their output prefixed by name, reports the
  * first one that exits on its own, and stops them all (SIGTERM, then SIGKILL after a grace period).
+ *
+ * Each child runs in a process group of its own (`detached`), so Ctrl-C in a terminal, which
+ * signals the whole foreground group, reaches only the launcher, and each child gets exactly one
+ * signal: the launcher's SIGTERM. Left in the launcher's group, a child would get the terminal's
+ * SIGINT and then the SIGTERM, which it takes as an impatient second signal and exits at once,
+ * without a graceful shutdown. The price: a signal sent to the group no longer reaches the
+ * children by itself, so the launcher kills whatever is left when it exits (`killRemaining`);
+ * only a SIGKILL of the launcher, which no process can intercept, leaves them running.
  */
 class ChildGroup {
   private readonly children = new Map<string, ChildProcess>();
@@ -75,7 +86,7 @@ class ChildGroup {
 
   /** A child whose exit is expected (a one-shot build step) is not reported when it exits. */
   start(spec: ChildSpec, exitIsExpected = false): ChildProcess {
-    const child = spawn(process.execPath, [spec.script, ...spec.args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const child = spawn(process.execPath, [spec.script, ...spec.args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env, detached: true });
     this.children.set(spec.name, child);
     const prefix = `[${spec.name.padEnd(this.nameWidth)}] `;
     createInterface({ input: child.stdout! }).on('line', (line) => process.stdout.write(prefix + line + '\n'));
@@ -105,14 +116,22 @@ class ChildGroup {
               process.stderr.write(`start: ${name} did not stop within ${STOP_GRACE_MS} ms; killing it\n`);
               child.kill('SIGKILL');
             }, STOP_GRACE_MS);
-            child.once('exit', () => {
+            child.once('exit', (code, signal) => {
               clearTimeout(kill);
+              process.stderr.write(`start: ${name} stopped ${signal !== null ? `by ${signal}` : `with exit code ${code}`}\n`);
               resolve();
             });
             child.kill('SIGTERM');
           }),
       ),
     );
+  }
+
+  /** Last resort when the launcher exits: children in groups of their own would otherwise outlive it. */
+  killRemaining(): void {
+    for (const child of this.children.values()) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
   }
 }
 
@@ -166,10 +185,13 @@ async function main(): Promise<number> {
   });
   childFailed.catch(() => undefined);
   const group = new ChildGroup(['model-init', ...specs.map((s) => s.name)], (name, how) => reportExit(`${name} ${how}`));
+  process.once('exit', () => group.killRemaining());
 
   const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
+    // The handlers stay installed: under `npm start` the launcher gets Ctrl-C's SIGINT twice (from
+    // the terminal and forwarded by npm), and a signal without a handler would kill the launcher
+    // before it stops its children. Repeated signals change nothing; STOP_GRACE_MS bounds the stop.
+    for (const signal of STOP_SIGNALS) process.on(signal, () => resolve(signal));
   });
   const interrupted = stopRequested.then((signal) => Promise.reject(new StopRequested(`${signal} received`)));
   interrupted.catch(() => undefined);

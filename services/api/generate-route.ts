@@ -39,11 +39,13 @@ export function generateRoute(deps: GenerationRouteDeps): RequestHandler {
     let stream: SseStream | undefined;
     // Set once the outcome is known (summary sent, failure reported, or client gone): later events change nothing.
     let settled = false;
+    let cancelledHere = false;
 
     res.once('close', () => {
       if (settled) return;
       settled = true;
       // Cancelling the call is what frees the sequence's KV caches in every stage.
+      cancelledHere = true;
       call.cancel();
       context.logger.info('client went away; generation cancelled');
     });
@@ -62,7 +64,7 @@ export function generateRoute(deps: GenerationRouteDeps): RequestHandler {
         stream.end();
       }
     });
-    call.on('error', (error: unknown) => fail(GenerationClient.coordinatorError(error)));
+    call.on('error', (error: unknown) => fail(GenerationClient.coordinatorError(error, cancelledHere)));
     call.on('end', () => fail(new ServiceError(status.INTERNAL, 'coordinator: the stream ended without a summary')));
 
     function fail(error: ServiceError): void {

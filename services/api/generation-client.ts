@@ -52,8 +52,14 @@ export class GenerationClient {
     deadlineUnixMs: number,
     signal: AbortSignal,
   ): Promise<GenerationSummary__Output> {
+    // The client may have left while its prompt was being encoded: an abort listener added now would never fire.
+    if (signal.aborted) throw new ServiceError(status.CANCELLED, 'the client went away before generation started');
     let call: ClientUnaryCall | undefined;
-    const cancel = (): void => call?.cancel();
+    let cancelledHere = false;
+    const cancel = (): void => {
+      cancelledHere = true;
+      call?.cancel();
+    };
     signal.addEventListener('abort', cancel, { once: true });
     try {
       return await unary<GenerateRequest, GenerationSummary__Output>(
@@ -63,19 +69,22 @@ export class GenerationClient {
         untilDeadline(deadlineUnixMs),
       );
     } catch (error) {
-      throw naming('coordinator', error);
+      throw naming('coordinator', error, cancelledHere);
     } finally {
       signal.removeEventListener('abort', cancel);
     }
   }
 
-  /** The caller owns the stream: it must cancel it when its client goes away. Map its errors with `coordinatorError`. */
+  /**
+   * The caller owns the stream: it must cancel it when its client goes away. Map its errors with
+   * `coordinatorError`, saying whether the caller had cancelled the stream.
+   */
   generate(request: ProcessRequest, promptTokenIds: readonly number[], requestId: string, deadlineUnixMs: number): ClientReadableStream<GenerateEvent__Output> {
     return this.coordinator.Generate(generateRequest(request, promptTokenIds, requestId), requestMetadata(requestId), untilDeadline(deadlineUnixMs));
   }
 
-  static coordinatorError(error: unknown): ServiceError {
-    return naming('coordinator', error);
+  static coordinatorError(error: unknown, cancelledHere: boolean): ServiceError {
+    return naming('coordinator', error, cancelledHere);
   }
 }
 
@@ -99,8 +108,8 @@ function generateRequest(request: ProcessRequest, promptTokenIds: readonly numbe
  * A 503 should tell the client which service is missing; an INVALID_ARGUMENT keeps the service's
  * own words (they name the problem, e.g. a prompt longer than the model's context).
  */
-function naming(service: 'tokenizer' | 'coordinator', thrown: unknown): ServiceError {
-  const error = ServiceError.from(thrown);
+function naming(service: 'tokenizer' | 'coordinator', thrown: unknown, cancelledHere = false): ServiceError {
+  const error = ServiceError.fromCall(thrown, service, cancelledHere);
   switch (error.code) {
     case status.UNAVAILABLE:
       return new ServiceError(error.code, `${service} unavailable: ${error.message}`, error);

@@ -192,7 +192,8 @@ function deadlineOf(deadline: grpc.Deadline): number {
 /** Parses the optional parameters into full settings; errors name the proto field. */
 export function parseParameters(parameters: GenerationParameters__Output | null, limits: Limits): SamplingSettings {
   const p = parameters ?? { stop: [] };
-  const maxNewTokens = p.max_new_tokens ?? DEFAULTS.maxNewTokens;
+  // An omitted field takes the default, lowered to the configured ceiling: the caller did not ask for more.
+  const maxNewTokens = p.max_new_tokens ?? Math.min(DEFAULTS.maxNewTokens, limits.maxNewTokens);
   if (maxNewTokens < 1 || maxNewTokens > limits.maxNewTokens) {
     throw ServiceError.invalidArgument('parameters.max_new_tokens', `must be between 1 and ${limits.maxNewTokens}, got ${maxNewTokens}`);
   }

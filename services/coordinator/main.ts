@@ -54,8 +54,12 @@ async function main(): Promise<void> {
   const metricsServer = await startMetricsServer(registry, config.coordinator.metricsPort);
   logger.info('coordinator serving', { port: server.port, metrics_port: config.coordinator.metricsPort, stages, nodes: config.nodes.length });
   onShutdownSignal(logger, async () => {
-    await server.shutdown();
+    // Refuse new calls first, then fail the running ones with UNAVAILABLE ('the coordinator is
+    // shutting down', retryable): waiting for them instead would end in the grace period's forced
+    // close, which their clients see as a CANCELLED indistinguishable from their own.
+    const stopped = server.shutdown();
     scheduler.close();
+    await stopped;
     health.stop();
     tokenizer.close();
     metricsServer.close();

@@ -45,9 +45,16 @@ export class StopStringMatcher {
   }
 
   private take(end: number): string {
+    // A piece that ends on a lone high surrogate is not valid UTF-16; protobuf would turn it into
+    // a replacement character and the streamed pieces would no longer add up to the final text.
+    if (end > 0 && end < this.text.length && isHighSurrogate(this.text.charCodeAt(end - 1))) end -= 1;
     if (end <= this.emitted) return '';
     const out = this.text.slice(this.emitted, end);
     this.emitted = end;
     return out;
   }
+}
+
+function isHighSurrogate(codeUnit: number): boolean {
+  return codeUnit >= 0xd800 && codeUnit <= 0xdbff;
 }

@@ -18,13 +18,14 @@ export class TokenTextStream {
   private readonly call: grpc.ClientDuplexStream<DecodeStreamRequest, DecodeStreamResponse__Output>;
   private readonly waiters: Waiter[] = [];
   private failure: ServiceError | undefined;
+  private cancelledHere = false;
 
   constructor(client: TokenizerClient, requestId: string, deadlineUnixMs: number) {
     this.call = client.DecodeStream(requestMetadata(requestId), untilDeadline(deadlineUnixMs));
     this.call.on('data', (response: DecodeStreamResponse__Output) => this.waiters.shift()?.resolve(response.text));
     this.call.on('error', (error: Error) => {
-      const serviceError = ServiceError.from(error);
-      this.failure = new ServiceError(serviceError.code === grpc.status.CANCELLED ? grpc.status.CANCELLED : serviceError.code, `tokenizer: ${serviceError.message}`, error);
+      const serviceError = ServiceError.fromCall(error, 'tokenizer', this.cancelledHere);
+      this.failure = new ServiceError(serviceError.code, `tokenizer: ${serviceError.message}`, error);
       for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure);
     });
     this.call.on('end', () => {
@@ -46,6 +47,7 @@ export class TokenTextStream {
   }
 
   cancel(): void {
+    this.cancelledHere = true;
     this.call.cancel();
   }
 }

@@ -33,8 +33,8 @@ export class TextTokenizer {
     return this.tokenizer.encode(text, { add_special_tokens: false });
   }
 
-  /** Text of `ids`; special tokens such as <|endoftext|> are left out. */
-  decode(ids: readonly number[]): string {
-    return this.tokenizer.decode([...ids], { skip_special_tokens: true });
+  /** Text of `ids`; special tokens such as <|endoftext|> are left out unless `skipSpecialTokens` is false. */
+  decode(ids: readonly number[], skipSpecialTokens = true): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: skipSpecialTokens });
   }
 }

@@ -15,7 +15,8 @@ import { IncrementalDecoder } from './incremental-decoder';
 /** What the service needs of a tokenizer (TextTokenizer satisfies it). */
 export interface TokenizerModel {
   encode(text: string): number[];
-  decode(ids: readonly number[]): string;
+  /** Leaves special tokens out when `skipSpecialTokens` is true or omitted. */
+  decode(ids: readonly number[], skipSpecialTokens?: boolean): string;
 }
 
 export interface TokenizerServiceOptions {
@@ -88,7 +89,7 @@ export function createTokenizerHandlers(model: TokenizerModel, options: Tokenize
       try {
         const text = measure('decode', () => {
           checkIds(call.request.token_ids, 'token_ids');
-          return { result: model.decode(call.request.token_ids), tokens: call.request.token_ids.length };
+          return { result: model.decode(call.request.token_ids, call.request.skip_special_tokens), tokens: call.request.token_ids.length };
         });
         callback(null, { text });
       } catch (error) {
@@ -97,6 +98,7 @@ export function createTokenizerHandlers(model: TokenizerModel, options: Tokenize
     },
 
     DecodeStream(call: grpc.ServerDuplexStream<DecodeStreamRequest__Output, DecodeStreamResponse>): void {
+      // Streamed text is generated text: the special tokens a model emits (end of text) never show in it.
       const decoder = new IncrementalDecoder(model);
       call.on('data', (request: DecodeStreamRequest__Output) => {
         try {

@@ -23,9 +23,17 @@ import { createMetricsRegistry } from '../../shared/metrics';
  */
 export const FAKE_MAX_PROMPT_TOKENS = 64;
 
-export function fakeTokenizerHandlers(): TokenizerHandlers {
+export interface FakeTokenizerOptions {
+  /** Awaited before Encode answers: lets a test hold a request while its prompt is being encoded. */
+  readonly beforeEncode?: (text: string) => Promise<void>;
+}
+
+export function fakeTokenizerHandlers(options: FakeTokenizerOptions = {}): TokenizerHandlers {
   return {
-    Encode: (call, callback) => callback(null, { token_ids: [...Buffer.from(call.request.text, 'utf8')] }),
+    Encode: (call, callback) => {
+      const { text } = call.request;
+      void (options.beforeEncode?.(text) ?? Promise.resolve()).then(() => callback(null, { token_ids: [...Buffer.from(text, 'utf8')] }));
+    },
     Decode: (call, callback) => callback(null, { text: Buffer.from(call.request.token_ids).toString('utf8') }),
     DecodeStream: (call) => {
       const decoder = new TextDecoder('utf-8');
@@ -152,8 +160,10 @@ export function fakeCoordinatorHandlers(options: FakeCoordinatorOptions, record:
   };
 }
 
-export async function startFakeTokenizer(): Promise<RunningServer> {
-  return startServer('127.0.0.1:0', [{ name: 'pipeserve.v1.Tokenizer', definition: protos().tokenizer.pipeserve.v1.Tokenizer.service, implementation: fakeTokenizerHandlers() }]);
+export async function startFakeTokenizer(options: FakeTokenizerOptions = {}): Promise<RunningServer> {
+  return startServer('127.0.0.1:0', [
+    { name: 'pipeserve.v1.Tokenizer', definition: protos().tokenizer.pipeserve.v1.Tokenizer.service, implementation: fakeTokenizerHandlers(options) },
+  ]);
 }
 
 export async function startFakeCoordinator(options: FakeCoordinatorOptions): Promise<{ server: RunningServer; record: CoordinatorRecord }> {
@@ -182,6 +192,8 @@ export function testConfig(tokenizerPort: number, coordinatorPort: number, limit
 export interface RunningApi {
   readonly url: string;
   readonly registry: Registry;
+  /** HTTP connections the api still holds open: 0 once it has seen every client hang up. */
+  openConnections(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -212,6 +224,7 @@ export async function startApi(config: AppConfig): Promise<RunningApi> {
   return {
     url: `http://127.0.0.1:${address.port}`,
     registry,
+    openConnections: () => new Promise<number>((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count)))),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -34,4 +34,14 @@ describe('StopStringMatcher', () => {
     expect(matcher.push('abc')).toBe('abc');
     expect(matcher.finish()).toBe('');
   });
+
+  it('never cuts a held-back piece between the two halves of a surrogate pair', () => {
+    const matcher = new StopStringMatcher(['xyz']);
+    const pieces = [matcher.push('hi 😀a'), matcher.push('b'), matcher.finish()];
+    for (const piece of pieces) {
+      expect(Buffer.from(piece, 'utf8').toString('utf8')).toBe(piece);
+    }
+    expect(pieces[0]).toBe('hi ');
+    expect(pieces.join('')).toBe('hi 😀ab');
+  });
 });

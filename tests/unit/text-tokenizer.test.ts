@@ -37,6 +37,12 @@ describe('TextTokenizer', () => {
     expect(tokenizer.decode(ids)).toBe('end');
   });
 
+  test('keeps <|endoftext|> when asked not to skip special tokens', () => {
+    const ids = [...referenceEncode('end'), END_OF_TEXT_ID];
+    expect(tokenizer.decode(ids, false)).toBe('end<|endoftext|>');
+    expect(tokenizer.decode(ids, true)).toBe('end');
+  });
+
   test('a folder without tokenizer files is an error naming the file', async () => {
     const empty = await mkdtemp(path.join(os.tmpdir(), 'text-tokenizer-empty-'));
     try {

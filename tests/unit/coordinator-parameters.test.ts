@@ -1,0 +1,33 @@
+import { status } from '@grpc/grpc-js';
+import { parseParameters } from '../../services/coordinator/coordinator-service';
+import { DEFAULT_LIMITS } from '../../shared/config';
+import { ServiceError } from '../../shared/errors';
+import { DEFAULT_GENERATION_CONFIG } from '../../shared/generation-config';
+
+describe('parseParameters', () => {
+  it('an omitted max_new_tokens takes the default when the limit is above it', () => {
+    const limits = { ...DEFAULT_LIMITS, maxNewTokens: DEFAULT_GENERATION_CONFIG.maxNewTokens + 100 };
+    expect(parseParameters({ stop: [] }, limits).maxNewTokens).toBe(DEFAULT_GENERATION_CONFIG.maxNewTokens);
+    expect(parseParameters(null, limits).maxNewTokens).toBe(DEFAULT_GENERATION_CONFIG.maxNewTokens);
+  });
+
+  it('an omitted max_new_tokens is lowered to a configured limit below the default instead of being rejected', () => {
+    const limits = { ...DEFAULT_LIMITS, maxNewTokens: 8 };
+    expect(DEFAULT_GENERATION_CONFIG.maxNewTokens).toBeGreaterThan(8);
+    expect(parseParameters({ stop: [] }, limits).maxNewTokens).toBe(8);
+    expect(parseParameters(null, limits).maxNewTokens).toBe(8);
+  });
+
+  it('an explicit max_new_tokens above the limit is still rejected, naming the field', () => {
+    const limits = { ...DEFAULT_LIMITS, maxNewTokens: 8 };
+    let thrown: unknown;
+    try {
+      parseParameters({ max_new_tokens: 9, stop: [] }, limits);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ServiceError);
+    expect((thrown as ServiceError).code).toBe(status.INVALID_ARGUMENT);
+    expect((thrown as ServiceError).message).toMatch(/parameters\.max_new_tokens/);
+  });
+});
