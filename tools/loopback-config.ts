@@ -9,6 +9,8 @@ export interface LoopbackConfigOptions {
   readonly logLevel?: string;
   /** Entries of config.json's `limits`, in its snake_case names. */
   readonly limits?: Readonly<Record<string, number>>;
+  /** Replicas of each stage (default one each); replicas are named node2a, node2b, … */
+  readonly replicas?: readonly number[];
 }
 
 export interface LoopbackNode {
@@ -39,7 +41,11 @@ export async function writeLoopbackConfig(options: LoopbackConfigOptions): Promi
   const [apiPort, tokenizerPort, tokenizerMetrics, coordinatorPort, coordinatorMetrics] = [await port(), await port(), await port(), await port(), await port()];
   const nodes: LoopbackNode[] = [];
   for (let stage = 0; stage < manifest.stages.length; stage++) {
-    nodes.push({ id: `node${stage + 1}`, address: `127.0.0.1:${await port()}`, model_part: stage, metrics_port: await port() });
+    const replicas = options.replicas?.[stage] ?? 1;
+    for (let replica = 0; replica < replicas; replica++) {
+      const id = replicas === 1 ? `node${stage + 1}` : `node${stage + 1}${String.fromCharCode(97 + replica)}`;
+      nodes.push({ id, address: `127.0.0.1:${await port()}`, model_part: stage, metrics_port: await port() });
+    }
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-loopback-'));
   const configPath = path.join(dir, 'config.json');

@@ -183,11 +183,16 @@ export function openApiDocument(limits: Pick<Limits, 'maxNewTokens' | 'bodyLimit
         Health: { type: 'object', required: ['status'], properties: { status: { const: 'ok' } } },
         Ready: {
           type: 'object',
-          required: ['ready', 'model_name', 'stages', 'nodes'],
+          required: ['ready', 'model_name', 'stages', 'nodes', 'degraded'],
           properties: {
             ready: { const: true },
             model_name: { type: 'string' },
             stages: { type: 'integer' },
+            degraded: {
+              type: 'array',
+              items: { type: 'string' },
+              description: 'Replicas that are down while their stage still has a serving one: one line each, with address and reason',
+            },
             nodes: {
               type: 'array',
               items: {

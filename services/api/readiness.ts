@@ -24,13 +24,14 @@ export interface NodeReadiness {
 }
 
 export type Readiness =
-  | { readonly ready: true; readonly model_name: string; readonly stages: number; readonly nodes: readonly NodeReadiness[] }
+  | { readonly ready: true; readonly model_name: string; readonly stages: number; readonly nodes: readonly NodeReadiness[]; readonly degraded: readonly string[] }
   | { readonly ready: false; readonly missing: readonly string[] };
 
 /**
- * Ready when the tokenizer and the coordinator report SERVING (grpc.health.v1) and the
- * coordinator sees every node of its topology serving. Otherwise lists what is down, one line
- * each: "node2 (stage 1) at localhost:50052: connection refused".
+ * Ready when the tokenizer and the coordinator report SERVING (grpc.health.v1) and every stage
+ * has at least one serving node. Otherwise lists what is down, one line each: "node2 (stage 1)
+ * at localhost:50052: connection refused". A replica that is down while its stage still has a
+ * serving one keeps the system ready, and is listed under `degraded`.
  */
 export async function checkReadiness(targets: ReadinessTargets, deadlineMs = READY_CHECK_DEADLINE_MS): Promise<Readiness> {
   const [tokenizerProblem, coordinatorProblem, topology] = await Promise.all([
@@ -55,11 +56,13 @@ export async function checkReadiness(targets: ReadinessTargets, deadlineMs = REA
   }
   if (topology instanceof ServiceError) return { ready: false, missing };
 
-  for (const node of topology.nodes) {
-    if (!node.serving) missing.push(`${node.node_id} (stage ${node.stage}) at ${node.address}: ${node.detail || 'not serving'}`);
-  }
+  const degraded: string[] = [];
   for (let stage = 0; stage < topology.stages; stage++) {
-    if (!topology.nodes.some((n) => n.stage === stage)) missing.push(`stage ${stage}: the coordinator knows no node for it`);
+    const replicas = topology.nodes.filter((n) => n.stage === stage);
+    if (replicas.length === 0) missing.push(`stage ${stage}: the coordinator knows no node for it`);
+    const down = replicas.filter((n) => !n.serving).map((n) => `${n.node_id} (stage ${n.stage}) at ${n.address}: ${n.detail || 'not serving'}`);
+    if (replicas.some((n) => n.serving)) degraded.push(...down);
+    else missing.push(...down);
   }
   if (topology.stages === 0) missing.push(`coordinator at ${targets.coordinator.address}: its topology has no stages`);
   if (missing.length > 0) return { ready: false, missing };
@@ -68,6 +71,7 @@ export async function checkReadiness(targets: ReadinessTargets, deadlineMs = REA
     model_name: topology.model_name,
     stages: topology.stages,
     nodes: topology.nodes.map((n) => ({ node_id: n.node_id, stage: n.stage, address: n.address, serving: n.serving })),
+    degraded,
   };
 }
 

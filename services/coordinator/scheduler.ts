@@ -197,7 +197,7 @@ export class Scheduler {
       })
       .then(
         (result) => this.onResult(rows, result),
-        (error: unknown) => this.onStepFailed(rows, ServiceError.from(error)),
+        (error: unknown) => this.onStepFailed(rows, ServiceError.from(error), route[0].id),
       )
       .finally(() => {
         this.inFlightByRoute.set(key, (this.inFlightByRoute.get(key) ?? 1) - 1);
@@ -208,7 +208,7 @@ export class Scheduler {
 
   private onResult(rows: readonly PlannedRow[], result: StepResult__Output): void {
     if (result.error_code !== grpc.status.OK) {
-      this.onStepFailed(rows, new ServiceError(result.error_code as grpc.status, result.error_message));
+      this.onStepFailed(rows, new ServiceError(result.error_code as grpc.status, result.error_message), result.failed_node_id);
       return;
     }
     for (const timing of result.timings) {
@@ -256,8 +256,11 @@ export class Scheduler {
     else if (sequence.generated.length >= maxNewTokens || sequence.promptLength + sequence.generated.length >= this.options.nPositions) this.complete(sequence, 'length');
   }
 
-  private onStepFailed(rows: readonly PlannedRow[], error: ServiceError): void {
+  /** `unreachableNodeId` names the node a step could not reach, if that is why it failed. */
+  private onStepFailed(rows: readonly PlannedRow[], error: ServiceError, unreachableNodeId: string): void {
     this.logger.warn('step failed', { request_id: rows[0].sequence.request.requestId, sequences: rows.length, code: grpc.status[error.code], error: error.message });
+    // Route new sequences around a dead replica now, not at its next health check.
+    if (error.code === grpc.status.UNAVAILABLE && unreachableNodeId !== '') this.health.markDown(unreachableNodeId, error.message);
     for (const { sequence } of rows) {
       sequence.inFlight = false;
       // A sequence retired while this step travelled (deadline, cancel) still holds KV caches.

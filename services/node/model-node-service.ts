@@ -163,7 +163,12 @@ export class ModelNodeService {
         (downstream: StepResult__Output) => reply({ ...downstream, step_id: message.step_id, timings: [timing, ...downstream.timings] }),
         (error: unknown) => {
           const serviceError = ServiceError.from(error);
-          reply({ step_id: message.step_id, error_code: serviceError.code, error_message: `${next.node_id}: ${serviceError.message}` });
+          reply({
+            step_id: message.step_id,
+            error_code: serviceError.code,
+            error_message: `${next.node_id}: ${serviceError.message}`,
+            failed_node_id: serviceError.code === grpc.status.UNAVAILABLE ? next.node_id : '',
+          });
         },
       );
   }

@@ -21,6 +21,8 @@ export interface SystemOptions {
   readonly limits?: Record<string, number>;
   /** Extra environment for every process. */
   readonly env?: Record<string, string>;
+  /** Replicas of each stage (default one each). */
+  readonly replicas?: readonly number[];
 }
 
 export type SystemConfig = LoopbackSystem;
@@ -74,6 +76,16 @@ export class RunningSystem {
     if (child === undefined) return;
     this.children.delete(name);
     await terminate(child);
+  }
+
+  /** Kills a process without warning (SIGKILL), as a crash would. */
+  async killProcess(name: string): Promise<void> {
+    const child = this.children.get(name);
+    if (child === undefined) return;
+    this.children.delete(name);
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await exited;
   }
 
   async startProcess(name: string): Promise<void> {
@@ -142,6 +154,7 @@ export function writeSystemConfig(options: SystemOptions): ReturnType<typeof wri
   return writeLoopbackConfig({
     modelDir: options.modelDir,
     modelName: 'tiny-test',
+    replicas: options.replicas,
     limits: { max_new_tokens: 128, request_timeout_ms: 30_000, ...options.limits },
   });
 }

@@ -14,6 +14,7 @@ const THREE_STAGES: NodeStatus[] = [
 interface ReadyBody {
   ready: boolean;
   missing?: string[];
+  degraded?: string[];
   nodes?: unknown[];
   stages?: number;
 }
@@ -47,7 +48,20 @@ describe('GET /ready', () => {
         model_name: 'fake',
         stages: 3,
         nodes: THREE_STAGES.map(({ node_id, stage, address }) => ({ node_id, stage, address, serving: true })),
+        degraded: [],
       });
+    } finally {
+      await api.close();
+    }
+  });
+
+  test('is 200 and lists a down replica as degraded while its stage has another serving one', async () => {
+    const replica = { ...THREE_STAGES[1], node_id: 'node2b', address: 'localhost:50054', serving: false, detail: 'connection refused' };
+    const { api } = await system([...THREE_STAGES, replica]);
+    try {
+      const { status, body } = await ready(api.url);
+      expect(status).toBe(200);
+      expect(body.degraded).toEqual(['node2b (stage 1) at localhost:50054: connection refused']);
     } finally {
       await api.close();
     }

@@ -10,6 +10,7 @@ export interface StepResult {
   'timings'?: (_pipeserve_v1_StageTiming)[];
   'error_code'?: (number);
   'error_message'?: (string);
+  'failed_node_id'?: (string);
 }
 
 export interface StepResult__Output {
@@ -18,4 +19,5 @@ export interface StepResult__Output {
   'timings': (_pipeserve_v1_StageTiming__Output)[];
   'error_code': (number);
   'error_message': (string);
+  'failed_node_id': (string);
 }
