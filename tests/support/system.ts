@@ -43,7 +43,20 @@ export class RunningSystem {
     private readonly env: Record<string, string>,
   ) {}
 
+  /**
+   * Starts the system; if a service finds one of its ports taken meanwhile (ports are chosen
+   * free, then released), starts again once on new ports.
+   */
   static async start(options: SystemOptions): Promise<RunningSystem> {
+    try {
+      return await RunningSystem.startOnce(options);
+    } catch (error) {
+      if (!String(error).includes('EADDRINUSE')) throw error;
+      return RunningSystem.startOnce(options);
+    }
+  }
+
+  private static async startOnce(options: SystemOptions): Promise<RunningSystem> {
     const { dir, configPath, system: config } = await writeSystemConfig(options);
     const specs: ProcessSpec[] = [
       { name: 'tokenizer', script: 'services/tokenizer/main.js', args: [] },
