@@ -3,12 +3,19 @@ import type { ModelNodeClient } from '../protos/generated/pipeserve/v1/ModelNode
 import type { StepMessage } from '../protos/generated/pipeserve/v1/StepMessage';
 import type { StepResult__Output } from '../protos/generated/pipeserve/v1/StepResult';
 import { ServiceError } from './errors';
-import { createClient } from './grpc/channel';
+import { createClient, MAX_RECONNECT_BACKOFF_MS } from './grpc/channel';
 import { protos } from './grpc/proto-loader';
 import type { Logger } from './logger';
 
 /** How long a step may wait when its message carries no deadline. */
 export const DEFAULT_STEP_TIMEOUT_MS = 60_000;
+/**
+ * How long opening a stream waits for the channel: longer than one reconnect backoff, so a
+ * stage that has just restarted is reached, and short enough that a dead one fails fast.
+ */
+export const LINK_READY_TIMEOUT_MS = MAX_RECONNECT_BACKOFF_MS + 1_000;
+
+type StepStream = grpc.ClientDuplexStream<StepMessage, StepResult__Output>;
 
 interface PendingStep {
   readonly resolve: (result: StepResult__Output) => void;
@@ -25,7 +32,9 @@ interface PendingStep {
  */
 export class PipelineLink {
   private readonly client: ModelNodeClient;
-  private stream: grpc.ClientDuplexStream<StepMessage, StepResult__Output> | undefined;
+  private stream: StepStream | undefined;
+  /** Set while a new stream waits for the channel; later sends queue behind it, in order. */
+  private opening: Promise<StepStream> | undefined;
   private readonly pending = new Map<number, PendingStep>();
   private nextStepId = 1;
   private closed = false;
@@ -52,14 +61,53 @@ export class PipelineLink {
         reject(new ServiceError(grpc.status.DEADLINE_EXCEEDED, `step to ${this.address} passed its deadline`));
       }, Math.max(0, deadline - Date.now()));
       this.pending.set(stepId, { resolve, reject, timer });
-      this.openStream().write({ ...step, step_id: stepId });
+      this.write({ ...step, step_id: stepId }, (error) => {
+        if (!this.pending.delete(stepId)) return;
+        clearTimeout(timer);
+        reject(error);
+      });
     });
   }
 
   /** Sends a message that expects no result (a release of finished sequences). */
   sendOneWay(step: Omit<StepMessage, 'step_id'>): void {
     if (this.closed) return;
-    this.openStream().write({ ...step, step_id: 0 });
+    this.write({ ...step, step_id: 0 }, (error) => this.logger.warn('release not sent', { address: this.address, error: error.message }));
+  }
+
+  /**
+   * Writes on the open stream at once, or, while none is open, after the channel is ready:
+   * messages keep the order of the calls either way.
+   */
+  private write(message: StepMessage, failed: (error: ServiceError) => void): void {
+    if (this.stream !== undefined && this.opening === undefined) {
+      this.stream.write(message);
+      return;
+    }
+    if (this.opening === undefined) {
+      const opening = this.openWhenReady();
+      this.opening = opening;
+      // Registered first, so it runs just before the queued writes: nothing can write directly
+      // on the new stream ahead of them.
+      const settled = (): void => {
+        if (this.opening === opening) this.opening = undefined;
+      };
+      opening.then(settled, settled);
+    }
+    this.opening.then(
+      (stream) => stream.write(message),
+      (error: unknown) => failed(ServiceError.from(error)),
+    );
+  }
+
+  private openWhenReady(): Promise<StepStream> {
+    return new Promise<StepStream>((resolve, reject) => {
+      this.client.waitForReady(Date.now() + LINK_READY_TIMEOUT_MS, (error?: Error) => {
+        if (this.closed) reject(new ServiceError(grpc.status.UNAVAILABLE, `link to ${this.address} is closed`));
+        else if (error !== undefined) reject(new ServiceError(grpc.status.UNAVAILABLE, `node at ${this.address} is unreachable: ${error.message}`));
+        else resolve(this.openStream());
+      });
+    });
   }
 
   close(): void {
@@ -70,7 +118,7 @@ export class PipelineLink {
     this.client.close();
   }
 
-  private openStream(): grpc.ClientDuplexStream<StepMessage, StepResult__Output> {
+  private openStream(): StepStream {
     if (this.stream !== undefined) return this.stream;
     const stream = this.client.Pipeline();
     this.stream = stream;

@@ -5,6 +5,8 @@ import { ServiceError } from '../errors';
 /** Activations of a long prefill batch are large: allow 256 MiB messages both ways. */
 export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
+export const MAX_RECONNECT_BACKOFF_MS = 1_000;
+
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -12,7 +14,9 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.initial_reconnect_backoff_ms': 200,
-  'grpc.max_reconnect_backoff_ms': 2_000,
+  // A restarted stage is found again within a second (links wait MAX_RECONNECT_BACKOFF_MS + a
+  // margin for it), and a dead one costs a connection attempt per second on the LAN.
+  'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
   // Node-to-node streams of one stage pair should not share a connection with unrelated calls.
   'grpc.use_local_subchannel_pool': 1,
 };
