@@ -14,7 +14,7 @@ import { decodeTensor, encodeTensor } from '../../shared/tensor-codec';
 import { float32Tensor } from '../../shared/tensor';
 import { NodeMetrics } from './node-metrics';
 import { parseGenerationConfig } from '../../shared/generation-config';
-import { createSampler } from './sampling/sampler';
+import { createSampler, type Sampler } from './sampling/sampler';
 import type { StageRuntime, StepRow } from './stage-runtime';
 
 export interface ModelNodeOptions {
@@ -34,8 +34,8 @@ type Reply = (result: StepResult) => void;
  */
 export class ModelNodeService {
   private readonly links: PipelineLinks;
-  /** Last stage only: every token each live sequence has fed so far (for the repetition penalty). */
-  private readonly histories = new Map<string, number[]>();
+  /** Last stage only: each live sequence's tokens so far (for the repetition penalty) and its sampler, made once. */
+  private readonly sampling = new Map<string, { readonly history: number[]; sampler?: Sampler }>();
   private readonly metrics: NodeMetrics;
   private readonly idleTimer: NodeJS.Timeout;
 
@@ -189,22 +189,26 @@ export class ModelNodeService {
     const vocab = this.runtime.config.vocabSize;
     const tokens: SampledToken[] = [];
     sequences.forEach((s, row) => {
-      const history = this.histories.get(s.sequence_id) ?? [];
-      history.push(...s.token_ids);
-      this.histories.set(s.sequence_id, history);
+      let state = this.sampling.get(s.sequence_id);
+      if (state === undefined) {
+        state = { history: [] };
+        this.sampling.set(s.sequence_id, state);
+      }
+      state.history.push(...s.token_ids);
       if (!s.sample) return;
-      const params = s.sampling;
-      const sampler = createSampler(
+      // A sequence's sampling parameters never change: the first step that samples sets them.
+      state.sampler ??= createSampler(
         parseGenerationConfig({
           maxNewTokens: 1,
-          temperature: params?.temperature ?? 0,
-          topK: params?.top_k ?? 0,
-          topP: params?.top_p || 1,
-          repetitionPenalty: params?.repetition_penalty || 1,
-          seed: params?.seed ?? 0,
+          temperature: s.sampling?.temperature ?? 0,
+          topK: s.sampling?.top_k ?? 0,
+          // proto3 sends an unset float as 0, which for these two means "off".
+          topP: s.sampling?.top_p || 1,
+          repetitionPenalty: s.sampling?.repetition_penalty || 1,
+          seed: s.sampling?.seed ?? 0,
         }),
       );
-      const picked = sampler.sample(logits.subarray(row * vocab, (row + 1) * vocab), history, s.generated_index);
+      const picked = state.sampler.sample(logits.subarray(row * vocab, (row + 1) * vocab), state.history, s.generated_index);
       tokens.push({ sequence_id: s.sequence_id, token_id: picked.tokenId, logprob: picked.logprob });
     });
     return tokens;
@@ -212,13 +216,13 @@ export class ModelNodeService {
 
   private async release(sequenceId: string): Promise<void> {
     await this.runtime.releaseInOrder(sequenceId);
-    this.histories.delete(sequenceId);
+    this.sampling.delete(sequenceId);
     this.updateKvGauges();
   }
 
   private dropIdleSequences(): void {
     const dropped = this.runtime.dropIdle(this.options.kvIdleTtlMs, Date.now());
-    for (const id of dropped) this.histories.delete(id);
+    for (const id of dropped) this.sampling.delete(id);
     if (dropped.length > 0) {
       this.logger.info('dropped idle sequences', { sequences: dropped.length, ttl_ms: this.options.kvIdleTtlMs });
       this.updateKvGauges();

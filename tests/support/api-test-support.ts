@@ -259,40 +259,6 @@ export const BAD_BODIES: ReadonlyArray<readonly [string, unknown, string]> = [
   ['empty stop string', { text: 'a', stop: ['a', ''] }, 'stop[1]: must be an array of at most 4 non-empty strings'],
 ];
 
-export interface SseEvent {
-  readonly event: string;
-  readonly data: unknown;
-}
-
-/**
- * Reads a text/event-stream body event by event, as a browser's EventSource would frame it
- * (blank line ends an event; `event:` and `data:` lines), independently of the api's writer.
- */
-export async function* readSse(response: Response): AsyncGenerator<SseEvent> {
-  if (response.body === null) throw new Error('the response has no body');
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffered += decoder.decode(value, { stream: true });
-    let end: number;
-    while ((end = buffered.indexOf('\n\n')) >= 0) {
-      const block = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice('event:'.length).trim();
-        else if (line.startsWith('data:')) data.push(line.slice('data:'.length).replace(/^ /, ''));
-      }
-      yield { event, data: JSON.parse(data.join('\n')) };
-    }
-  }
-  if (buffered.trim() !== '') throw new Error(`the stream ended inside an event: ${JSON.stringify(buffered)}`);
-}
-
 export function postJson(url: string, body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
   return fetch(url, {
     method: 'POST',

@@ -26,14 +26,50 @@ export async function postJson(url: string, body: unknown, init: RequestInit = {
 export interface SseEvent {
   readonly event: string;
   readonly data: Record<string, unknown>;
-  /** ms since the request was sent. */
-  readonly atMs: number;
   /** Which network read delivered it (0 for the first). */
   readonly read: number;
 }
 
-/** POSTs and parses a text/event-stream answer into events, noting when each arrived. */
-export async function postSse(url: string, body: unknown, options: { signal?: AbortSignal; onEvent?: (event: SseEvent) => void } = {}): Promise<{ status: number; contentType: string; events: SseEvent[] }> {
+export interface TimedSseEvent extends SseEvent {
+  /** ms since the request was sent. */
+  readonly atMs: number;
+}
+
+/**
+ * Reads a text/event-stream body event by event, as a browser's EventSource frames it (a
+ * blank line ends an event; `event:` and `data:` lines), independently of the api's writer.
+ */
+export async function* readSse(response: Response): AsyncGenerator<SseEvent> {
+  if (response.body === null) throw new Error('the response has no body');
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for (let read = 0; ; read++) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let end: number;
+    while ((end = buffered.indexOf('\n\n')) >= 0) {
+      const block = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      let event = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice('event:'.length).trim();
+        else if (line.startsWith('data:')) data.push(line.slice('data:'.length).replace(/^ /, ''));
+      }
+      if (data.length > 0) yield { event, data: JSON.parse(data.join('\n')) as Record<string, unknown>, read };
+    }
+  }
+  if (buffered.trim() !== '') throw new Error(`the stream ended inside an event: ${JSON.stringify(buffered)}`);
+}
+
+/** POSTs and collects a text/event-stream answer, noting when each event arrived. */
+export async function postSse(
+  url: string,
+  body: unknown,
+  options: { signal?: AbortSignal; onEvent?: (event: TimedSseEvent) => void } = {},
+): Promise<{ status: number; contentType: string; events: TimedSseEvent[] }> {
   const started = performance.now();
   const response = await fetch(url, {
     method: 'POST',
@@ -41,29 +77,11 @@ export async function postSse(url: string, body: unknown, options: { signal?: Ab
     body: JSON.stringify(body),
     signal: options.signal ?? AbortSignal.timeout(60_000),
   });
-  const events: SseEvent[] = [];
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (let read = 0; ; read++) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let boundary: number;
-    while ((boundary = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, boundary);
-      buffer = buffer.slice(boundary + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-      }
-      if (data.length === 0) continue;
-      const parsed: SseEvent = { event, data: JSON.parse(data.join('\n')) as Record<string, unknown>, atMs: performance.now() - started, read };
-      events.push(parsed);
-      options.onEvent?.(parsed);
-    }
+  const events: TimedSseEvent[] = [];
+  for await (const event of readSse(response)) {
+    const timed = { ...event, atMs: performance.now() - started };
+    events.push(timed);
+    options.onEvent?.(timed);
   }
   return { status: response.status, contentType: response.headers.get('content-type') ?? '', events };
 }

@@ -5,15 +5,14 @@ import {
   deferred,
   eventually,
   postJson,
-  readSse,
   startApi,
   startFakeCoordinator,
   startFakeTokenizer,
   testConfig,
   type CoordinatorRecord,
   type RunningApi,
-  type SseEvent,
 } from '../support/api-test-support';
+import { readSse, type SseEvent } from '../support/http';
 
 /** Real gRPC servers and an HTTP listener on a loaded machine: generous, but bounded. */
 const SERVICE_TEST_TIMEOUT_MS = 30_000;

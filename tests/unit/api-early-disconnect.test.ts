@@ -3,13 +3,13 @@ import type { RunningServer } from '../../shared/grpc/channel';
 import {
   deferred,
   postJson,
-  readSse,
   startApi,
   startFakeCoordinator,
   startFakeTokenizer,
   testConfig,
   type CoordinatorRecord,
 } from '../support/api-test-support';
+import { readSse } from '../support/http';
 
 /** Real gRPC servers and an HTTP listener on a loaded machine: generous, but bounded. */
 const SERVICE_TEST_TIMEOUT_MS = 30_000;
