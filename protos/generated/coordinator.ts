@@ -10,6 +10,7 @@ import type { NodeStatus as _pipeserve_v1_NodeStatus, NodeStatus__Output as _pip
 import type { NodeTiming as _pipeserve_v1_NodeTiming, NodeTiming__Output as _pipeserve_v1_NodeTiming__Output } from './pipeserve/v1/NodeTiming';
 import type { Timings as _pipeserve_v1_Timings, Timings__Output as _pipeserve_v1_Timings__Output } from './pipeserve/v1/Timings';
 import type { TokenEvent as _pipeserve_v1_TokenEvent, TokenEvent__Output as _pipeserve_v1_TokenEvent__Output } from './pipeserve/v1/TokenEvent';
+import type { TokenLogprob as _pipeserve_v1_TokenLogprob, TokenLogprob__Output as _pipeserve_v1_TokenLogprob__Output } from './pipeserve/v1/TokenLogprob';
 import type { TopologyRequest as _pipeserve_v1_TopologyRequest, TopologyRequest__Output as _pipeserve_v1_TopologyRequest__Output } from './pipeserve/v1/TopologyRequest';
 import type { TopologyResponse as _pipeserve_v1_TopologyResponse, TopologyResponse__Output as _pipeserve_v1_TopologyResponse__Output } from './pipeserve/v1/TopologyResponse';
 
@@ -29,6 +30,7 @@ export interface ProtoGrpcType {
       NodeTiming: MessageTypeDefinition<_pipeserve_v1_NodeTiming, _pipeserve_v1_NodeTiming__Output>
       Timings: MessageTypeDefinition<_pipeserve_v1_Timings, _pipeserve_v1_Timings__Output>
       TokenEvent: MessageTypeDefinition<_pipeserve_v1_TokenEvent, _pipeserve_v1_TokenEvent__Output>
+      TokenLogprob: MessageTypeDefinition<_pipeserve_v1_TokenLogprob, _pipeserve_v1_TokenLogprob__Output>
       TopologyRequest: MessageTypeDefinition<_pipeserve_v1_TopologyRequest, _pipeserve_v1_TopologyRequest__Output>
       TopologyResponse: MessageTypeDefinition<_pipeserve_v1_TopologyResponse, _pipeserve_v1_TopologyResponse__Output>
     }

@@ -191,7 +191,7 @@ function deadlineOf(deadline: grpc.Deadline): number {
 
 /** Parses the optional parameters into full settings; errors name the proto field. */
 export function parseParameters(parameters: GenerationParameters__Output | null, limits: Limits): SamplingSettings {
-  const p = parameters ?? { stop: [] };
+  const p: GenerationParameters__Output = parameters ?? { stop: [], top_logprobs: 0 };
   // An omitted field takes the default, lowered to the configured ceiling: the caller did not ask for more.
   const maxNewTokens = p.max_new_tokens ?? Math.min(DEFAULTS.maxNewTokens, limits.maxNewTokens);
   if (maxNewTokens < 1 || maxNewTokens > limits.maxNewTokens) {

@@ -6,10 +6,12 @@ export interface GenerateRequest {
   'request_id'?: (string);
   'prompt_token_ids'?: (number)[];
   'parameters'?: (_pipeserve_v1_GenerationParameters | null);
+  'priority'?: (string);
 }
 
 export interface GenerateRequest__Output {
   'request_id': (string);
   'prompt_token_ids': (number)[];
   'parameters': (_pipeserve_v1_GenerationParameters__Output | null);
+  'priority': (string);
 }

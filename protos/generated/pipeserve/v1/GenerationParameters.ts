@@ -9,6 +9,7 @@ export interface GenerationParameters {
   'repetition_penalty'?: (number | string);
   'seed'?: (number);
   'stop'?: (string)[];
+  'top_logprobs'?: (number);
   '_max_new_tokens'?: "max_new_tokens";
   '_temperature'?: "temperature";
   '_top_k'?: "top_k";
@@ -25,6 +26,7 @@ export interface GenerationParameters__Output {
   'repetition_penalty'?: (number);
   'seed'?: (number);
   'stop': (string)[];
+  'top_logprobs': (number);
   '_max_new_tokens'?: "max_new_tokens";
   '_temperature'?: "temperature";
   '_top_k'?: "top_k";

@@ -1,0 +1,12 @@
+// Original file: protos/coordinator.proto
+
+
+export interface TokenLogprob {
+  'token_id'?: (number);
+  'logprob'?: (number | string);
+}
+
+export interface TokenLogprob__Output {
+  'token_id': (number);
+  'logprob': (number);
+}
