@@ -12,6 +12,11 @@ export interface NodeEntry {
   /** Stage index this node serves (`model_part` in config.json). */
   readonly modelPart: number;
   readonly metricsPort: number;
+  /**
+   * 'static' (default): one replica at `address`. 'dns': every address the host of `address`
+   * resolves to is a replica at that port (a Kubernetes headless Service), named `<id>@<ip>`.
+   */
+  readonly discovery: 'static' | 'dns';
 }
 
 export interface ServiceEntry {
@@ -29,6 +34,32 @@ export interface Limits {
   readonly kvBudgetBytes: number;
   readonly kvIdleTtlMs: number;
   readonly bodyLimitBytes: number;
+  /** Largest gRPC message any service sends or accepts. */
+  readonly maxMessageBytes: number;
+  /** A step that has not come back after this long marks its route suspect (hung replica); the measured step time sets it lower. */
+  readonly stepTimeoutMaxMs: number;
+  /** Micro-batches in flight per route; 0 = one per stage. */
+  readonly microBatches: number;
+}
+
+/** Per-replica circuit breaker and health checking (the coordinator's view of the nodes). */
+export interface ResilienceConfig {
+  /** Consecutive failures that open a replica's breaker. */
+  readonly breakerFailureThreshold: number;
+  /** How long an open breaker keeps traffic away before one probe is let through. */
+  readonly breakerOpenMs: number;
+  /** Successful probes that close a half-open breaker. */
+  readonly breakerSuccessThreshold: number;
+  readonly healthIntervalMs: number;
+  readonly healthTimeoutMs: number;
+}
+
+/** Transport security of the gRPC channels and the REST API. */
+export interface SecurityConfig {
+  /** Shared secret every internal gRPC call carries (`authorization: Bearer …`); undefined = none. */
+  readonly clusterSecret: string | undefined;
+  /** PEM files: with all three, every gRPC server and client uses mutual TLS. */
+  readonly tls: { readonly caFile: string; readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
 export interface AppConfig {
@@ -40,6 +71,8 @@ export interface AppConfig {
   readonly coordinator: ServiceEntry;
   readonly nodes: readonly NodeEntry[];
   readonly limits: Limits;
+  readonly resilience: ResilienceConfig;
+  readonly security: SecurityConfig;
   readonly logLevel: string;
 }
 
@@ -60,6 +93,10 @@ export const ENV_OVERRIDES = {
   COORDINATOR_ADDRESS: 'coordinator.address',
   NODE_ADDRESSES: 'nodes[].address, as "node1=host:port,node2=host:port"',
   KV_BUDGET_BYTES: 'limits.kv_budget_bytes',
+  CLUSTER_SECRET: 'security.cluster_secret',
+  TLS_CA_FILE: 'security.tls.ca_file',
+  TLS_CERT_FILE: 'security.tls.cert_file',
+  TLS_KEY_FILE: 'security.tls.key_file',
   REQUEST_TIMEOUT_MS: 'limits.request_timeout_ms',
   LOG_LEVEL: 'log_level',
 } as const;
@@ -72,8 +109,19 @@ export const DEFAULT_LIMITS: Limits = {
   maxQueuedRequests: 256,
   requestTimeoutMs: 120_000,
   kvBudgetBytes: 2 * 1024 ** 3,
-  kvIdleTtlMs: 300_000,
+  kvIdleTtlMs: 30_000,
   bodyLimitBytes: 64 * 1024,
+  maxMessageBytes: 16 * 1024 * 1024,
+  stepTimeoutMaxMs: 3_000,
+  microBatches: 0,
+};
+
+export const DEFAULT_RESILIENCE: ResilienceConfig = {
+  breakerFailureThreshold: 3,
+  breakerOpenMs: 2_000,
+  breakerSuccessThreshold: 2,
+  healthIntervalMs: 500,
+  healthTimeoutMs: 400,
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -109,11 +157,14 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
     if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(id)) {
       throw new ConfigError(`${key}.id`, `"${id}" must be lowercase letters, digits and dashes`);
     }
+    const discovery = node.discovery ?? 'static';
+    if (discovery !== 'static' && discovery !== 'dns') throw new ConfigError(`${key}.discovery`, `must be "static" or "dns", got ${JSON.stringify(discovery)}`);
     return {
       id,
       address: address(nodeAddressOverrides.get(id) ?? node.address, `${key}.address`),
       modelPart: int(node.model_part, `${key}.model_part`, 0),
       metricsPort: port(node.metrics_port, `${key}.metrics_port`),
+      discovery,
     };
   });
   checkUnique(nodes.map((n) => n.id), 'nodes[].id');
@@ -131,6 +182,20 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
   const tokenizer = asObject(root.tokenizer, 'tokenizer');
   const coordinator = asObject(root.coordinator, 'coordinator');
   const limits = asObject(root.limits ?? {}, 'limits');
+  const resilience = asObject(root.resilience ?? {}, 'resilience');
+  const security = asObject(root.security ?? {}, 'security');
+  const tls = asObject(security.tls ?? {}, 'security.tls');
+  const tlsFiles = {
+    caFile: env.TLS_CA_FILE ?? tls.ca_file,
+    certFile: env.TLS_CERT_FILE ?? tls.cert_file,
+    keyFile: env.TLS_KEY_FILE ?? tls.key_file,
+  };
+  const tlsGiven = Object.values(tlsFiles).filter((v) => v !== undefined).length;
+  if (tlsGiven !== 0 && tlsGiven !== 3) throw new ConfigError('security.tls', 'needs ca_file, cert_file and key_file together (or none of them)');
+  const clusterSecret = env.CLUSTER_SECRET ?? security.cluster_secret;
+  if (clusterSecret !== undefined && (typeof clusterSecret !== 'string' || clusterSecret.length < 16 || /[^\x21-\x7e]/.test(clusterSecret))) {
+    throw new ConfigError('security.cluster_secret', 'must be at least 16 printable characters without spaces');
+  }
   const modelDir = str(env.MODEL_DIR ?? root.model_dir, 'model_dir');
 
   return {
@@ -159,6 +224,27 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
       kvBudgetBytes: int(env.KV_BUDGET_BYTES ?? limits.kv_budget_bytes ?? DEFAULT_LIMITS.kvBudgetBytes, 'limits.kv_budget_bytes', 1),
       kvIdleTtlMs: int(limits.kv_idle_ttl_ms ?? DEFAULT_LIMITS.kvIdleTtlMs, 'limits.kv_idle_ttl_ms', 1),
       bodyLimitBytes: int(limits.body_limit_bytes ?? DEFAULT_LIMITS.bodyLimitBytes, 'limits.body_limit_bytes', 1),
+      maxMessageBytes: int(limits.max_message_bytes ?? DEFAULT_LIMITS.maxMessageBytes, 'limits.max_message_bytes', 64 * 1024),
+      stepTimeoutMaxMs: int(limits.step_timeout_max_ms ?? DEFAULT_LIMITS.stepTimeoutMaxMs, 'limits.step_timeout_max_ms', 100),
+      microBatches: int(limits.micro_batches ?? DEFAULT_LIMITS.microBatches, 'limits.micro_batches', 0),
+    },
+    resilience: {
+      breakerFailureThreshold: int(resilience.breaker_failure_threshold ?? DEFAULT_RESILIENCE.breakerFailureThreshold, 'resilience.breaker_failure_threshold', 1),
+      breakerOpenMs: int(resilience.breaker_open_ms ?? DEFAULT_RESILIENCE.breakerOpenMs, 'resilience.breaker_open_ms', 1),
+      breakerSuccessThreshold: int(resilience.breaker_success_threshold ?? DEFAULT_RESILIENCE.breakerSuccessThreshold, 'resilience.breaker_success_threshold', 1),
+      healthIntervalMs: int(resilience.health_interval_ms ?? DEFAULT_RESILIENCE.healthIntervalMs, 'resilience.health_interval_ms', 10),
+      healthTimeoutMs: int(resilience.health_timeout_ms ?? DEFAULT_RESILIENCE.healthTimeoutMs, 'resilience.health_timeout_ms', 10),
+    },
+    security: {
+      clusterSecret: clusterSecret as string | undefined,
+      tls:
+        tlsGiven === 3
+          ? {
+              caFile: path.resolve(options.baseDir, str(tlsFiles.caFile, 'security.tls.ca_file')),
+              certFile: path.resolve(options.baseDir, str(tlsFiles.certFile, 'security.tls.cert_file')),
+              keyFile: path.resolve(options.baseDir, str(tlsFiles.keyFile, 'security.tls.key_file')),
+            }
+          : undefined,
     },
     logLevel: logLevel(env.LOG_LEVEL ?? root.log_level ?? 'info'),
   };

@@ -1,4 +1,7 @@
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
+
+/** Trailing metadata of a RESOURCE_EXHAUSTED answer: milliseconds until a retry has a fair chance. */
+export const RETRY_AFTER_KEY = 'retry-after-ms';
 
 const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE']);
 
@@ -9,16 +12,30 @@ const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 
 export class ServiceError extends Error {
   readonly code: status;
   override readonly cause?: unknown;
+  /** With RESOURCE_EXHAUSTED: when a retry has a fair chance (crosses gRPC as `retry-after-ms` metadata). */
+  readonly retryAfterMs?: number;
 
-  constructor(code: status, message: string, cause?: unknown) {
+  constructor(code: status, message: string, cause?: unknown, retryAfterMs?: number) {
     super(message);
     this.name = 'ServiceError';
     this.code = code;
     this.cause = cause;
+    if (retryAfterMs !== undefined) this.retryAfterMs = retryAfterMs;
   }
 
   static invalidArgument(field: string, problem: string): ServiceError {
     return new ServiceError(status.INVALID_ARGUMENT, `${field}: ${problem}`);
+  }
+
+  static resourceExhausted(message: string, retryAfterMs: number): ServiceError {
+    return new ServiceError(status.RESOURCE_EXHAUSTED, message, undefined, retryAfterMs);
+  }
+
+  /** The status as a grpc-js handler reports it, the retry hint in its trailers. */
+  toStatusObject(): { code: status; details: string; metadata: Metadata } {
+    const metadata = new Metadata();
+    if (this.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_KEY, String(this.retryAfterMs));
+    return { code: this.code, details: this.message, metadata };
   }
 
   /**
@@ -34,7 +51,7 @@ export class ServiceError extends Error {
 
   static from(error: unknown): ServiceError {
     if (error instanceof ServiceError) return error;
-    if (isGrpcStatusError(error)) return new ServiceError(error.code, tidyGrpcDetails(error.details || error.message), error);
+    if (isGrpcStatusError(error)) return new ServiceError(error.code, tidyGrpcDetails(error.details || error.message), error, retryAfterOf(error));
     if (error instanceof Error) {
       const errno = (error as NodeJS.ErrnoException).code;
       if (errno !== undefined && NETWORK_ERROR_CODES.has(errno)) {
@@ -44,6 +61,13 @@ export class ServiceError extends Error {
     }
     return new ServiceError(status.UNKNOWN, String(error), error);
   }
+}
+
+function retryAfterOf(error: Error): number | undefined {
+  const metadata = (error as { metadata?: unknown }).metadata;
+  if (!(metadata instanceof Metadata)) return undefined;
+  const value = Number(metadata.get(RETRY_AFTER_KEY)[0]);
+  return Number.isFinite(value) && value >= 0 ? value : undefined;
 }
 
 /** grpc-js ends connection errors with an empty "Resolution note: " that only confuses a reader. */

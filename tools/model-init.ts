@@ -4,7 +4,8 @@ import { UsageError } from '../shared/errors';
 import { MANIFEST_FILE_NAME, readManifest, verifyStageFiles, type ModelManifest } from '../shared/model/manifest';
 import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
 import { CHECKPOINT_FOLDER, INIT_DEFAULTS, initDefaultModel, type InitDefaultModelOptions } from './init/init-default-model';
-import { GPT2_PRESETS, MAX_SEED } from './init/random-gpt2';
+import { MAX_SEED } from './init/random-gpt2';
+import { isPresetName, MODEL_PRESETS } from './init/model-presets';
 
 const DEFAULT_OUT = path.join('models', 'default');
 const USAGE =
@@ -64,10 +65,10 @@ export function parseModelInitArgs(argv: readonly string[]): ModelInitArgs {
     USAGE,
   );
   const { preset, out, seed, stages, ops, force } = values;
-  if (preset !== 'small' && preset !== 'tiny') throw new UsageError(`--preset: expected small or tiny, got '${preset}'`);
+  if (!isPresetName(preset)) throw new UsageError(`--preset: expected one of ${Object.keys(MODEL_PRESETS).join(', ')}, got '${preset}'`);
   if (out.trim() === '') throw new UsageError('--out: expected a folder path');
   if (ops !== 'plain' && ops !== 'fused') throw new UsageError(`--ops: expected plain or fused, got '${ops}'`);
-  const maxStages = GPT2_PRESETS[preset].nLayer;
+  const maxStages = MODEL_PRESETS[preset].layers;
   return {
     preset,
     out,
@@ -96,9 +97,9 @@ function parseInteger(flag: string, text: string, min: number, max: number): num
 
 function describe(manifest: ModelManifest, options: InitDefaultModelOptions, seconds: number): string {
   const out = path.resolve(options.out);
-  const { config } = manifest;
+  const { shape } = manifest;
   const lines = [
-    `wrote ${manifest.modelName} (${options.preset}: ${config.nLayer} layers, ${config.nEmbd} wide, seed ${options.seed}) ` +
+    `wrote ${manifest.modelName} (${options.preset}: ${shape.layers} layers, ${shape.hiddenSize} wide, seed ${options.seed}) ` +
       `into ${out} in ${seconds.toFixed(1)} s`,
     `  ${CHECKPOINT_FOLDER}/  Hugging Face checkpoint (config.json, model.safetensors, tokenizer files)`,
     `  manifest.json, ${manifest.ops} ops, ${manifest.stages.length} stage(s):`,

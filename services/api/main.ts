@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { loadConfig } from '../../shared/config';
-import { createClient } from '../../shared/grpc/channel';
+import { createClient, useTransport } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry } from '../../shared/metrics';
@@ -11,6 +11,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 function main(): void {
   const config = loadConfig();
+  useTransport(config);
   const logger = createLogger('api', config.logLevel);
   const { tokenizer, coordinator, health } = protos();
   const tokenizerClient = createClient(tokenizer.pipeserve.v1.Tokenizer, config.tokenizer.address);

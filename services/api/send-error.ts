@@ -3,8 +3,13 @@ import type { Response } from 'express';
 import { httpStatusOf, type ServiceError } from '../../shared/errors';
 import type { RequestContext } from './request-context';
 
-/** Seconds a client should wait after a 429: the coordinator's queue drains within a few steps. */
+/** Seconds a client should wait after a 429 when the coordinator gave no hint of its own. */
 export const RETRY_AFTER_SECONDS = 1;
+
+/** Retry-After in whole seconds: the coordinator's hint (from its queue's drain rate), rounded up. */
+export function retryAfterSeconds(error: ServiceError): number {
+  return error.retryAfterMs === undefined ? RETRY_AFTER_SECONDS : Math.max(1, Math.ceil(error.retryAfterMs / 1000));
+}
 
 /** `{ "error": { "code": "<grpc status name>", "message": "...", "request_id": "..." } }` */
 export interface ErrorBody {
@@ -26,6 +31,6 @@ export function sendError(res: Response, error: ServiceError, context: RequestCo
   if (httpStatus >= 500) context.logger.error('request failed', fields);
   else context.logger.warn('request failed', fields);
   if (res.headersSent || res.destroyed) return;
-  if (error.code === status.RESOURCE_EXHAUSTED) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+  if (error.code === status.RESOURCE_EXHAUSTED) res.setHeader('Retry-After', String(retryAfterSeconds(error)));
   res.status(httpStatus).json(errorBody(error, context.requestId));
 }

@@ -1,73 +1,68 @@
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorHandlers } from '../../protos/generated/pipeserve/v1/Coordinator';
 import type { GenerateEvent } from '../../protos/generated/pipeserve/v1/GenerateEvent';
 import type { GenerateRequest__Output } from '../../protos/generated/pipeserve/v1/GenerateRequest';
 import type { GenerationParameters__Output } from '../../protos/generated/pipeserve/v1/GenerationParameters';
 import type { GenerationSummary } from '../../protos/generated/pipeserve/v1/GenerationSummary';
-import type { TokenEvent } from '../../protos/generated/pipeserve/v1/TokenEvent';
-import type { TokenizerClient } from '../../protos/generated/pipeserve/v1/Tokenizer';
 import type { TopologyRequest__Output } from '../../protos/generated/pipeserve/v1/TopologyRequest';
 import type { TopologyResponse } from '../../protos/generated/pipeserve/v1/TopologyResponse';
 import type { Limits } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
 import { DEFAULT_GENERATION_CONFIG as DEFAULTS, MAX_STOP_STRINGS } from '../../shared/generation-config';
-import { requestIdOf } from '../../shared/grpc/channel';
+import { isTrustedCall, isValidRequestId, requestIdOf } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
-import type { NodeHealth } from './node-health';
+import type { ModelShape } from '../../shared/model/model-shape';
+import type { Decoder } from '../tokenizer/incremental-decoder';
+import { MAX_TOP_LOGPROBS } from '../node/sampling/sampler';
+import { PRIORITIES, type Priority } from './admission-queue';
+import type { CoordinatorMetrics } from './coordinator-metrics';
+import { GenerationSession, type GenerationSink } from './generation-session';
+import type { ReplicaHealth } from './replica-health';
 import type { Scheduler } from './scheduler';
-import type { FinishReason, SamplingSettings, Sequence } from './sequence';
-import { StopStringMatcher } from './stop-string-matcher';
-import { TokenTextStream } from './token-text-stream';
+import type { SamplingSettings, SequenceRequest } from './sequence';
 
-
-interface GenerationSink {
-  token(event: TokenEvent): void;
-  summary(summary: GenerationSummary): void;
-  error(error: ServiceError): void;
-  /** Registers what to do when the caller goes away. */
-  onCancel(handler: () => void): void;
-}
+/** Longest stop string accepted, in characters. */
+const MAX_STOP_STRING_LENGTH = 256;
 
 export interface CoordinatorServiceDeps {
   readonly scheduler: Scheduler;
-  readonly health: NodeHealth;
-  readonly tokenizer: TokenizerClient;
-  readonly model: { readonly name: string; readonly config: Gpt2Config; readonly stages: number };
+  readonly health: ReplicaHealth;
+  /** The model's tokenizer, loaded in this process: text is decoded where it streams. */
+  readonly decoder: Decoder;
+  readonly model: { readonly name: string; readonly shape: ModelShape; readonly stages: number };
   readonly limits: Limits;
+  readonly metrics: CoordinatorMetrics;
   readonly logger: Logger;
 }
 
-/** gRPC handlers of the Coordinator service. */
+/** gRPC handlers of the Coordinator service: each request becomes one GenerationSession. */
 export function createCoordinatorHandlers(deps: CoordinatorServiceDeps): CoordinatorHandlers {
   return {
     Generate(call: grpc.ServerWritableStream<GenerateRequest__Output, GenerateEvent>): void {
       let finished = false;
-      const end = (): void => {
-        finished = true;
-      };
-      run(deps, call.request, call.metadata, call.getDeadline(), {
+      const session = startSession(deps, call.request, call.metadata, call.getDeadline(), {
         token: (token) => {
           if (!finished && !call.cancelled) call.write({ token });
         },
         summary: (summary) => {
           if (finished || call.cancelled) return;
-          end();
+          finished = true;
           call.write({ summary });
           call.end();
         },
         error: (error) => {
           if (finished || call.cancelled) return;
-          end();
-          call.emit('error', { code: error.code, details: error.message });
+          finished = true;
+          call.emit('error', error.toStatusObject());
         },
-        onCancel: (handler) => call.on('cancelled', handler),
       });
+      call.on('cancelled', () => session?.cancel());
     },
 
     Process(call: grpc.ServerUnaryCall<GenerateRequest__Output, GenerationSummary>, callback: grpc.sendUnaryData<GenerationSummary>): void {
       let answered = false;
-      run(deps, call.request, call.metadata, call.getDeadline(), {
+      const session = startSession(deps, call.request, call.metadata, call.getDeadline(), {
         token: () => undefined,
         summary: (summary) => {
           if (answered) return;
@@ -77,10 +72,10 @@ export function createCoordinatorHandlers(deps: CoordinatorServiceDeps): Coordin
         error: (error) => {
           if (answered) return;
           answered = true;
-          callback({ code: error.code, details: error.message });
+          callback(error.toStatusObject());
         },
-        onCancel: (handler) => call.on('cancelled', handler),
       });
+      call.on('cancelled', () => session?.cancel());
     },
 
     Topology(_call: grpc.ServerUnaryCall<TopologyRequest__Output, TopologyResponse>, callback: grpc.sendUnaryData<TopologyResponse>): void {
@@ -88,105 +83,70 @@ export function createCoordinatorHandlers(deps: CoordinatorServiceDeps): Coordin
         model_name: deps.model.name,
         stages: deps.model.stages,
         nodes: deps.health.all().map((state) => ({
-          node_id: state.node.id,
-          address: state.node.address,
-          stage: state.node.modelPart,
-          serving: state.serving,
-          detail: state.detail,
+          node_id: state.replica.id,
+          address: state.replica.address,
+          stage: state.replica.stage,
+          serving: state.serving && state.breaker.allows(Date.now()),
+          detail: state.breaker.allows(Date.now()) ? state.detail : `circuit open (${state.detail})`,
         })),
       });
     },
   };
 }
 
-function run(deps: CoordinatorServiceDeps, request: GenerateRequest__Output, metadata: grpc.Metadata, callDeadline: grpc.Deadline, sink: GenerationSink): void {
-  const requestId = request.request_id || requestIdOf(metadata);
-  let sampling: SamplingSettings;
+/** Parses the request and starts its session; a bad request is answered at once and starts nothing. */
+function startSession(deps: CoordinatorServiceDeps, request: GenerateRequest__Output, metadata: grpc.Metadata, callDeadline: grpc.Deadline, sink: GenerationSink): GenerationSession | undefined {
+  const requestId = (isValidRequestId(request.request_id) ? request.request_id : requestIdOf(metadata)) || randomUUID();
+  let parsed: SequenceRequest;
   try {
-    sampling = parseParameters(request.parameters, deps.limits);
-    checkPrompt(request.prompt_token_ids, sampling, deps.model.config, deps.limits);
-  } catch (error) {
-    sink.error(ServiceError.from(error));
-    return;
-  }
-  const deadlineUnixMs = Math.min(deadlineOf(callDeadline), Date.now() + deps.limits.requestTimeoutMs);
-  const text = new TokenTextStream(deps.tokenizer, requestId, deadlineUnixMs);
-  const matcher = new StopStringMatcher(sampling.stop);
-  const kept: number[] = [];
-  let emitting: Promise<void> = Promise.resolve();
-  let finalIndex = -1;
-  let finishReason: FinishReason | undefined;
-  let failed = false;
-  let sequence: Sequence | undefined;
-
-  const fail = (error: ServiceError): void => {
-    if (failed) return;
-    failed = true;
-    if (sequence !== undefined) deps.scheduler.cancel(sequence);
-    text.cancel();
-    if (error.code !== grpc.status.CANCELLED) deps.logger.warn('generation failed', { request_id: requestId, code: grpc.status[error.code], error: error.message });
-    sink.error(error);
-  };
-
-  const summarize = (reason: FinishReason, current: Sequence): GenerationSummary => {
-    const nodes = [...current.nodeTimings.values()].sort((a, b) => a.stage - b.stage);
-    const arrived = current.arrivedAt;
-    return {
-      request_id: requestId,
-      token_ids: kept,
-      text: matcher.fullText,
-      finish_reason: reason,
-      prompt_tokens: request.prompt_token_ids.length,
-      generated_tokens: kept.length,
-      timings: {
-        queue_ms: (current.admittedAt ?? arrived) - arrived,
-        time_to_first_token_ms: (current.firstTokenAt ?? arrived) - arrived,
-        total_ms: performance.now() - arrived,
-        nodes: nodes.map((n) => ({ node_id: n.nodeId, stage: n.stage, forward_ms: n.forwardMs, steps: n.steps })),
-      },
+    if (!isTrustedCall(metadata)) throw new ServiceError(grpc.status.UNAUTHENTICATED, 'the call does not carry the cluster secret');
+    const sampling = parseParameters(request.parameters, deps.limits);
+    checkPrompt(request.prompt_token_ids, sampling, deps.model.shape, deps.limits);
+    parsed = {
+      requestId,
+      promptIds: request.prompt_token_ids,
+      sampling,
+      deadlineUnixMs: Math.min(deadlineOf(callDeadline), Date.now() + deps.limits.requestTimeoutMs),
+      priority: parsePriority(request.priority),
     };
-  };
-
-  try {
-    sequence = deps.scheduler.submit(
-      { requestId, promptIds: request.prompt_token_ids, sampling, deadlineUnixMs },
-      {
-        onToken: (index, tokenId, logprob) => {
-          emitting = emitting.then(async () => {
-            if (failed || matcher.stopped) return;
-            let piece = matcher.push(await text.push([tokenId]));
-            kept.push(tokenId);
-            if (matcher.stopped) {
-              deps.scheduler.stop(sequence as Sequence, 'stop_string');
-            } else if (index === finalIndex) {
-              piece += matcher.push(await text.push([], true)) + matcher.finish();
-            }
-            sink.token({ index, token_id: tokenId, logprob, text: piece });
-            if (matcher.stopped || index === finalIndex) {
-              text.close();
-              sink.summary(summarize(matcher.stopped ? 'stop_string' : (finishReason as FinishReason), sequence as Sequence));
-            }
-          }).catch((error: unknown) => fail(ServiceError.from(error)));
-        },
-        onFinish: (reason) => {
-          finishReason = reason;
-          if (reason !== 'stop_string' && sequence !== undefined) finalIndex = sequence.generated.length - 1;
-        },
-        onError: (error) => fail(error),
-      },
-    );
   } catch (error) {
-    text.cancel();
+    deps.metrics.rejectedRequests.inc({ reason: 'invalid' });
     sink.error(ServiceError.from(error));
-    return;
+    return undefined;
   }
-  sink.onCancel(() => fail(new ServiceError(grpc.status.CANCELLED, 'the client cancelled the request')));
-  deps.logger.info('generation started', { request_id: requestId, sequence_id: sequence.id, prompt_tokens: request.prompt_token_ids.length, max_new_tokens: sampling.maxNewTokens });
+  deps.metrics.promptLength.observe(parsed.promptIds.length);
+  const session = new GenerationSession(parsed, deps.scheduler, deps.decoder, countRejections(sink, deps.metrics), deps.logger);
+  session.start();
+  return session;
+}
+
+/** Counts what the scheduler refuses before admission (full queue, no replica). */
+function countRejections(sink: GenerationSink, metrics: CoordinatorMetrics): GenerationSink {
+  let tokens = 0;
+  return {
+    token: (event) => {
+      tokens++;
+      sink.token(event);
+    },
+    summary: (summary) => sink.summary(summary),
+    error: (error) => {
+      if (tokens === 0 && (error.code === grpc.status.RESOURCE_EXHAUSTED || error.code === grpc.status.UNAVAILABLE)) {
+        metrics.rejectedRequests.inc({ reason: error.code === grpc.status.RESOURCE_EXHAUSTED ? 'queue_full' : 'unavailable' });
+      }
+      sink.error(error);
+    },
+  };
 }
 
 function deadlineOf(deadline: grpc.Deadline): number {
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(ms) && ms > 0 ? ms : Number.POSITIVE_INFINITY;
+}
+
+function parsePriority(value: string): Priority {
+  if (value === '') return 'interactive';
+  if (!(PRIORITIES as readonly string[]).includes(value)) throw ServiceError.invalidArgument('priority', `must be one of ${PRIORITIES.join(', ')}, got "${value}"`);
+  return value as Priority;
 }
 
 /** Parses the optional parameters into full settings; errors name the proto field. */
@@ -206,22 +166,34 @@ export function parseParameters(parameters: GenerationParameters__Output | null,
     throw ServiceError.invalidArgument('parameters.repetition_penalty', `must be > 0 (1 = off), got ${repetitionPenalty}`);
   }
   if (p.stop.length > MAX_STOP_STRINGS) throw ServiceError.invalidArgument('parameters.stop', `at most ${MAX_STOP_STRINGS} stop strings, got ${p.stop.length}`);
-  const empty = p.stop.findIndex((s) => s === '');
-  if (empty >= 0) throw ServiceError.invalidArgument(`parameters.stop[${empty}]`, 'must not be empty');
-  return { maxNewTokens, temperature, topK: p.top_k ?? DEFAULTS.topK, topP, repetitionPenalty, seed: p.seed ?? DEFAULTS.seed, stop: p.stop };
+  p.stop.forEach((stop, i) => {
+    if (stop === '') throw ServiceError.invalidArgument(`parameters.stop[${i}]`, 'must not be empty');
+    if (stop.length > MAX_STOP_STRING_LENGTH) throw ServiceError.invalidArgument(`parameters.stop[${i}]`, `at most ${MAX_STOP_STRING_LENGTH} characters, got ${stop.length}`);
+  });
+  if (p.top_logprobs > MAX_TOP_LOGPROBS) throw ServiceError.invalidArgument('parameters.top_logprobs', `at most ${MAX_TOP_LOGPROBS}, got ${p.top_logprobs}`);
+  return {
+    maxNewTokens,
+    temperature,
+    topK: p.top_k ?? DEFAULTS.topK,
+    topP,
+    repetitionPenalty,
+    seed: p.seed ?? DEFAULTS.seed,
+    stop: p.stop,
+    topLogprobs: p.top_logprobs,
+  };
 }
 
-function checkPrompt(promptIds: readonly number[], sampling: SamplingSettings, config: Gpt2Config, limits: Limits): void {
+function checkPrompt(promptIds: readonly number[], sampling: SamplingSettings, shape: ModelShape, limits: Limits): void {
   if (promptIds.length === 0) throw ServiceError.invalidArgument('prompt_token_ids', 'must not be empty');
   if (promptIds.length > limits.maxPromptTokens) {
     throw ServiceError.invalidArgument('prompt_token_ids', `the prompt is ${promptIds.length} tokens; the limit is ${limits.maxPromptTokens}`);
   }
-  const bad = promptIds.findIndex((id) => id >= config.vocabSize);
-  if (bad >= 0) throw ServiceError.invalidArgument(`prompt_token_ids[${bad}]`, `${promptIds[bad]} is outside the vocabulary (size ${config.vocabSize})`);
-  if (promptIds.length + sampling.maxNewTokens > config.nPositions) {
+  const bad = promptIds.findIndex((id) => id >= shape.vocabSize);
+  if (bad >= 0) throw ServiceError.invalidArgument(`prompt_token_ids[${bad}]`, `${promptIds[bad]} is outside the vocabulary (size ${shape.vocabSize})`);
+  if (promptIds.length + sampling.maxNewTokens > shape.contextLength) {
     throw ServiceError.invalidArgument(
       'prompt_token_ids',
-      `the prompt is ${promptIds.length} tokens and max_new_tokens is ${sampling.maxNewTokens}: together more than the model's context of ${config.nPositions} tokens`,
+      `the prompt is ${promptIds.length} tokens and max_new_tokens is ${sampling.maxNewTokens}: together more than the model's context of ${shape.contextLength} tokens`,
     );
   }
 }

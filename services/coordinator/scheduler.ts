@@ -1,277 +1,384 @@
 import * as grpc from '@grpc/grpc-js';
-import type { Hop } from '../../protos/generated/pipeserve/v1/Hop';
-import type { SequenceStep } from '../../protos/generated/pipeserve/v1/SequenceStep';
+import type { SamplingParameters } from '../../protos/generated/pipeserve/v1/SamplingParameters';
 import type { StepResult__Output } from '../../protos/generated/pipeserve/v1/StepResult';
-import type { NodeEntry } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
+import type { SampledToken } from '../node/sampling/sampler';
 import type { Logger } from '../../shared/logger';
-import { PipelineLinks } from '../../shared/pipeline-link';
+import { isEos, type ModelShape } from '../../shared/model/model-shape';
+import type { NodeDirectory } from '../../shared/node-directory';
+import { AdmissionQueue } from './admission-queue';
 import type { CoordinatorMetrics } from './coordinator-metrics';
-import type { NodeHealth } from './node-health';
-import { Sequence, type FinishReason, type SequenceObserver, type SequenceRequest } from './sequence';
+import { Dispatcher, type DispatchListener, type InFlightStep, type StepFailure } from './dispatcher';
+import { Lane, routeKeyOf } from './lane';
+import { NodeSessions } from './node-sessions';
+import type { ReplicaHealth } from './replica-health';
+import { Router } from './router';
+import { Sequence, type FinishReason, type Incarnation, type SequenceObserver, type SequenceRequest } from './sequence';
+import { planLaneStep, type StepLimits } from './step-planner';
+import { StepTimeout } from './step-timeout';
 
 export interface SchedulerOptions {
   readonly stages: number;
-  readonly maxBatchSize: number;
-  /** Padded tokens (rows x longest row) one prefill step may carry. */
-  readonly maxBatchTokens: number;
+  /** Micro-batches per route (lanes); one per stage keeps every stage busy. */
+  readonly lanesPerRoute: number;
+  readonly step: StepLimits;
   readonly maxQueuedRequests: number;
   readonly maxRunningSequences: number;
-  readonly eosTokenId: number;
-  readonly nPositions: number;
+  /** Upper bound of a step's deadline (the measured step time usually sets it lower). */
+  readonly stepTimeoutMaxMs: number;
+  readonly openTimeoutMs: number;
+  readonly releaseTimeoutMs: number;
+  /** How long a sequence may go without any usable route before it fails (UNAVAILABLE). */
+  readonly recoveryWindowMs: number;
 }
 
-interface PlannedRow {
-  readonly sequence: Sequence;
-  readonly step: SequenceStep;
-  /** Prompt tokens this row prefills (0 for a decode row). */
-  readonly prefillTokens: number;
-}
+/** The shortest step deadline: below this, a busy machine's jitter would look like a hang. */
+const MIN_STEP_TIMEOUT_MS = 1_000;
+/** How often a sequence without a usable route looks for one again. */
+const ROUTE_RETRY_MS = 100;
+/** Admissions wait this long after a replica refused a sequence for lack of KV memory. */
+const KV_FULL_PAUSE_MS = 250;
+/** Statuses after which a replay cannot help: the request itself is wrong. */
+const NOT_RETRYABLE = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.OUT_OF_RANGE, grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED]);
 
 /**
- * Continuous batching over the pipeline. Sequences wait in a bounded queue, are admitted onto a
- * route (one serving replica per stage, sticky because the KV cache lives there), and at every
- * step the scheduler forms micro-batches from the sequences that are not in flight: prefill
- * rows (chunked to maxBatchTokens) or decode rows, up to `stages` micro-batches in flight per
- * route so that every stage has work. Sequences join and leave between steps.
+ * Continuous batching over the pipeline, in four parts: admission (a bounded priority queue
+ * that refuses at once when full), routing (a replica per stage, sticky), step planning (each
+ * lane — micro-batch — of a route steps its members together, decode rows and prefill chunks
+ * mixed, one step in flight per lane) and dispatch (the step goes into the first stage; the
+ * last stage's tokens come straight back). Sequences join and leave between steps.
+ *
+ * Faults: when a step fails, a replica's session breaks, a health check fails or a step
+ * outlives its deadline, each sequence on the affected route is released there and replayed on
+ * a new route (its whole history prefilled at the same positions), so the client sees the same
+ * tokens after a stall. A sequence fails only when some stage has had no usable replica for
+ * `recoveryWindowMs`.
  */
-export class Scheduler {
-  private readonly waiting: Sequence[] = [];
-  private readonly running = new Set<Sequence>();
-  private readonly inFlightByRoute = new Map<string, number>();
-  private readonly links: PipelineLinks;
+export class Scheduler implements DispatchListener {
+  private readonly queue: AdmissionQueue<Sequence>;
+  /** Admitted sequences: opening, running or recovering. */
+  private readonly live = new Set<Sequence>();
+  private readonly lanesByRoute = new Map<string, Lane[]>();
+  private readonly laneOf = new Map<Sequence, Lane>();
+  private readonly sessions: NodeSessions;
+  private readonly dispatcher: Dispatcher;
+  private readonly router: Router;
+  private admissionPausedUntil = 0;
+  private closed = false;
 
   constructor(
-    private readonly nodes: readonly NodeEntry[],
-    private readonly health: NodeHealth,
+    private readonly shape: ModelShape,
+    directory: NodeDirectory,
+    private readonly health: ReplicaHealth,
+    coordinatorId: string,
     private readonly options: SchedulerOptions,
     private readonly metrics: CoordinatorMetrics,
     private readonly logger: Logger,
   ) {
-    this.links = new PipelineLinks(logger);
+    this.queue = new AdmissionQueue(options.maxQueuedRequests);
+    this.sessions = new NodeSessions(
+      coordinatorId,
+      {
+        onResult: (replicaId, result) => this.dispatcher.onResult(replicaId, result),
+        onFailed: (replicaId, failed) => this.dispatcher.onFailed(replicaId, failed),
+        onClosed: (replicaId, error) => {
+          this.health.markDown(replicaId, `session ended: ${error.message}`);
+          this.replicaLost(replicaId, error);
+        },
+      },
+      logger,
+    );
+    this.dispatcher = new Dispatcher(this.sessions, new StepTimeout(options.stepTimeoutMaxMs, Math.min(MIN_STEP_TIMEOUT_MS, options.stepTimeoutMaxMs)), this, logger);
+    this.router = new Router(directory, health, options.stages, (replicaId) => this.load(replicaId));
   }
 
-  /** Queues a sequence. Throws RESOURCE_EXHAUSTED when the queue is full and UNAVAILABLE when a stage has no serving node. */
+  get queueLength(): number {
+    return this.queue.length;
+  }
+
+  get runningCount(): number {
+    return this.live.size;
+  }
+
+  /** Milliseconds a refused request should wait before retrying, from the measured drain rate. */
+  retryAfterMs(): number {
+    return this.queue.retryAfterMs();
+  }
+
+  /**
+   * Queues a request. Throws at once: RESOURCE_EXHAUSTED (QueueFullError, with a retry hint)
+   * when the queue is full, UNAVAILABLE when some stage has no usable replica.
+   */
   submit(request: SequenceRequest, observer: SequenceObserver): Sequence {
-    if (this.waiting.length >= this.options.maxQueuedRequests) {
-      throw new ServiceError(grpc.status.RESOURCE_EXHAUSTED, `the queue is full (${this.waiting.length} requests waiting); retry in a few seconds`);
-    }
-    this.pickRoute(); // fail fast when a stage is down
+    if (this.closed) throw new ServiceError(grpc.status.UNAVAILABLE, 'the coordinator is shutting down');
+    this.router.pick();
     const sequence = new Sequence(request, observer);
+    this.queue.offer(sequence, request.priority);
     sequence.deadlineTimer = setTimeout(
       () => this.fail(sequence, new ServiceError(grpc.status.DEADLINE_EXCEEDED, `request ${request.requestId} passed its deadline after ${sequence.generated.length} tokens`)),
       Math.max(0, request.deadlineUnixMs - Date.now()),
     );
-    this.waiting.push(sequence);
     this.updateGauges();
     this.pump();
     return sequence;
   }
 
-  /** Ends a sequence early (stop string found): it finishes with `reason` and frees its KV caches. */
+  /** Ends a sequence early (a stop string was found): it finishes with `reason` and frees its KV caches. */
   stop(sequence: Sequence, reason: FinishReason): void {
     if (!sequence.done) this.complete(sequence, reason);
   }
 
-  /** The client went away: forget the sequence and free its KV caches in every stage. */
+  /** The client went away: forget the sequence and free its KV caches in every stage that holds them. */
   cancel(sequence: Sequence): void {
     if (sequence.done) return;
     this.metrics.requestsFinished.inc({ finish_reason: 'cancelled' });
     this.retire(sequence);
   }
 
+  /** A replica is gone (its session broke, or its health check failed): move its sequences elsewhere. */
+  replicaLost(replicaId: string, error: ServiceError): void {
+    if (this.closed) return;
+    this.dispatcher.failThrough(replicaId, new ServiceError(grpc.status.UNAVAILABLE, `${replicaId} is gone: ${error.message}`));
+    for (const sequence of [...this.live]) {
+      if (sequence.state !== 'running' || sequence.inFlight) continue;
+      if (sequence.incarnation?.route.some((r) => r.id === replicaId)) this.recover(sequence, error, new Set([replicaId]));
+    }
+  }
+
   close(): void {
-    for (const sequence of [...this.waiting, ...this.running]) this.fail(sequence, new ServiceError(grpc.status.UNAVAILABLE, 'the coordinator is shutting down'));
-    this.links.closeAll();
+    this.closed = true;
+    const error = new ServiceError(grpc.status.UNAVAILABLE, 'the coordinator is shutting down');
+    for (const sequence of [...this.queue.drain(), ...this.live]) this.fail(sequence, error);
+    this.dispatcher.failAll(error);
+    this.sessions.closeAll();
   }
 
-  /** One serving replica per stage, the least loaded of each. */
-  private pickRoute(): NodeEntry[] {
-    const route: NodeEntry[] = [];
-    for (let stage = 0; stage < this.options.stages; stage++) {
-      const replicas = this.nodes.filter((n) => n.modelPart === stage);
-      const serving = replicas.filter((n) => {
-        const state = this.health.state(n.id);
-        return state === undefined || state.serving || !state.checked;
-      });
-      if (serving.length === 0) {
-        const detail = replicas.map((n) => `${n.id} at ${n.address}: ${this.health.state(n.id)?.detail ?? 'unknown'}`).join('; ');
-        throw new ServiceError(grpc.status.UNAVAILABLE, `no serving node for stage ${stage} (${detail})`);
-      }
-      route.push(serving.reduce((best, n) => (this.load(n.id) < this.load(best.id) ? n : best)));
-    }
-    return route;
-  }
-
-  private load(nodeId: string): number {
-    let count = 0;
-    for (const sequence of this.running) if (sequence.route?.some((n) => n.id === nodeId)) count++;
-    return count;
-  }
-
-  private pump(): void {
-    while (this.waiting.length > 0 && this.running.size < this.options.maxRunningSequences) {
-      const sequence = this.waiting.shift() as Sequence;
-      try {
-        sequence.route = this.pickRoute();
-      } catch (error) {
-        this.fail(sequence, ServiceError.from(error));
-        continue;
-      }
-      sequence.admittedAt = performance.now();
-      this.running.add(sequence);
-    }
-    const byRoute = new Map<string, Sequence[]>();
-    for (const sequence of this.running) {
-      const key = routeKey(sequence.route ?? []);
-      byRoute.set(key, [...(byRoute.get(key) ?? []), sequence]);
-    }
-    for (const [key, sequences] of byRoute) {
-      while ((this.inFlightByRoute.get(key) ?? 0) < this.options.stages) {
-        const rows = this.planStep(sequences);
-        if (rows.length === 0) break;
-        this.dispatch(key, rows);
-      }
-    }
-    this.updateGauges();
-  }
-
-  private planStep(sequences: readonly Sequence[]): PlannedRow[] {
-    const ready = sequences.filter((s) => !s.inFlight && !s.done);
-    const prefill = ready.filter((s) => s.needsPrefill);
-    if (prefill.length > 0) {
-      const rows: PlannedRow[] = [];
-      let longest = 0;
-      for (const sequence of prefill) {
-        const chunk = Math.min(sequence.promptLength - sequence.prefilled, this.options.maxBatchTokens);
-        const padded = (rows.length + 1) * Math.max(longest, chunk);
-        if (rows.length > 0 && (padded > this.options.maxBatchTokens || rows.length >= this.options.maxBatchSize)) break;
-        longest = Math.max(longest, chunk);
-        rows.push(this.prefillRow(sequence, chunk));
-      }
-      return rows;
-    }
-    const decoding = sequences.filter((s) => !s.done && !s.needsPrefill).length;
-    const microBatch = Math.min(this.options.maxBatchSize, Math.ceil(decoding / this.options.stages));
-    return ready.slice(0, microBatch).map((s) => this.decodeRow(s));
-  }
-
-  private prefillRow(sequence: Sequence, chunk: number): PlannedRow {
-    const start = sequence.prefilled;
-    const last = start + chunk === sequence.promptLength;
-    return { sequence, prefillTokens: chunk, step: this.stepFor(sequence, start, sequence.request.promptIds.slice(start, start + chunk), last) };
-  }
-
-  private decodeRow(sequence: Sequence): PlannedRow {
-    const lastToken = sequence.generated[sequence.generated.length - 1];
-    return { sequence, prefillTokens: 0, step: this.stepFor(sequence, sequence.cachedLength, [lastToken], true) };
-  }
-
-  private stepFor(sequence: Sequence, pastLength: number, tokenIds: readonly number[], sample: boolean): SequenceStep {
-    const s = sequence.request.sampling;
-    return {
-      sequence_id: sequence.id,
-      past_length: pastLength,
-      token_ids: [...tokenIds],
-      generated_index: sequence.generated.length,
-      sample,
-      reserve_tokens: pastLength === 0 ? sequence.promptLength + s.maxNewTokens : 0,
-      sampling: { temperature: s.temperature, top_k: s.topK, top_p: s.topP, repetition_penalty: s.repetitionPenalty, seed: s.seed },
-    };
-  }
-
-  private dispatch(key: string, rows: readonly PlannedRow[]): void {
-    const route = rows[0].sequence.route ?? [];
-    for (const row of rows) row.sequence.inFlight = true;
-    this.inFlightByRoute.set(key, (this.inFlightByRoute.get(key) ?? 0) + 1);
-    this.metrics.stepsInFlight.inc();
-    // Every request has its own deadline timer; the step lives as long as its longest-lived
-    // request, so one request running out of time never fails the others batched with it.
-    const deadline = Math.max(...rows.map((r) => r.sequence.request.deadlineUnixMs));
-    this.links.to(route[0].address)
-      .send({
-        route: route.map(hop),
-        sequences: rows.map((r) => r.step),
-        deadline_unix_ms: deadline,
-        request_id: rows[0].sequence.request.requestId,
-      })
-      .then(
-        (result) => this.onResult(rows, result),
-        (error: unknown) => this.onStepFailed(rows, ServiceError.from(error), route[0].id),
-      )
-      .finally(() => {
-        this.inFlightByRoute.set(key, (this.inFlightByRoute.get(key) ?? 1) - 1);
-        this.metrics.stepsInFlight.dec();
-        this.pump();
-      });
-  }
-
-  private onResult(rows: readonly PlannedRow[], result: StepResult__Output): void {
-    if (result.error_code !== grpc.status.OK) {
-      this.onStepFailed(rows, new ServiceError(result.error_code as grpc.status, result.error_message), result.failed_node_id);
-      return;
-    }
+  onStepDone(step: InFlightStep, result: StepResult__Output): void {
+    this.laneIdle(step.lane);
+    for (const replica of step.lane.route) this.health.recordSuccess(replica.id);
     for (const timing of result.timings) {
       this.metrics.nodeStepSeconds.observe({ node_id: timing.node_id, stage: String(timing.stage) }, timing.forward_ms / 1000);
-      for (const { sequence } of rows) {
+      for (const { sequence } of step.rows) {
         const total = sequence.nodeTimings.get(timing.node_id) ?? { nodeId: timing.node_id, stage: timing.stage, forwardMs: 0, steps: 0 };
         total.forwardMs += timing.forward_ms;
         total.steps += 1;
         sequence.nodeTimings.set(timing.node_id, total);
       }
     }
-    const sampled = new Map(result.tokens.map((t) => [t.sequence_id, t]));
-    for (const { sequence, step, prefillTokens } of rows) {
-      sequence.inFlight = false;
+    const tokens = new Map(result.tokens.map((t) => [t.sequence_id, t]));
+    for (const row of step.rows) {
+      const { sequence } = row;
       if (sequence.done) {
-        this.release(sequence);
+        this.releaseIncarnation(sequence);
         continue;
       }
-      sequence.prefilled += prefillTokens;
-      if (!step.sample) continue;
-      const token = sampled.get(sequence.id);
+      sequence.fed = row.start + row.count;
+      if (!row.sample) continue;
+      const token = tokens.get(sequence.incarnation?.nodeSequenceId ?? '');
       if (token === undefined) {
         this.fail(sequence, new ServiceError(grpc.status.INTERNAL, `the last stage returned no token for sequence ${sequence.id}`));
         continue;
       }
-      this.accept(sequence, token.token_id, token.logprob);
+      this.accept(sequence, { tokenId: token.token_id, logprob: token.logprob, topLogprobs: token.top_logprobs.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) });
+    }
+    this.pump();
+  }
+
+  onStepFailed(step: InFlightStep, failure: StepFailure): void {
+    this.laneIdle(step.lane);
+    const { error } = failure;
+    this.metrics.stepFailures.inc({ code: grpc.status[error.code] });
+    this.logger.warn('step failed', { step_id: step.stepId, rows: step.rows.length, code: grpc.status[error.code], error: error.message, replica: failure.replicaId, unreachable: failure.unreachable });
+    const sequences = step.rows.map((r) => r.sequence);
+    const settle = (avoid: Set<string>): void => {
+      for (const sequence of sequences) {
+        if (sequence.done) this.releaseIncarnation(sequence);
+        else if (NOT_RETRYABLE.has(error.code)) this.fail(sequence, error);
+        else this.recover(sequence, error, avoid);
+      }
+      this.pump();
+    };
+    if (failure.replicaId !== '') {
+      if (failure.unreachable) this.health.markDown(failure.replicaId, error.message);
+      else this.health.recordFailure(failure.replicaId);
+      settle(failure.unreachable ? new Set([failure.replicaId]) : new Set());
+      return;
+    }
+    // Nobody said what went wrong (the step timed out): ask every replica of the route, now.
+    // Whoever does not answer in time is down; the sequences then go around it.
+    const route = step.lane.route;
+    void Promise.all(route.map((replica) => this.health.probe(replica.id))).then((alive) => {
+      const dead = new Set(route.filter((_, i) => !alive[i]).map((r) => r.id));
+      for (const id of dead) this.health.markDown(id, `no answer after step ${step.stepId} timed out`);
+      settle(dead);
+    });
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    while (this.live.size < this.options.maxRunningSequences && Date.now() >= this.admissionPausedUntil) {
+      const sequence = this.queue.take();
+      if (sequence === undefined) break;
+      sequence.admittedAt = performance.now();
+      this.metrics.queueWaitSeconds.observe((sequence.admittedAt - sequence.arrivedAt) / 1000);
+      this.live.add(sequence);
+      this.place(sequence, new Set());
+    }
+    for (const lanes of this.lanesByRoute.values()) {
+      for (const lane of lanes) {
+        if (lane.busy) continue;
+        const rows = planLaneStep(lane.members, this.options.step);
+        if (rows.length === 0) continue;
+        lane.busy = true;
+        this.dispatcher.send(lane, rows, rows[0].sequence.request.requestId);
+      }
+    }
+    this.updateGauges();
+  }
+
+  /** Picks a route and opens a new incarnation on every replica of it; the sequence runs once all acknowledge. */
+  private place(sequence: Sequence, avoid: ReadonlySet<string>): void {
+    let route;
+    try {
+      route = this.router.pick(avoid);
+    } catch (error) {
+      this.noRouteYet(sequence, ServiceError.from(error), avoid);
+      return;
+    }
+    const incarnation = sequence.newIncarnation(route);
+    sequence.state = 'opening';
+    const s = sequence.request.sampling;
+    const sampling: SamplingParameters = { temperature: s.temperature, top_k: s.topK, top_p: s.topP, repetition_penalty: s.repetitionPenalty, seed: s.seed, top_logprobs: s.topLogprobs };
+    const opens = route.map((replica, k) =>
+      this.sessions
+        .get(replica)
+        .open(
+          {
+            sequence_id: incarnation.nodeSequenceId,
+            request_id: sequence.request.requestId,
+            token: incarnation.token,
+            reserve_tokens: Math.min(this.shape.contextLength, sequence.reserveTokens),
+            next_node_id: route[k + 1]?.id ?? '',
+            sampling: k === route.length - 1 ? sampling : undefined,
+          },
+          this.options.openTimeoutMs,
+        )
+        .then(() => {
+          incarnation.opened.add(replica.id);
+        }),
+    );
+    void Promise.allSettled(opens).then((outcomes) => {
+      if (sequence.done || sequence.incarnation !== incarnation) {
+        this.releaseOf(incarnation, sequence.request.requestId);
+        return;
+      }
+      const failed = outcomes.flatMap((o, k) => (o.status === 'rejected' ? [{ replica: route[k], error: ServiceError.from(o.reason) }] : []));
+      if (failed.length === 0) {
+        sequence.state = 'running';
+        this.joinLane(sequence, route);
+        this.pump();
+        return;
+      }
+      this.releaseIncarnation(sequence);
+      const { error } = failed[0];
+      if (failed.some((f) => f.error.code === grpc.status.RESOURCE_EXHAUSTED) && sequence.generated.length === 0) {
+        this.metrics.kvRefusals.inc();
+        if (this.live.size > 1) {
+          // Room frees up as running sequences finish: wait in the queue instead of failing.
+          this.live.delete(sequence);
+          sequence.state = 'queued';
+          this.queue.requeue(sequence, sequence.request.priority);
+          this.admissionPausedUntil = Date.now() + KV_FULL_PAUSE_MS;
+          setTimeout(() => this.pump(), KV_FULL_PAUSE_MS).unref();
+        } else {
+          this.fail(sequence, new ServiceError(grpc.status.RESOURCE_EXHAUSTED, `no KV memory for this request: ${error.message}`));
+        }
+        return;
+      }
+      if (NOT_RETRYABLE.has(error.code)) {
+        this.fail(sequence, error);
+        return;
+      }
+      for (const { replica, error: cause } of failed) {
+        if (cause.code === grpc.status.UNAVAILABLE || cause.code === grpc.status.DEADLINE_EXCEEDED) this.health.markDown(replica.id, cause.message);
+      }
+      this.recover(sequence, error, new Set([...avoid, ...failed.map((f) => f.replica.id)]));
+    });
+  }
+
+  /** Abandons the sequence's placement and replays its history on a new route. */
+  private recover(sequence: Sequence, cause: ServiceError, avoid: ReadonlySet<string>): void {
+    if (sequence.done) return;
+    this.leaveLane(sequence);
+    this.releaseIncarnation(sequence);
+    sequence.state = 'recovering';
+    sequence.recoveries += 1;
+    sequence.failingSince ??= Date.now();
+    this.metrics.failovers.inc();
+    this.logger.info('replaying sequence on a new route', {
+      request_id: sequence.request.requestId,
+      sequence_id: sequence.id,
+      history_tokens: sequence.historyLength,
+      cause: cause.message,
+      avoid: [...avoid],
+    });
+    this.place(sequence, avoid);
+  }
+
+  /** No route right now: retry shortly, until the recovery window is over. */
+  private noRouteYet(sequence: Sequence, error: ServiceError, avoid: ReadonlySet<string>): void {
+    if (sequence.done) return;
+    sequence.state = 'recovering';
+    sequence.failingSince ??= Date.now();
+    if (Date.now() - sequence.failingSince >= this.options.recoveryWindowMs) {
+      this.fail(sequence, new ServiceError(grpc.status.UNAVAILABLE, `no route for ${this.options.recoveryWindowMs} ms: ${error.message}`));
+      return;
+    }
+    // Replicas avoided for this sequence get another chance if nothing else comes up.
+    const retry = avoid.size > 0 && !this.routeExists(avoid) ? new Set<string>() : avoid;
+    setTimeout(() => {
+      if (!sequence.done && sequence.state === 'recovering') this.place(sequence, retry);
+    }, ROUTE_RETRY_MS).unref();
+  }
+
+  private routeExists(avoid: ReadonlySet<string>): boolean {
+    try {
+      this.router.pick(avoid);
+      return true;
+    } catch {
+      return false;
     }
   }
 
-  private accept(sequence: Sequence, tokenId: number, logprob: number): void {
+  private accept(sequence: Sequence, token: SampledToken): void {
     const now = performance.now();
     if (sequence.firstTokenAt === undefined) {
       sequence.firstTokenAt = now;
       this.metrics.timeToFirstToken.observe((now - sequence.arrivedAt) / 1000);
     } else if (sequence.lastTokenAt !== undefined) {
-      this.metrics.interTokenLatency.observe((now - sequence.lastTokenAt) / 1000);
+      const gap = now - sequence.lastTokenAt;
+      sequence.longestGapMs = Math.max(sequence.longestGapMs, gap);
+      this.metrics.interTokenLatency.observe(gap / 1000);
     }
     sequence.lastTokenAt = now;
-    sequence.generated.push(tokenId);
+    sequence.failingSince = undefined;
+    sequence.generated.push(token.tokenId);
     this.metrics.generatedTokens.inc();
-    sequence.observer.onToken(sequence.generated.length - 1, tokenId, logprob);
-    if (sequence.done) return; // the observer stopped it (stop string)
     const { maxNewTokens } = sequence.request.sampling;
-    if (tokenId === this.options.eosTokenId) this.complete(sequence, 'stop');
-    else if (sequence.generated.length >= maxNewTokens || sequence.promptLength + sequence.generated.length >= this.options.nPositions) this.complete(sequence, 'length');
-  }
-
-  /** `unreachableNodeId` names the node a step could not reach, if that is why it failed. */
-  private onStepFailed(rows: readonly PlannedRow[], error: ServiceError, unreachableNodeId: string): void {
-    this.logger.warn('step failed', { request_id: rows[0].sequence.request.requestId, sequences: rows.length, code: grpc.status[error.code], error: error.message });
-    // Route new sequences around a dead replica now, not at its next health check.
-    if (error.code === grpc.status.UNAVAILABLE && unreachableNodeId !== '') this.health.markDown(unreachableNodeId, error.message);
-    for (const { sequence } of rows) {
-      sequence.inFlight = false;
-      // A sequence retired while this step travelled (deadline, cancel) still holds KV caches.
-      if (sequence.done) this.release(sequence);
-      else this.fail(sequence, error);
-    }
+    const reason: FinishReason | undefined = isEos(this.shape, token.tokenId)
+      ? 'stop'
+      : sequence.generated.length >= maxNewTokens || sequence.historyLength >= this.shape.contextLength
+        ? 'length'
+        : undefined;
+    sequence.observer.onToken(sequence.generated.length - 1, token, reason !== undefined);
+    if (sequence.done) return; // the observer stopped it (stop string)
+    if (reason !== undefined) this.complete(sequence, reason);
   }
 
   private complete(sequence: Sequence, reason: FinishReason): void {
     this.metrics.requestsFinished.inc({ finish_reason: reason });
     this.metrics.requestDuration.observe((performance.now() - sequence.arrivedAt) / 1000);
+    this.metrics.generationLength.observe(sequence.generated.length);
     this.retire(sequence);
     sequence.observer.onFinish(reason);
   }
@@ -283,35 +390,81 @@ export class Scheduler {
     sequence.observer.onError(error);
   }
 
-  /** Takes a sequence out of the schedule and frees its KV caches (now, or when its step returns). */
+  /** Takes a sequence out of the schedule and frees its KV caches (now, or when its step settles). */
   private retire(sequence: Sequence): void {
-    sequence.done = true;
+    sequence.state = 'done';
     clearTimeout(sequence.deadlineTimer);
-    const queued = this.waiting.indexOf(sequence);
-    if (queued >= 0) this.waiting.splice(queued, 1);
-    this.running.delete(sequence);
-    if (!sequence.inFlight) this.release(sequence);
+    this.queue.remove(sequence);
+    this.leaveLane(sequence);
+    this.live.delete(sequence);
+    if (!sequence.inFlight) this.releaseIncarnation(sequence);
     this.updateGauges();
+    // A slot is free: a waiting request may be admitted.
+    setImmediate(() => this.pump());
   }
 
-  private release(sequence: Sequence): void {
-    // A failed step may have left KV entries in the stages before the failure, so every admitted
-    // sequence is released along its route; a stage that holds nothing for it ignores the release.
-    const route = sequence.route;
-    if (route === undefined) return;
-    this.links.to(route[0].address).sendOneWay({ route: route.map(hop), release_sequence_ids: [sequence.id], request_id: sequence.request.requestId });
+  private releaseIncarnation(sequence: Sequence): void {
+    const incarnation = sequence.incarnation;
+    if (incarnation === undefined) return;
+    sequence.incarnation = undefined;
+    this.releaseOf(incarnation, sequence.request.requestId);
+  }
+
+  /** Releases an incarnation on every replica that acknowledged it, the ones past a failed hop included. */
+  private releaseOf(incarnation: Incarnation, requestId: string): void {
+    for (const replica of incarnation.route) {
+      if (!incarnation.opened.has(replica.id)) continue;
+      this.sessions
+        .get(replica)
+        .release([incarnation.nodeSequenceId], requestId, this.options.releaseTimeoutMs)
+        .catch((error: unknown) =>
+          // A replica that is gone has dropped the sequence with its session; a live one will drop it on its idle TTL.
+          this.logger.debug('release not acknowledged', { node_id: replica.id, sequence_id: incarnation.nodeSequenceId, error: ServiceError.from(error).message }),
+        );
+    }
+  }
+
+  private joinLane(sequence: Sequence, route: Incarnation['route']): void {
+    const key = routeKeyOf(route);
+    let lanes = this.lanesByRoute.get(key);
+    if (lanes === undefined) {
+      lanes = Array.from({ length: this.options.lanesPerRoute }, (_, i) => new Lane(route, key, i));
+      this.lanesByRoute.set(key, lanes);
+    }
+    const lane = lanes.reduce((best, l) => (l.members.length < best.members.length ? l : best));
+    lane.add(sequence);
+    this.laneOf.set(sequence, lane);
+  }
+
+  private leaveLane(sequence: Sequence): void {
+    const lane = this.laneOf.get(sequence);
+    if (lane === undefined) return;
+    lane.remove(sequence);
+    this.laneOf.delete(sequence);
+    this.forgetRouteIfIdle(lane.routeKey);
+  }
+
+  private laneIdle(lane: Lane): void {
+    lane.busy = false;
+    this.forgetRouteIfIdle(lane.routeKey);
+  }
+
+  /** A route whose lanes are all empty and idle is dropped (routes come and go with failovers). */
+  private forgetRouteIfIdle(routeKey: string): void {
+    const lanes = this.lanesByRoute.get(routeKey) ?? [];
+    if (lanes.every((l) => l.members.length === 0 && !l.busy)) this.lanesByRoute.delete(routeKey);
+  }
+
+  /** Sequences placed on a replica (its load, for routing). */
+  private load(replicaId: string): number {
+    let count = 0;
+    for (const sequence of this.live) if (sequence.incarnation?.route.some((r) => r.id === replicaId)) count++;
+    return count;
   }
 
   private updateGauges(): void {
-    this.metrics.queueDepth.set(this.waiting.length);
-    this.metrics.runningSequences.set(this.running.size);
+    this.metrics.queueDepth.set(this.queue.length);
+    this.metrics.runningSequences.set(this.live.size);
+    this.metrics.stepsInFlight.set(this.dispatcher.inFlightCount);
   }
-}
-
-function hop(node: NodeEntry): Hop {
-  return { node_id: node.id, address: node.address };
-}
-
-function routeKey(route: readonly NodeEntry[]): string {
-  return route.map((n) => n.id).join('>');
 }

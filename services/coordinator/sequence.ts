@@ -1,13 +1,17 @@
-import { randomUUID } from 'node:crypto';
-import type { NodeEntry } from '../../shared/config';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { ServiceError } from '../../shared/errors';
 import type { GenerationConfig } from '../../shared/generation-config';
+import type { NodeReplica } from '../../shared/node-directory';
+import type { SampledToken } from '../node/sampling/sampler';
+import type { Priority } from './admission-queue';
 
 export type FinishReason = 'stop' | 'length' | 'stop_string';
 
-/** What a request asks for: the generation config plus stop strings, which the coordinator checks. */
+/** What a request asks for: the generation config plus what the coordinator itself checks. */
 export interface SamplingSettings extends GenerationConfig {
   readonly stop: readonly string[];
+  /** Alternatives to report with each token (0-5). */
+  readonly topLogprobs: number;
 }
 
 export interface SequenceRequest {
@@ -15,11 +19,13 @@ export interface SequenceRequest {
   readonly promptIds: readonly number[];
   readonly sampling: SamplingSettings;
   readonly deadlineUnixMs: number;
+  readonly priority: Priority;
 }
 
 /** Receives what happens to a sequence; called by the scheduler in generation order. */
 export interface SequenceObserver {
-  onToken(index: number, tokenId: number, logprob: number): void;
+  /** `final`: the sequence ends with this token (EOS, or its length limit). */
+  onToken(index: number, token: SampledToken, final: boolean): void;
   onFinish(reason: FinishReason): void;
   onError(error: ServiceError): void;
 }
@@ -31,19 +37,48 @@ export interface NodeTimingTotal {
   steps: number;
 }
 
-/** One generation request as the coordinator tracks it. */
+/**
+ * One placement of a sequence on the pipeline: a route (one replica per stage) and the id and
+ * token the replicas know it by. A failover abandons the incarnation and opens a new one on
+ * another route, which rebuilds the KV caches by replaying the history from position 0.
+ */
+export interface Incarnation {
+  readonly nodeSequenceId: string;
+  readonly token: Buffer;
+  readonly route: readonly NodeReplica[];
+  /** Replicas that acknowledged the open, and so hold KV to release. */
+  readonly opened: Set<string>;
+}
+
+export type SequenceState = 'queued' | 'opening' | 'running' | 'recovering' | 'done';
+
+/** Bytes of the per-sequence secret every step row carries. */
+const SEQUENCE_TOKEN_BYTES = 16;
+
+/**
+ * One generation request as the scheduler tracks it. The token history (prompt + generated)
+ * is the truth: `fed` counts how much of it the current incarnation's KV caches hold, and
+ * every step feeds history[fed …]; a decode step is the case of one token, a prefill chunk the
+ * case of many, and a replay after failover the case of starting again from 0.
+ */
 export class Sequence {
   readonly id = randomUUID();
   readonly generated: number[] = [];
-  /** Prompt tokens already in every stage's KV cache. */
-  prefilled = 0;
-  route: readonly NodeEntry[] | undefined;
+  state: SequenceState = 'queued';
+  incarnation: Incarnation | undefined;
+  private epoch = 0;
+  /** History tokens in the current incarnation's KV caches. */
+  fed = 0;
   inFlight = false;
-  done = false;
+  /** Failovers so far, and when the current run of failures began (undefined while healthy). */
+  recoveries = 0;
+  failingSince: number | undefined;
   readonly arrivedAt = performance.now();
   admittedAt: number | undefined;
   firstTokenAt: number | undefined;
   lastTokenAt: number | undefined;
+  /** Longest gap between two tokens (a failover shows here as a stall). */
+  longestGapMs = 0;
   readonly nodeTimings = new Map<string, NodeTimingTotal>();
   deadlineTimer: NodeJS.Timeout | undefined;
 
@@ -52,16 +87,37 @@ export class Sequence {
     readonly observer: SequenceObserver,
   ) {}
 
+  get done(): boolean {
+    return this.state === 'done';
+  }
+
   get promptLength(): number {
     return this.request.promptIds.length;
   }
 
-  get needsPrefill(): boolean {
-    return this.prefilled < this.promptLength;
+  /** Prompt plus generated tokens. */
+  get historyLength(): number {
+    return this.request.promptIds.length + this.generated.length;
   }
 
-  /** Tokens every stage holds in its KV cache for this sequence. */
-  get cachedLength(): number {
-    return this.prefilled + Math.max(0, this.generated.length - 1);
+  /** Positions the sequence may reach: what each stage reserves for it. */
+  get reserveTokens(): number {
+    return this.promptLength + this.request.sampling.maxNewTokens;
+  }
+
+  /** `count` history tokens from `start`. */
+  historySlice(start: number, count: number): number[] {
+    const prompt = this.request.promptIds;
+    const out: number[] = [];
+    for (let i = start; i < start + count; i++) out.push(i < prompt.length ? prompt[i] : this.generated[i - prompt.length]);
+    return out;
+  }
+
+  /** A fresh placement on `route`: a new id and token (stale messages of the old one can never match it), nothing fed yet. */
+  newIncarnation(route: readonly NodeReplica[]): Incarnation {
+    this.epoch += 1;
+    this.fed = 0;
+    this.incarnation = { nodeSequenceId: `${this.id}.${this.epoch}`, token: randomBytes(SEQUENCE_TOKEN_BYTES), route, opened: new Set() };
+    return this.incarnation;
   }
 }

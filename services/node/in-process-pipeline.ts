@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { ServiceError } from '../../shared/errors';
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
+import { isEos, type ModelShape } from '../../shared/model/model-shape';
 import { readManifest } from '../../shared/model/manifest';
 import type { GenerationConfig } from '../../shared/generation-config';
 import { createSampler } from './sampling/sampler';
-import { StageRuntime, type StepResult, type StepRow } from './stage-runtime';
+import { StageRuntime, type StepOutput, type StepRow } from './stage-runtime';
 
 export interface GenerationResult {
   /** Generated ids only; when generation stopped on EOS, the EOS id is the last one. */
@@ -39,7 +39,7 @@ interface SequenceState {
  */
 export class InProcessPipeline {
   private constructor(
-    readonly config: Gpt2Config,
+    readonly shape: ModelShape,
     private readonly stages: readonly StageRuntime[],
   ) {}
 
@@ -59,7 +59,7 @@ export class InProcessPipeline {
       await Promise.all(stages.map((s) => s.close()));
       throw error;
     }
-    return new InProcessPipeline(manifest.config, stages);
+    return new InProcessPipeline(manifest.shape, stages);
   }
 
   get stageCount(): number {
@@ -68,11 +68,16 @@ export class InProcessPipeline {
 
   /** Runs one step through every stage; returns the logits [rows, V] of each row's last new token. */
   async forward(rows: readonly StepRow[]): Promise<Float32Array> {
-    let result: StepResult = {};
+    return (await this.forwardWithLogsumexp(rows)).logits as Float32Array;
+  }
+
+  /** One step through every stage: the last stage's logits and their per-row log Σ exp. */
+  async forwardWithLogsumexp(rows: readonly StepRow[]): Promise<StepOutput> {
+    let result: StepOutput = {};
     for (const stage of this.stages) {
       result = await stage.step({ rows, hiddenStates: result.hiddenStates });
     }
-    return result.logits as Float32Array;
+    return result;
   }
 
   /** Frees a sequence on every stage. */
@@ -93,8 +98,8 @@ export class InProcessPipeline {
   async generateBatch(prompts: readonly (readonly number[])[], config: GenerationConfig): Promise<GenerationResult[]> {
     prompts.forEach((prompt, i) => {
       if (prompt.length === 0) throw ServiceError.invalidArgument(`prompts[${i}]`, 'needs at least one token');
-      if (prompt.length > this.config.nPositions) {
-        throw ServiceError.invalidArgument(`prompts[${i}]`, `${prompt.length} tokens exceed the model's ${this.config.nPositions} positions`);
+      if (prompt.length > this.shape.contextLength) {
+        throw ServiceError.invalidArgument(`prompts[${i}]`, `${prompt.length} tokens exceed the model's ${this.shape.contextLength} positions`);
       }
     });
     const sampler = createSampler(config);
@@ -106,17 +111,17 @@ export class InProcessPipeline {
     }));
     let rows: StepRow[] = states.map((s) => ({ sequenceId: s.sequenceId, pastLength: 0, tokenIds: [...s.ids] }));
     let running = states;
-    const vocab = this.config.vocabSize;
+    const vocab = this.shape.vocabSize;
     try {
       while (running.length > 0) {
-        const logits = await this.forward(rows);
+        const { logits, logsumexp } = await this.forwardWithLogsumexp(rows);
         running.forEach((state, row) => {
-          const token = sampler.sample(logits.subarray(row * vocab, (row + 1) * vocab), state.ids, state.generated.length);
+          const token = sampler.sample((logits as Float32Array).subarray(row * vocab, (row + 1) * vocab), state.ids, state.generated.length, logsumexp?.[row]);
           state.ids.push(token.tokenId);
           state.generated.push(token.tokenId);
           state.logprobs.push(token.logprob);
-          if (token.tokenId === this.config.eosTokenId) state.finishReason = 'stop';
-          else if (state.generated.length >= config.maxNewTokens || state.ids.length >= this.config.nPositions) state.finishReason = 'length';
+          if (isEos(this.shape, token.tokenId)) state.finishReason = 'stop';
+          else if (state.generated.length >= config.maxNewTokens || state.ids.length >= this.shape.contextLength) state.finishReason = 'length';
         });
         running = running.filter((s) => s.finishReason === undefined);
         rows = running.map((s) => ({ sequenceId: s.sequenceId, pastLength: s.ids.length - 1, tokenIds: [s.ids[s.ids.length - 1]] }));

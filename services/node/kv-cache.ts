@@ -4,54 +4,72 @@ import { ServiceError } from '../../shared/errors';
 export interface KvCacheOptions {
   /** How many layers this stage holds (local layer indices 0 … layerCount - 1). */
   readonly layerCount: number;
-  readonly nHead: number;
+  /** Key/value heads per layer (fewer than attention heads under grouped-query attention). */
+  readonly kvHeads: number;
   readonly headDim: number;
-  /** The most tokens one sequence can hold (the model's nPositions): growth never goes past it. */
+  /** The most tokens one sequence can hold (the model's context length). */
   readonly maxLength: number;
-  /** Upper bound on the bytes of every key and value buffer together. */
+  /** Upper bound on the KV memory that admitted sequences may reserve. */
   readonly kvBudgetBytes: number;
   /** Milliseconds clock for idle tracking; injectable so tests control time. */
   readonly clock?: () => number;
 }
 
-/** What one sequence of a step writes: `count` real new entries, read from row `row` of a present tensor. */
-export interface KvAppend {
-  readonly sequenceId: string;
-  readonly row: number;
-  readonly count: number;
+/**
+ * The past of a batch, ready to feed a stage graph: the rows of one group, contiguous, so every
+ * layer's past is a view into the cache itself, never a copy.
+ */
+export interface KvView {
+  /** The view's sequences in row order: the order the graph's batch rows must follow. */
+  readonly order: readonly string[];
+  /** Past columns the graph sees: 0 when no row has a past (a first prompt), else the group's width. */
+  readonly pastWidth: number;
+  /** Per local layer, [rows, kvHeads, pastWidth, headDim] views into the cache. */
+  past(layer: number): { readonly key: Float32Array; readonly value: Float32Array };
 }
 
-/** Left-padded past of a batch for one layer, [B, H, P, D] each. */
-export interface GatheredPast {
-  readonly key: Float32Array;
-  readonly value: Float32Array;
+/**
+ * A batch-shaped slab: per layer one key and one value buffer [rowCapacity, kvHeads, width, D].
+ * Rows 0 … rows.length - 1 are occupied, densely. Row r's sequence holds its entries in columns
+ * 0 … length - 1 (right-padded), which is how the stage graphs read a past.
+ */
+interface Group {
+  rowCapacity: number;
+  width: number;
+  keys: Float32Array[];
+  values: Float32Array[];
+  readonly rows: string[];
 }
 
-interface LayerBuffers {
-  key: Float32Array;
-  value: Float32Array;
-}
-
-interface SequenceEntry {
+interface Entry {
   length: number;
-  capacity: number;
-  layers: LayerBuffers[];
+  reserved: number;
+  group: Group | undefined;
+  row: number;
   lastUsedMs: number;
 }
 
 const FLOAT32_BYTES = 4;
-/** Smallest allocation for a new sequence, so short decodes do not regrow every token. */
-const MIN_CAPACITY_TOKENS = 16;
+/** Widths grow in steps of this many positions (and by a quarter at least), so growth copies are rare. */
+const WIDTH_GRANULE = 16;
+const WIDTH_GROWTH = 1.25;
+/** Spare rows a group gains when sequences join it, so each join does not reallocate. */
+const ROW_GROWTH = 1.5;
 
 /**
- * Keys and values of the layers of one stage, per sequence, each stored as [H, capacity, D] so
- * one head's entries are contiguous and a gather copies P·D floats per head in one call.
- * Growth doubles (amortised O(1) per token) but never past the budget: when the doubled size
- * does not fit, the exact size is tried, and when that does not fit either the request fails
- * with RESOURCE_EXHAUSTED. Nothing live is ever evicted to make room.
+ * Keys and values of one stage's layers for every live sequence. Sequences live in groups,
+ * batch-shaped buffers whose rows a step's batch can be fed from in place: when the same
+ * sequences step together again (a stable micro-batch, every decode step of it), the graph reads
+ * their past straight from the cache and the runtime appends only the step's new entries. When a
+ * batch's membership changes, `view` rearranges once — sequences joining a group whose members
+ * all step are appended to it, anything else gets a new group — and the old rows are compacted.
+ * Admission reserves each sequence's whole length up front against the budget, so a running
+ * sequence never fails for memory; nothing live is ever evicted.
  */
 export class KvCache {
-  private readonly sequences = new Map<string, SequenceEntry>();
+  private readonly sequences = new Map<string, Entry>();
+  private readonly groups = new Set<Group>();
+  private reservedTokens = 0;
   private allocatedBytes = 0;
   private readonly clock: () => number;
 
@@ -59,7 +77,18 @@ export class KvCache {
     this.clock = options.clock ?? Date.now;
   }
 
-  /** Bytes held by every key and value buffer (capacity, not just the filled part). */
+  /** Bytes one cached token costs across this stage's layers: 2 × layers × kvHeads × headDim × 4. */
+  get bytesPerToken(): number {
+    const { layerCount, kvHeads, headDim } = this.options;
+    return 2 * layerCount * kvHeads * headDim * FLOAT32_BYTES;
+  }
+
+  /** Bytes reserved by admitted sequences (what the budget bounds). */
+  get reservedBytes(): number {
+    return this.reservedTokens * this.bytesPerToken;
+  }
+
+  /** Bytes of every buffer allocated (reserved room is allocated as sequences grow into it). */
   get bytes(): number {
     return this.allocatedBytes;
   }
@@ -81,133 +110,113 @@ export class KvCache {
     return this.sequences.get(sequenceId)?.length ?? 0;
   }
 
+  /** Positions reserved for a sequence; 0 for an unknown one. */
+  reserved(sequenceId: string): number {
+    return this.sequences.get(sequenceId)?.reserved ?? 0;
+  }
+
   /**
-   * Makes room for every sequence to reach its `length` tokens, admitting unknown sequences.
-   * All or nothing: if the whole set does not fit in the budget, nothing changes and
+   * Reserves room for every sequence to reach `length` tokens, admitting unknown sequences. All
+   * or nothing: if the whole set does not fit in the budget, nothing changes and
    * RESOURCE_EXHAUSTED is thrown. Returns the ids that were admitted by this call.
    */
-  reserve(requests: readonly { sequenceId: string; length: number }[]): string[] {
-    const plans: { sequenceId: string; entry: SequenceEntry | undefined; needed: number; capacity: number }[] = [];
+  reserve(requests: readonly { readonly sequenceId: string; readonly length: number }[]): string[] {
+    let extra = 0;
     for (const { sequenceId, length } of requests) {
       if (length > this.options.maxLength) {
-        throw ServiceError.invalidArgument(
-          `sequence ${sequenceId}`,
-          `needs ${length} cached tokens, more than the model's ${this.options.maxLength} positions`,
-        );
+        throw ServiceError.invalidArgument(`sequence ${sequenceId}`, `needs ${length} cached tokens, more than the model's ${this.options.maxLength} positions`);
       }
-      const entry = this.sequences.get(sequenceId);
-      if (entry !== undefined && length <= entry.capacity) continue;
-      const current = entry?.capacity ?? 0;
-      plans.push({ sequenceId, entry, needed: length, capacity: this.grownCapacity(current, length) });
+      extra += Math.max(0, length - (this.sequences.get(sequenceId)?.reserved ?? 0));
     }
-    if (this.allocatedBytes + this.extraBytes(plans) > this.options.kvBudgetBytes) {
-      // Doubling is an optimisation, not a need: retry with exact sizes before refusing.
-      for (const plan of plans) plan.capacity = plan.needed;
-      const extra = this.extraBytes(plans);
-      if (this.allocatedBytes + extra > this.options.kvBudgetBytes) {
-        throw new ServiceError(
-          status.RESOURCE_EXHAUSTED,
-          `KV cache budget exhausted: ${this.allocatedBytes} bytes held by ${this.sequences.size} sequences, ` +
-            `${extra} more needed, budget ${this.options.kvBudgetBytes} bytes`,
-        );
-      }
+    if (extra > 0 && (this.reservedTokens + extra) * this.bytesPerToken > this.options.kvBudgetBytes) {
+      throw new ServiceError(
+        status.RESOURCE_EXHAUSTED,
+        `KV cache budget exhausted: ${this.reservedBytes} bytes reserved by ${this.sequences.size} sequences, ` +
+          `${extra * this.bytesPerToken} more needed, budget ${this.options.kvBudgetBytes} bytes`,
+      );
     }
     const now = this.clock();
     const admitted: string[] = [];
-    for (const plan of plans) {
-      this.allocatedBytes += (plan.capacity - (plan.entry?.capacity ?? 0)) * this.tokenBytes;
-      if (plan.entry === undefined) {
-        this.sequences.set(plan.sequenceId, {
-          length: 0,
-          capacity: plan.capacity,
-          layers: this.allocateLayers(plan.capacity),
-          lastUsedMs: now,
-        });
-        admitted.push(plan.sequenceId);
+    for (const { sequenceId, length } of requests) {
+      const entry = this.sequences.get(sequenceId);
+      if (entry === undefined) {
+        this.sequences.set(sequenceId, { length: 0, reserved: length, group: undefined, row: -1, lastUsedMs: now });
+        this.reservedTokens += length;
+        admitted.push(sequenceId);
       } else {
-        this.resize(plan.entry, plan.capacity);
-        plan.entry.lastUsedMs = now;
+        if (length > entry.reserved) {
+          this.reservedTokens += length - entry.reserved;
+          entry.reserved = length;
+        }
+        entry.lastUsedMs = now;
       }
     }
     return admitted;
   }
 
   /**
-   * Copies the left-padded past of `sequenceIds` for one local layer into [B, H, pastLength, D]
-   * tensors: a row with `p` cached tokens fills columns pastLength - p … pastLength - 1, the
-   * rest stays zero (masked by the attention mask).
+   * Makes the given sequences the contiguous rows of one group with room for `newTokens[i]` more
+   * entries each, and returns that view. Sequences must have been reserved.
    */
-  gather(sequenceIds: readonly string[], layer: number, pastLength: number): GatheredPast {
-    const { nHead, headDim } = this.options;
-    const rowStride = nHead * pastLength * headDim;
-    const key = new Float32Array(sequenceIds.length * rowStride);
-    const value = new Float32Array(sequenceIds.length * rowStride);
-    sequenceIds.forEach((sequenceId, b) => {
-      const entry = this.sequences.get(sequenceId);
-      if (entry === undefined || entry.length === 0) return;
-      if (entry.length > pastLength) {
-        throw new ServiceError(
-          status.INTERNAL,
-          `sequence ${sequenceId} has ${entry.length} cached tokens, more than the batch past ${pastLength}`,
-        );
+  view(sequenceIds: readonly string[], newTokens: readonly number[]): KvView {
+    const entries = sequenceIds.map((id) => this.requireEntry(id));
+    entries.forEach((entry, i) => {
+      if (entry.length + newTokens[i] > entry.reserved) {
+        throw new ServiceError(status.INTERNAL, `sequence ${sequenceIds[i]}: ${entry.length} + ${newTokens[i]} entries exceed its reserved ${entry.reserved}`);
       }
-      const buffers = entry.layers[layer];
-      const count = entry.length * headDim;
-      for (let h = 0; h < nHead; h++) {
-        const from = h * entry.capacity * headDim;
-        const to = b * rowStride + (h * pastLength + pastLength - entry.length) * headDim;
-        key.set(buffers.key.subarray(from, from + count), to);
-        value.set(buffers.value.subarray(from, from + count), to);
-      }
-      entry.lastUsedMs = this.clock();
     });
-    return { key, value };
+    const group = this.arrange(sequenceIds, entries);
+    const needed = Math.max(...entries.map((entry, i) => entry.length + newTokens[i]));
+    if (needed > group.width) this.widen(group, needed);
+    const start = Math.min(...entries.map((e) => e.row));
+    const order = group.rows.slice(start, start + sequenceIds.length);
+    const pastWidth = entries.every((e) => e.length === 0) ? 0 : group.width;
+    const now = this.clock();
+    for (const entry of entries) entry.lastUsedMs = now;
+    const { kvHeads, headDim } = this.options;
+    const rowStride = kvHeads * group.width * headDim;
+    const empty = new Float32Array(0);
+    return {
+      order,
+      pastWidth,
+      past: (layer) =>
+        pastWidth === 0
+          ? { key: empty, value: empty }
+          : {
+              key: group.keys[layer].subarray(start * rowStride, (start + order.length) * rowStride),
+              value: group.values[layer].subarray(start * rowStride, (start + order.length) * rowStride),
+            },
+    };
   }
 
   /**
-   * Appends the real new entries of a step for one local layer. `presentKey`/`presentValue` are
-   * [B, H, columns, D]; a row's `count` real entries are its last `count` columns (left padding).
-   * Capacity must have been reserved first; the sequence length advances with `commit`.
+   * Appends a step's new entries for one local layer. `presentKey` / `presentValue` are
+   * [rows, kvHeads, columns, D] in `view.order`; row r's `counts[r]` real entries are its first
+   * columns. The sequence lengths advance with `commit`, once every layer is appended.
    */
-  append(layer: number, presentKey: Float32Array, presentValue: Float32Array, columns: number, appends: readonly KvAppend[]): void {
-    const { nHead, headDim } = this.options;
-    const rowStride = nHead * columns * headDim;
-    for (const { sequenceId, row, count } of appends) {
+  append(view: KvView, layer: number, presentKey: Float32Array, presentValue: Float32Array, columns: number, counts: readonly number[]): void {
+    const { kvHeads, headDim } = this.options;
+    view.order.forEach((sequenceId, r) => {
       const entry = this.requireEntry(sequenceId);
-      if (entry.length + count > entry.capacity) {
-        throw new ServiceError(
-          status.INTERNAL,
-          `sequence ${sequenceId}: appending ${count} entries to ${entry.length} exceeds the reserved ${entry.capacity}`,
-        );
+      const group = entry.group as Group;
+      const span = counts[r] * headDim;
+      for (let h = 0; h < kvHeads; h++) {
+        const from = ((r * kvHeads + h) * columns) * headDim;
+        const to = ((entry.row * kvHeads + h) * group.width + entry.length) * headDim;
+        group.keys[layer].set(presentKey.subarray(from, from + span), to);
+        group.values[layer].set(presentValue.subarray(from, from + span), to);
       }
-      const buffers = entry.layers[layer];
-      const span = count * headDim;
-      for (let h = 0; h < nHead; h++) {
-        const from = row * rowStride + (h * columns + columns - count) * headDim;
-        const to = (h * entry.capacity + entry.length) * headDim;
-        buffers.key.set(presentKey.subarray(from, from + span), to);
-        buffers.value.set(presentValue.subarray(from, from + span), to);
-      }
-    }
+    });
   }
 
-  /** Advances each sequence's length once every layer of the step has been appended. */
-  commit(appends: readonly KvAppend[]): void {
+  /** Advances each sequence of the view by its count of appended entries. */
+  commit(view: KvView, counts: readonly number[]): void {
     const now = this.clock();
-    for (const { sequenceId, count } of appends) {
+    view.order.forEach((sequenceId, r) => {
       const entry = this.requireEntry(sequenceId);
-      entry.length += count;
+      entry.length += counts[r];
       entry.lastUsedMs = now;
-    }
-  }
-
-  /** Marks sequences as used now (a step that read their past from somewhere else). */
-  touch(sequenceIds: readonly string[]): void {
-    const now = this.clock();
-    for (const sequenceId of sequenceIds) {
-      const entry = this.sequences.get(sequenceId);
-      if (entry !== undefined) entry.lastUsedMs = now;
-    }
+    });
   }
 
   /** Frees a sequence; returns whether it was cached. */
@@ -215,7 +224,8 @@ export class KvCache {
     const entry = this.sequences.get(sequenceId);
     if (entry === undefined) return false;
     this.sequences.delete(sequenceId);
-    this.allocatedBytes -= entry.capacity * this.tokenBytes;
+    this.reservedTokens -= entry.reserved;
+    if (entry.group !== undefined) this.removeRow(entry.group, entry.row);
     return true;
   }
 
@@ -229,50 +239,125 @@ export class KvCache {
     return dropped;
   }
 
-  /** Bytes of one cached token across every layer, key and value. */
-  private get tokenBytes(): number {
-    const { layerCount, nHead, headDim } = this.options;
-    return 2 * layerCount * nHead * headDim * FLOAT32_BYTES;
-  }
-
-  private extraBytes(plans: readonly { entry: SequenceEntry | undefined; capacity: number }[]): number {
-    return plans.reduce((sum, plan) => sum + (plan.capacity - (plan.entry?.capacity ?? 0)) * this.tokenBytes, 0);
-  }
-
-  private grownCapacity(current: number, needed: number): number {
-    const doubled = Math.max(MIN_CAPACITY_TOKENS, current * 2);
-    return Math.min(this.options.maxLength, Math.max(needed, doubled));
-  }
-
-  private allocateLayers(capacity: number): LayerBuffers[] {
-    const { layerCount, nHead, headDim } = this.options;
-    return Array.from({ length: layerCount }, () => ({
-      key: new Float32Array(nHead * capacity * headDim),
-      value: new Float32Array(nHead * capacity * headDim),
-    }));
-  }
-
-  private resize(entry: SequenceEntry, capacity: number): void {
-    const { nHead, headDim } = this.options;
-    const layers = this.allocateLayers(capacity);
-    const count = entry.length * headDim;
-    entry.layers.forEach((old, l) => {
-      for (let h = 0; h < nHead; h++) {
-        const from = h * entry.capacity * headDim;
-        const to = h * capacity * headDim;
-        layers[l].key.set(old.key.subarray(from, from + count), to);
-        layers[l].value.set(old.value.subarray(from, from + count), to);
-      }
-    });
-    entry.layers = layers;
-    entry.capacity = capacity;
-  }
-
-  private requireEntry(sequenceId: string): SequenceEntry {
-    const entry = this.sequences.get(sequenceId);
-    if (entry === undefined) {
-      throw new ServiceError(status.FAILED_PRECONDITION, `sequence ${sequenceId} is not in the KV cache`);
+  /** Marks sequences as used now. */
+  touch(sequenceIds: readonly string[]): void {
+    const now = this.clock();
+    for (const sequenceId of sequenceIds) {
+      const entry = this.sequences.get(sequenceId);
+      if (entry !== undefined) entry.lastUsedMs = now;
     }
+  }
+
+  /** Places the sequences on contiguous rows of one group, moving as few as it can. */
+  private arrange(sequenceIds: readonly string[], entries: readonly Entry[]): Group {
+    const first = entries[0].group;
+    if (first !== undefined && entries.every((e) => e.group === first)) {
+      const rows = entries.map((e) => e.row);
+      if (Math.max(...rows) - Math.min(...rows) === entries.length - 1) return first;
+    }
+    // The group holding most of the batch takes the others if none of its members is missing from the batch.
+    const counts = new Map<Group, number>();
+    for (const entry of entries) if (entry.group !== undefined) counts.set(entry.group, (counts.get(entry.group) ?? 0) + 1);
+    let host: Group | undefined;
+    for (const [group, count] of counts) if (host === undefined || count > (counts.get(host) as number)) host = group;
+    const wanted = new Set(sequenceIds);
+    if (host === undefined || !host.rows.every((id) => wanted.has(id))) {
+      host = this.allocate(entries.length, this.initialWidth(entries));
+    }
+    const target = host;
+    const joining = sequenceIds.filter((_, i) => entries[i].group !== target);
+    if (target.rows.length + joining.length > target.rowCapacity) {
+      this.reshape(target, Math.max(target.rows.length + joining.length, Math.ceil(target.rowCapacity * ROW_GROWTH)), target.width);
+    }
+    for (const sequenceId of joining) {
+      const entry = this.requireEntry(sequenceId);
+      if (entry.length > target.width) this.widen(target, entry.length);
+      const row = target.rows.length;
+      target.rows.push(sequenceId);
+      if (entry.group !== undefined) {
+        this.copyRow(entry.group, entry.row, target, row, entry.length);
+        this.removeRow(entry.group, entry.row);
+      }
+      entry.group = target;
+      entry.row = row;
+    }
+    return target;
+  }
+
+  private initialWidth(entries: readonly Entry[]): number {
+    return Math.min(this.options.maxLength, roundUp(Math.max(1, ...entries.map((e) => e.length)), WIDTH_GRANULE));
+  }
+
+  private widen(group: Group, needed: number): void {
+    const width = Math.min(this.options.maxLength, Math.max(roundUp(needed, WIDTH_GRANULE), roundUp(Math.ceil(group.width * WIDTH_GROWTH), WIDTH_GRANULE)));
+    this.reshape(group, group.rowCapacity, width);
+  }
+
+  private allocate(rowCapacity: number, width: number): Group {
+    const size = rowCapacity * this.options.kvHeads * width * this.options.headDim;
+    const group: Group = {
+      rowCapacity,
+      width,
+      keys: Array.from({ length: this.options.layerCount }, () => new Float32Array(size)),
+      values: Array.from({ length: this.options.layerCount }, () => new Float32Array(size)),
+      rows: [],
+    };
+    this.groups.add(group);
+    this.allocatedBytes += 2 * this.options.layerCount * size * FLOAT32_BYTES;
+    return group;
+  }
+
+  /** Reallocates a group's buffers with new dimensions, keeping every row's entries. */
+  private reshape(group: Group, rowCapacity: number, width: number): void {
+    const old = { ...group, keys: group.keys, values: group.values };
+    const size = rowCapacity * this.options.kvHeads * width * this.options.headDim;
+    this.allocatedBytes += 2 * this.options.layerCount * (size - group.rowCapacity * this.options.kvHeads * group.width * this.options.headDim) * FLOAT32_BYTES;
+    group.keys = Array.from({ length: this.options.layerCount }, () => new Float32Array(size));
+    group.values = Array.from({ length: this.options.layerCount }, () => new Float32Array(size));
+    group.rowCapacity = rowCapacity;
+    group.width = width;
+    group.rows.forEach((sequenceId, row) => this.copyRow(old, row, group, row, this.requireEntry(sequenceId).length));
+  }
+
+  /** Copies the first `length` entries of a row, every layer and head. */
+  private copyRow(from: Pick<Group, 'width' | 'keys' | 'values'>, fromRow: number, to: Group, toRow: number, length: number): void {
+    const { kvHeads, headDim, layerCount } = this.options;
+    const span = length * headDim;
+    if (span === 0) return;
+    for (let layer = 0; layer < layerCount; layer++) {
+      for (let h = 0; h < kvHeads; h++) {
+        const source = (fromRow * kvHeads + h) * from.width * headDim;
+        const target = (toRow * kvHeads + h) * to.width * headDim;
+        to.keys[layer].set(from.keys[layer].subarray(source, source + span), target);
+        to.values[layer].set(from.values[layer].subarray(source, source + span), target);
+      }
+    }
+  }
+
+  /** Empties a row, keeping the group dense: the last row moves into the hole; an empty group is freed. */
+  private removeRow(group: Group, row: number): void {
+    const last = group.rows.length - 1;
+    if (row !== last) {
+      const moved = group.rows[last];
+      const entry = this.requireEntry(moved);
+      this.copyRow(group, last, group, row, entry.length);
+      group.rows[row] = moved;
+      entry.row = row;
+    }
+    group.rows.pop();
+    if (group.rows.length === 0) {
+      this.groups.delete(group);
+      this.allocatedBytes -= 2 * this.options.layerCount * group.rowCapacity * this.options.kvHeads * group.width * this.options.headDim * FLOAT32_BYTES;
+    }
+  }
+
+  private requireEntry(sequenceId: string): Entry {
+    const entry = this.sequences.get(sequenceId);
+    if (entry === undefined) throw new ServiceError(status.FAILED_PRECONDITION, `sequence ${sequenceId} is not in the KV cache`);
     return entry;
   }
+}
+
+function roundUp(value: number, granule: number): number {
+  return Math.ceil(value / granule) * granule;
 }

@@ -1,12 +1,13 @@
 import { loadConfig, type AppConfig, type NodeEntry } from '../../shared/config';
 import { UsageError } from '../../shared/errors';
-import { bindAddressFor, startServer } from '../../shared/grpc/channel';
+import { bindAddressFor, bindHostFor, startServer, useTransport } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry, startMetricsServer } from '../../shared/metrics';
+import { NodeDirectory } from '../../shared/node-directory';
 import { onShutdownSignal } from '../../shared/shutdown';
 import { ModelNodeService } from './model-node-service';
-import { StageRuntime } from './stage-runtime';
+import { StageWorker } from './stage-worker';
 
 /** `--node-id ID` (or NODE_ID): which config.json node this process is. */
 function nodeOf(config: AppConfig, argv: readonly string[], env: NodeJS.ProcessEnv): NodeEntry {
@@ -18,23 +19,35 @@ function nodeOf(config: AppConfig, argv: readonly string[], env: NodeJS.ProcessE
   return node;
 }
 
+/** A static entry is its own replica; a DNS-discovered one is named after the pod's address (POD_IP). */
+function replicaIdOf(node: NodeEntry, env: NodeJS.ProcessEnv): string {
+  if (node.discovery === 'static') return node.id;
+  if (env.POD_IP === undefined || env.POD_IP === '') throw new UsageError(`nodes entry ${node.id} uses DNS discovery: set POD_IP to this replica's address`);
+  return `${node.id}@${env.POD_IP}`;
+}
+
 async function main(): Promise<void> {
   const config = loadConfig();
+  useTransport(config);
   const node = nodeOf(config, process.argv.slice(2), process.env);
-  const labels = { node_id: node.id, stage: String(node.modelPart) };
+  const replicaId = replicaIdOf(node, process.env);
+  const labels = { node_id: replicaId, stage: String(node.modelPart) };
   const logger = createLogger('node', config.logLevel, labels);
-  const runtime = await StageRuntime.load(config.modelDir, node.modelPart, { kvBudgetBytes: config.limits.kvBudgetBytes, allowSpinning: false });
+  const runtime = await StageWorker.load({ modelDir: config.modelDir, stageIndex: node.modelPart, kvBudgetBytes: config.limits.kvBudgetBytes });
   const registry = createMetricsRegistry('node', labels);
-  const service = new ModelNodeService(runtime, { nodeId: node.id, kvBudgetBytes: config.limits.kvBudgetBytes, kvIdleTtlMs: config.limits.kvIdleTtlMs }, registry, logger);
+  const directory = new NodeDirectory(config.nodes);
+  await directory.start();
+  const service = new ModelNodeService(runtime, { nodeId: replicaId, kvBudgetBytes: config.limits.kvBudgetBytes, kvIdleTtlMs: config.limits.kvIdleTtlMs }, directory, registry, logger);
   const server = await startServer(bindAddressFor(node.address), [
     { name: 'pipeserve.v1.ModelNode', definition: protos().node.pipeserve.v1.ModelNode.service, implementation: service.handlers() },
   ]);
-  const metricsServer = await startMetricsServer(registry, node.metricsPort);
+  const metricsServer = await startMetricsServer(registry, node.metricsPort, bindHostFor(node.address));
   const { stage } = runtime;
   logger.info('node serving', { port: server.port, metrics_port: node.metricsPort, layers: `${stage.layerStart}-${stage.layerEnd}`, stages: runtime.manifest.stages.length });
   onShutdownSignal(logger, async () => {
     await server.shutdown();
     service.close();
+    directory.stop();
     metricsServer.close();
     await runtime.close();
   });

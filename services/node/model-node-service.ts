@@ -1,54 +1,75 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
+import type { CoordinatorMessage__Output } from '../../protos/generated/pipeserve/v1/CoordinatorMessage';
 import type { DescribeRequest__Output } from '../../protos/generated/pipeserve/v1/DescribeRequest';
 import type { DescribeResponse } from '../../protos/generated/pipeserve/v1/DescribeResponse';
+import type { ForwardMessage__Output } from '../../protos/generated/pipeserve/v1/ForwardMessage';
+import type { ForwardReply, ForwardReply__Output } from '../../protos/generated/pipeserve/v1/ForwardReply';
 import type { ModelNodeHandlers } from '../../protos/generated/pipeserve/v1/ModelNode';
+import type { NodeEvent } from '../../protos/generated/pipeserve/v1/NodeEvent';
+import type { OpenSequence__Output } from '../../protos/generated/pipeserve/v1/OpenSequence';
+import type { ReleaseSequences__Output } from '../../protos/generated/pipeserve/v1/ReleaseSequences';
 import type { SampledToken } from '../../protos/generated/pipeserve/v1/SampledToken';
-import type { SequenceStep__Output } from '../../protos/generated/pipeserve/v1/SequenceStep';
-import type { StepMessage__Output } from '../../protos/generated/pipeserve/v1/StepMessage';
-import type { StepResult, StepResult__Output } from '../../protos/generated/pipeserve/v1/StepResult';
+import type { StageTiming } from '../../protos/generated/pipeserve/v1/StageTiming';
+import type { Step__Output } from '../../protos/generated/pipeserve/v1/Step';
 import { ServiceError } from '../../shared/errors';
+import { isTrustedCall } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
-import { PipelineLinks } from '../../shared/pipeline-link';
-import { decodeTensor, encodeTensor } from '../../shared/tensor-codec';
+import type { NodeDirectory } from '../../shared/node-directory';
+import { idProblem, PROTOCOL_LIMITS } from '../../shared/protocol/limits';
 import { float32Tensor } from '../../shared/tensor';
+import { encodeTensor } from '../../shared/tensor-codec';
+import { CoordinatorSession } from './coordinator-session';
+import { ForwardLinks } from './forward-links';
+import { parseIncomingStep, type IncomingStep } from './incoming-step';
 import { NodeMetrics } from './node-metrics';
-import { parseGenerationConfig } from '../../shared/generation-config';
-import { createSampler, type Sampler } from './sampling/sampler';
-import type { StageRuntime, StepRow } from './stage-runtime';
+import { OpenSequences, type OpenSequence } from './open-sequences';
+import { SequenceSamplers } from './sequence-samplers';
+import type { StageEngine } from './stage-engine';
 
 export interface ModelNodeOptions {
+  /** This replica's id as the coordinator and the other nodes name it. */
   readonly nodeId: string;
   readonly kvBudgetBytes: number;
+  /** Sequences untouched this long are dropped (their coordinator died without releasing them). */
   readonly kvIdleTtlMs: number;
 }
 
-type Reply = (result: StepResult) => void;
+/** Forwarded steps are remembered this long, so a reply from the next hop still finds their owner. */
+const FORWARD_MEMORY_MS = 30_000;
 
 /**
- * The model-node service: one stage replica. Steps arrive on `Pipeline` streams (from the
- * coordinator or the previous stage), run through the stage runtime one at a time, and go on
- * to the next hop named by the step's route; the last stage samples, and results travel back
- * up the streams they came down. A stage does not wait for its step's result before running
- * the next step, so several micro-batches can be in flight along the pipeline.
+ * The model-node service: one stage replica (the protocol is described in protos/node.proto).
+ * Coordinators open, step (first stage) and release sequences on their Connect sessions; hidden
+ * states arrive from the previous stage on Forward streams. Steps run through the stage runtime
+ * one at a time; then the last stage samples and sends the tokens straight to the sequence's
+ * owner, and any other stage passes the hidden states on to the next hop fixed at open time. A
+ * stage does not wait for a step's result before running the next one, so several micro-batches
+ * move along the pipeline at once. Whatever fails is reported to the owner of the step's
+ * sequences, never to whoever sent the message.
  */
 export class ModelNodeService {
-  private readonly links: PipelineLinks;
-  /** Last stage only: each live sequence's tokens so far (for the repetition penalty) and its sampler, made once. */
-  private readonly sampling = new Map<string, { readonly history: number[]; sampler?: Sampler }>();
+  private readonly sequences = new OpenSequences();
+  /** Ids whose open is waiting for its KV reservation. */
+  private readonly opening = new Set<string>();
+  private readonly samplers = new SequenceSamplers();
+  private readonly links: ForwardLinks;
+  private readonly forwarded = new Map<number, { readonly owner: CoordinatorSession; readonly stepId: number; readonly at: number }>();
+  private nextForwardId = 1;
   private readonly metrics: NodeMetrics;
   private readonly idleTimer: NodeJS.Timeout;
 
   constructor(
-    private readonly runtime: StageRuntime,
+    private readonly runtime: StageEngine,
     private readonly options: ModelNodeOptions,
+    private readonly directory: NodeDirectory,
     registry: Registry,
     private readonly logger: Logger,
   ) {
     this.metrics = new NodeMetrics(registry);
-    this.links = new PipelineLinks(logger);
+    this.links = new ForwardLinks(directory, { onReply: (peerId, reply) => this.onForwardReply(peerId, reply) }, logger);
     this.metrics.kvBudgetBytes.set(options.kvBudgetBytes);
-    this.idleTimer = setInterval(() => this.dropIdleSequences(), Math.max(1_000, Math.floor(options.kvIdleTtlMs / 4)));
+    this.idleTimer = setInterval(() => void this.dropIdleSequences(), Math.max(250, Math.floor(options.kvIdleTtlMs / 4)));
     this.idleTimer.unref();
   }
 
@@ -56,11 +77,18 @@ export class ModelNodeService {
     return this.runtime.stage.index;
   }
 
+  /** Sequences open on this node (for tests and Describe). */
+  get openSequences(): number {
+    return this.sequences.size;
+  }
+
   handlers(): ModelNodeHandlers {
     return {
-      Pipeline: (call) => this.serveStream(call),
-      Describe: (call: grpc.ServerUnaryCall<DescribeRequest__Output, DescribeResponse>, callback: grpc.sendUnaryData<DescribeResponse>) => {
+      Connect: (call) => this.serveSession(call),
+      Forward: (call) => this.serveForward(call),
+      Describe: (_call: grpc.ServerUnaryCall<DescribeRequest__Output, DescribeResponse>, callback: grpc.sendUnaryData<DescribeResponse>) => {
         const { stage, manifest } = this.runtime;
+        const kv = this.runtime.kvStats();
         callback(null, {
           node_id: this.options.nodeId,
           model_name: manifest.modelName,
@@ -68,9 +96,12 @@ export class ModelNodeService {
           stages: manifest.stages.length,
           layer_start: stage.layerStart,
           layer_end: stage.layerEnd,
-          kv_sequences: this.runtime.sequenceCount,
-          kv_bytes: this.runtime.kvBytes,
+          kv_sequences: kv.sequences,
+          kv_bytes: kv.bytes,
           kv_budget_bytes: this.options.kvBudgetBytes,
+          kv_reserved_bytes: kv.reservedBytes,
+          kv_bytes_per_token: kv.bytesPerToken,
+          weights: stage.weights.format,
         });
       },
     };
@@ -81,148 +112,293 @@ export class ModelNodeService {
     this.links.closeAll();
   }
 
-  private serveStream(call: grpc.ServerDuplexStream<StepMessage__Output, StepResult>): void {
-    const reply: Reply = (result) => {
-      if (!call.cancelled && call.writable) call.write(result);
+  private serveSession(call: grpc.ServerDuplexStream<CoordinatorMessage__Output, NodeEvent>): void {
+    if (!isTrustedCall(call.metadata)) {
+      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'the call does not carry the cluster secret' });
+      return;
+    }
+    const session = new CoordinatorSession(call);
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      session.close();
+      const owned = this.sequences.ownedBySession(session);
+      for (const id of owned) void this.release(id);
+      if (owned.length > 0) this.logger.info('coordinator session ended; released its sequences', { session: session.id, coordinator: session.coordinatorId, sequences: owned.length });
     };
-    call.on('data', (message: StepMessage__Output) => this.accept(message, reply));
-    call.on('end', () => call.end());
-    call.on('error', (error) => this.logger.debug('upstream stream closed', { error: String(error) }));
-  }
-
-  private accept(message: StepMessage__Output, reply: Reply): void {
-    if (message.sequences.length === 0) {
-      // A release travels along the whole route and expects no result. It waits for the steps
-      // that arrived before it, here and (by being forwarded after them) in every later stage.
-      const released = Promise.all(message.release_sequence_ids.map((id) => this.release(id)));
-      if (message.release_sequence_ids.length > 0 && message.route.length > 1) {
-        const next = message.route[1].address;
-        void released.then(() => this.links.to(next).sendOneWay({ route: message.route.slice(1), release_sequence_ids: message.release_sequence_ids, request_id: message.request_id }));
-      }
-      return;
-    }
-    for (const id of message.release_sequence_ids) void this.release(id);
-    this.runStep(message, reply).catch((error: unknown) => {
-      const serviceError = ServiceError.from(error);
-      this.metrics.stepErrors.inc({ code: grpc.status[serviceError.code] });
-      if (serviceError.code === grpc.status.RESOURCE_EXHAUSTED) this.metrics.sessionsRefused.inc(message.sequences.filter((s) => s.past_length === 0).length);
-      this.logger.warn('step failed', { request_id: message.request_id, step_id: message.step_id, code: grpc.status[serviceError.code], error: serviceError.message });
-      reply({ step_id: message.step_id, error_code: serviceError.code, error_message: serviceError.message });
+    call.on('data', (message: CoordinatorMessage__Output) => this.onCoordinatorMessage(session, message));
+    call.on('end', () => {
+      end();
+      call.end();
     });
+    call.on('error', end);
+    call.on('cancelled', end);
   }
 
-  private async runStep(message: StepMessage__Output, reply: Reply): Promise<void> {
-    const { stage, config } = this.runtime;
-    this.checkRoute(message);
-    if (message.deadline_unix_ms > 0 && Date.now() > message.deadline_unix_ms) {
-      throw new ServiceError(grpc.status.DEADLINE_EXCEEDED, `step ${message.step_id} reached ${this.options.nodeId} after its deadline`);
+  private onCoordinatorMessage(session: CoordinatorSession, message: CoordinatorMessage__Output): void {
+    switch (message.kind) {
+      case 'hello':
+        if (message.hello && idProblem(message.hello.coordinator_id) === undefined) session.coordinatorId = message.hello.coordinator_id;
+        return;
+      case 'open':
+        if (message.open) void this.open(session, message.open);
+        return;
+      case 'step':
+        if (message.step) this.acceptFromOwner(session, message.step);
+        return;
+      case 'release':
+        if (message.release) void this.releaseFor(session, message.release);
+        return;
+      default:
+        this.logger.warn('coordinator message without a kind', { session: session.id });
     }
-    const rows: StepRow[] = message.sequences.map((s) => ({ sequenceId: s.sequence_id, pastLength: s.past_length, tokenIds: s.token_ids, reserveTokens: s.reserve_tokens }));
-    const newTokens = rows.reduce((n, row) => n + row.tokenIds.length, 0);
-    let hiddenStates: Float32Array | undefined;
-    if (!stage.isFirst) {
-      if (message.hidden_states === null) throw ServiceError.invalidArgument('hidden_states', `stage ${stage.index} needs the previous stage's hidden states`);
-      const tensor = decodeTensor(message.hidden_states, 'hidden_states');
-      if (tensor.dtype !== 'float32' || tensor.dims.length !== 2 || tensor.dims[0] !== newTokens || tensor.dims[1] !== config.nEmbd) {
-        throw ServiceError.invalidArgument('hidden_states', `expected float32[${newTokens}, ${config.nEmbd}], got ${tensor.dtype}[${tensor.dims.join(', ')}]`);
+  }
+
+  private async open(session: CoordinatorSession, open: OpenSequence__Output): Promise<void> {
+    const { stage, shape } = this.runtime;
+    let claimed = false;
+    try {
+      const problem = idProblem(open.sequence_id);
+      if (problem !== undefined) throw ServiceError.invalidArgument('open.sequence_id', problem);
+      if (this.sequences.has(open.sequence_id) || this.opening.has(open.sequence_id)) {
+        throw new ServiceError(grpc.status.ALREADY_EXISTS, `open.sequence_id: ${open.sequence_id} is already open`);
       }
-      hiddenStates = tensor.data as Float32Array;
+      this.opening.add(open.sequence_id);
+      claimed = true;
+      if (open.token.length < PROTOCOL_LIMITS.minTokenBytes || open.token.length > PROTOCOL_LIMITS.maxTokenBytes) {
+        throw ServiceError.invalidArgument('open.token', `must be ${PROTOCOL_LIMITS.minTokenBytes}-${PROTOCOL_LIMITS.maxTokenBytes} bytes`);
+      }
+      if (open.reserve_tokens < 1 || open.reserve_tokens > shape.contextLength) {
+        throw ServiceError.invalidArgument('open.reserve_tokens', `must be 1-${shape.contextLength} (the model's context), got ${open.reserve_tokens}`);
+      }
+      let nextNodeId: string | undefined;
+      if (stage.isLast) {
+        if (open.next_node_id !== '') throw ServiceError.invalidArgument('open.next_node_id', 'the last stage has no next hop');
+      } else {
+        const next = this.directory.find(open.next_node_id);
+        if (next === undefined || next.stage !== stage.index + 1) {
+          throw ServiceError.invalidArgument('open.next_node_id', `"${open.next_node_id}" is not a configured replica of stage ${stage.index + 1}`);
+        }
+        nextNodeId = next.id;
+      }
+      const sampling = open.sampling ?? { temperature: 0, top_k: 0, top_p: 1, repetition_penalty: 1, seed: 0, top_logprobs: 0 };
+      if (stage.isLast) this.samplers.open(open.sequence_id, sampling);
+      try {
+        await this.runtime.reserve(open.sequence_id, open.reserve_tokens);
+      } catch (error) {
+        this.samplers.delete(open.sequence_id);
+        if (ServiceError.from(error).code === grpc.status.RESOURCE_EXHAUSTED) this.metrics.sessionsRefused.inc();
+        throw error;
+      }
+      const sequence: OpenSequence = { sequenceId: open.sequence_id, requestId: open.request_id, owner: session, token: Buffer.from(open.token), nextNodeId, sampling };
+      this.sequences.add(sequence);
+      this.updateKvGauges();
+      this.logger.debug('sequence opened', { request_id: open.request_id, sequence_id: open.sequence_id, reserve_tokens: open.reserve_tokens });
+      if (!session.isOpen) {
+        // The session ended while the reservation was made: nobody will ever release it.
+        void this.release(open.sequence_id);
+        return;
+      }
+      session.send({ opened: { sequence_id: open.sequence_id, code: grpc.status.OK, reserved_bytes: open.reserve_tokens * this.runtime.kvStats().bytesPerToken } });
+    } catch (error) {
+      const serviceError = ServiceError.from(error);
+      session.send({ opened: { sequence_id: open.sequence_id, code: serviceError.code, message: serviceError.message } });
+    } finally {
+      if (claimed) this.opening.delete(open.sequence_id);
     }
-    for (const s of message.sequences) {
-      if (s.past_length === 0) this.logger.info('sequence admitted', { request_id: message.request_id, sequence_id: s.sequence_id, prompt_tokens: s.token_ids.length });
-    }
+  }
 
-    const stopTimer = this.metrics.forwardSeconds.startTimer();
-    const started = performance.now();
-    const result = await this.runtime.step({ rows, hiddenStates });
-    const forwardMs = performance.now() - started;
-    stopTimer();
-    this.metrics.batchSize.observe(rows.length);
-    this.updateKvGauges();
-    const timing = { node_id: this.options.nodeId, stage: stage.index, forward_ms: forwardMs };
-
-    if (stage.isLast) {
-      if (result.logits === undefined) throw new ServiceError(grpc.status.INTERNAL, 'last stage produced no logits');
-      reply({ step_id: message.step_id, tokens: this.sample(message.sequences, result.logits), timings: [timing] });
+  /** A step into the first stage, from the coordinator that owns its sequences. */
+  private acceptFromOwner(session: CoordinatorSession, message: Step__Output): void {
+    let step: IncomingStep;
+    try {
+      step = this.parse(message);
+      const owner = this.ownerOf(step);
+      if (owner !== session) throw new ServiceError(grpc.status.NOT_FOUND, 'the step names sequences this session did not open');
+    } catch (error) {
+      this.reportFailure(session, message.step_id, ServiceError.from(error), this.options.nodeId, false);
       return;
     }
-    if (result.hiddenStates === undefined) throw new ServiceError(grpc.status.INTERNAL, `stage ${stage.index} produced no hidden states`);
-    const next = message.route[1];
-    const hidden = encodeTensor(float32Tensor([newTokens, config.nEmbd], result.hiddenStates));
-    this.metrics.sentBytes.inc(result.hiddenStates.byteLength);
-    this.links.to(next.address)
-      .send({
-        route: message.route.slice(1),
-        sequences: message.sequences,
-        hidden_states: hidden,
-        release_sequence_ids: message.release_sequence_ids,
-        deadline_unix_ms: message.deadline_unix_ms,
-        request_id: message.request_id,
-      })
-      .then(
-        (downstream: StepResult__Output) => reply({ ...downstream, step_id: message.step_id, timings: [timing, ...downstream.timings] }),
-        (error: unknown) => {
-          const serviceError = ServiceError.from(error);
-          reply({
-            step_id: message.step_id,
-            error_code: serviceError.code,
-            error_message: `${next.node_id}: ${serviceError.message}`,
-            failed_node_id: serviceError.code === grpc.status.UNAVAILABLE ? next.node_id : '',
-          });
-        },
-      );
+    this.enqueue(step, session);
   }
 
-  private checkRoute(message: StepMessage__Output): void {
-    const { stage } = this.runtime;
-    const here = message.route[0];
-    if (here === undefined || here.node_id !== this.options.nodeId) {
-      throw ServiceError.invalidArgument('route[0].node_id', `this is node ${this.options.nodeId}, the step names "${here?.node_id ?? ''}"`);
+  private serveForward(call: grpc.ServerDuplexStream<ForwardMessage__Output, ForwardReply>): void {
+    if (!isTrustedCall(call.metadata)) {
+      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'the call does not carry the cluster secret' });
+      return;
     }
-    const expectedHops = this.runtime.manifest.stages.length - stage.index;
-    if (message.route.length !== expectedHops) {
-      throw ServiceError.invalidArgument('route', `stage ${stage.index} of ${this.runtime.manifest.stages.length} needs ${expectedHops} hops from here, got ${message.route.length}`);
-    }
-  }
-
-  private sample(sequences: readonly SequenceStep__Output[], logits: Float32Array): SampledToken[] {
-    const vocab = this.runtime.config.vocabSize;
-    const tokens: SampledToken[] = [];
-    sequences.forEach((s, row) => {
-      let state = this.sampling.get(s.sequence_id);
-      if (state === undefined) {
-        state = { history: [] };
-        this.sampling.set(s.sequence_id, state);
+    const reply = (answer: ForwardReply): void => {
+      if (!call.cancelled && call.writable) call.write(answer);
+    };
+    call.on('data', (message: ForwardMessage__Output) => {
+      let step: IncomingStep;
+      let owner: CoordinatorSession;
+      try {
+        if (!message.step) throw ServiceError.invalidArgument('step', 'missing');
+        step = this.parse(message.step);
+        owner = this.ownerOf(step);
+      } catch (error) {
+        const serviceError = ServiceError.from(error);
+        this.metrics.stepErrors.inc({ code: grpc.status[serviceError.code] });
+        reply({ forward_id: message.forward_id, code: serviceError.code, message: serviceError.message });
+        return;
       }
-      state.history.push(...s.token_ids);
-      if (!s.sample) return;
-      // A sequence's sampling parameters never change: the first step that samples sets them.
-      state.sampler ??= createSampler(
-        parseGenerationConfig({
-          maxNewTokens: 1,
-          temperature: s.sampling?.temperature ?? 0,
-          topK: s.sampling?.top_k ?? 0,
-          // proto3 sends an unset float as 0, which for these two means "off".
-          topP: s.sampling?.top_p || 1,
-          repetitionPenalty: s.sampling?.repetition_penalty || 1,
-          seed: s.sampling?.seed ?? 0,
-        }),
-      );
-      const picked = state.sampler.sample(logits.subarray(row * vocab, (row + 1) * vocab), state.history, s.generated_index);
-      tokens.push({ sequence_id: s.sequence_id, token_id: picked.tokenId, logprob: picked.logprob });
+      this.enqueue(step, owner);
+    });
+    call.on('end', () => call.end());
+    call.on('error', (error) => this.logger.debug('forward stream closed', { error: String(error) }));
+  }
+
+  private parse(message: Step__Output): IncomingStep {
+    const { stage, shape } = this.runtime;
+    return parseIncomingStep(message, { isFirst: stage.isFirst, hiddenSize: shape.hiddenSize });
+  }
+
+  /**
+   * The session that owns every row of the step. A row with an unknown sequence or a wrong token
+   * gets the same answer as a row of someone else's: NOT_FOUND without details.
+   */
+  private ownerOf(step: IncomingStep): CoordinatorSession {
+    let owner: CoordinatorSession | undefined;
+    for (const row of step.rows) {
+      const sequence = this.sequences.authorize(row.sequenceId, row.token);
+      if (sequence === undefined) throw new ServiceError(grpc.status.NOT_FOUND, `step.rows: sequence ${row.sequenceId} is not open here`);
+      if (owner !== undefined && sequence.owner !== owner) throw ServiceError.invalidArgument('step.rows', 'the rows belong to different coordinators');
+      owner = sequence.owner;
+    }
+    return owner as CoordinatorSession;
+  }
+
+  private enqueue(step: IncomingStep, owner: CoordinatorSession): void {
+    const { stage } = this.runtime;
+    const deadlineUnixMs = Date.now() + step.timeoutMs;
+    let nextNodeId: string | undefined;
+    if (!stage.isLast) {
+      const hops = new Set(step.rows.map((row) => this.sequences.ownedBy(row.sequenceId, owner)?.nextNodeId));
+      if (hops.size !== 1) {
+        this.reportFailure(owner, step.stepId, ServiceError.invalidArgument('step.rows', 'the rows were opened with different next hops'), this.options.nodeId, false);
+        return;
+      }
+      nextNodeId = [...hops][0];
+    }
+    const stopTimer = this.metrics.forwardSeconds.startTimer();
+    this.runtime
+      .step({ rows: step.rows, hiddenStates: step.hiddenStates, deadlineUnixMs })
+      .then((output) => {
+        const forwardMs = stopTimer() * 1000;
+        this.metrics.batchSize.observe(step.rows.length);
+        this.updateKvGauges();
+        const timings: StageTiming[] = [...step.timings, { node_id: this.options.nodeId, stage: stage.index, forward_ms: forwardMs, rows: step.rows.length }];
+        if (stage.isLast) {
+          owner.send({ result: { step_id: step.stepId, tokens: this.sample(step, output.logits as Float32Array, output.logsumexp as Float32Array), timings } });
+          return;
+        }
+        this.forward(step, owner, nextNodeId as string, output.hiddenStates as Float32Array, timings, deadlineUnixMs);
+      })
+      .catch((error: unknown) => {
+        stopTimer();
+        this.reportFailure(owner, step.stepId, ServiceError.from(error), this.options.nodeId, false);
+      });
+  }
+
+  private forward(step: IncomingStep, owner: CoordinatorSession, nextNodeId: string, hidden: Float32Array, timings: StageTiming[], deadlineUnixMs: number): void {
+    const forwardId = this.nextForwardId++;
+    this.rememberForward(forwardId, owner, step.stepId);
+    const tokens = step.rows.reduce((n, row) => n + row.tokenIds.length, 0);
+    this.metrics.sentBytes.inc(hidden.byteLength);
+    let link;
+    try {
+      link = this.links.to(nextNodeId);
+    } catch (error) {
+      this.reportFailure(owner, step.stepId, ServiceError.from(error), nextNodeId, true);
+      return;
+    }
+    link
+      .send({
+        forward_id: forwardId,
+        step: {
+          step_id: step.stepId,
+          rows: step.rows.map((row) => ({
+            sequence_id: row.sequenceId,
+            token: row.token,
+            past_length: row.pastLength,
+            token_ids: [...row.tokenIds],
+            sample: row.sample,
+            generated_index: row.generatedIndex,
+          })),
+          hidden_states: encodeTensor(float32Tensor([tokens, this.runtime.shape.hiddenSize], hidden)),
+          timeout_ms: Math.max(0, Math.floor(deadlineUnixMs - Date.now())),
+          request_id: step.requestId,
+          timings,
+        },
+      })
+      .catch((error: unknown) => this.reportFailure(owner, step.stepId, ServiceError.from(error), nextNodeId, true));
+  }
+
+  private sample(step: IncomingStep, logits: Float32Array, logsumexp: Float32Array): SampledToken[] {
+    const vocab = this.runtime.shape.vocabSize;
+    const tokens: SampledToken[] = [];
+    step.rows.forEach((row, r) => {
+      const picked = this.samplers.feed(row.sequenceId, row.tokenIds, row.sample, row.generatedIndex, logits.subarray(r * vocab, (r + 1) * vocab), logsumexp[r]);
+      if (picked === undefined) return;
+      tokens.push({
+        sequence_id: row.sequenceId,
+        token_id: picked.tokenId,
+        logprob: picked.logprob,
+        top_logprobs: picked.topLogprobs.map((alt) => ({ token_id: alt.tokenId, logprob: alt.logprob })),
+      });
     });
     return tokens;
   }
 
-  private async release(sequenceId: string): Promise<void> {
-    await this.runtime.releaseInOrder(sequenceId);
-    this.sampling.delete(sequenceId);
-    this.updateKvGauges();
+  private reportFailure(owner: CoordinatorSession, stepId: number, error: ServiceError, nodeId: string, unreachable: boolean): void {
+    this.metrics.stepErrors.inc({ code: grpc.status[error.code] });
+    this.logger.warn('step failed', { step_id: stepId, code: grpc.status[error.code], error: error.message, node: nodeId, unreachable });
+    owner.send({ failed: { step_id: stepId, code: error.code, message: error.message, node_id: nodeId, unreachable } });
   }
 
-  private dropIdleSequences(): void {
-    const dropped = this.runtime.dropIdle(this.options.kvIdleTtlMs, Date.now());
-    for (const id of dropped) this.sampling.delete(id);
+  /** The next hop could not attribute a step we passed on: tell the step's owner. */
+  private onForwardReply(peerId: string, reply: ForwardReply__Output): void {
+    const entry = this.forwarded.get(reply.forward_id);
+    if (entry === undefined) return;
+    this.forwarded.delete(reply.forward_id);
+    this.reportFailure(entry.owner, entry.stepId, new ServiceError(reply.code as grpc.status, `${peerId}: ${reply.message}`), peerId, false);
+  }
+
+  private rememberForward(forwardId: number, owner: CoordinatorSession, stepId: number): void {
+    const now = performance.now();
+    this.forwarded.set(forwardId, { owner, stepId, at: now });
+    // Oldest first (insertion order): forget what the next hop can no longer answer about.
+    for (const [id, entry] of this.forwarded) {
+      if (now - entry.at < FORWARD_MEMORY_MS) break;
+      this.forwarded.delete(id);
+    }
+  }
+
+  private async releaseFor(session: CoordinatorSession, release: ReleaseSequences__Output): Promise<void> {
+    const ids = release.sequence_ids.slice(0, PROTOCOL_LIMITS.maxReleaseIds);
+    // Only the owner releases; an id it does not own is skipped without saying whether it exists.
+    const owned = ids.filter((id) => this.sequences.ownedBy(id, session) !== undefined);
+    const released = await Promise.all(owned.map((id) => this.release(id)));
+    session.send({ released: { sequence_ids: owned.filter((_, i) => released[i]) } });
+  }
+
+  private async release(sequenceId: string): Promise<boolean> {
+    this.sequences.delete(sequenceId);
+    this.samplers.delete(sequenceId);
+    const held = await this.runtime.releaseInOrder(sequenceId);
+    this.updateKvGauges();
+    return held;
+  }
+
+  private async dropIdleSequences(): Promise<void> {
+    const dropped = await this.runtime.dropIdle(this.options.kvIdleTtlMs, Date.now());
+    // A sequence that was opened but never stepped ages from its open: that too is an orphan.
+    for (const id of dropped) {
+      this.sequences.delete(id);
+      this.samplers.delete(id);
+    }
     if (dropped.length > 0) {
       this.logger.info('dropped idle sequences', { sequences: dropped.length, ttl_ms: this.options.kvIdleTtlMs });
       this.updateKvGauges();
@@ -230,8 +406,8 @@ export class ModelNodeService {
   }
 
   private updateKvGauges(): void {
-    this.metrics.kvSequences.set(this.runtime.sequenceCount);
-    this.metrics.kvBytes.set(this.runtime.kvBytes);
+    const kv = this.runtime.kvStats();
+    this.metrics.kvSequences.set(kv.sequences);
+    this.metrics.kvBytes.set(kv.bytes);
   }
-
 }

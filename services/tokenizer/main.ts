@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { loadConfig } from '../../shared/config';
-import { bindAddressFor, startServer } from '../../shared/grpc/channel';
+import { bindAddressFor, bindHostFor, startServer, useTransport } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry, startMetricsServer } from '../../shared/metrics';
@@ -14,20 +14,21 @@ const MAX_TEXT_CHARS_PER_CONTEXT_TOKEN = 8;
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  useTransport(config);
   const logger = createLogger('tokenizer', config.logLevel);
   const manifest = await readManifest(config.modelDir);
   const tokenizer = await TextTokenizer.load(config.modelDir);
   const registry = createMetricsRegistry('tokenizer');
   const handlers = createTokenizerHandlers(
     tokenizer,
-    { vocabSize: manifest.config.vocabSize, maxTextChars: manifest.config.nPositions * MAX_TEXT_CHARS_PER_CONTEXT_TOKEN },
+    { vocabSize: manifest.shape.vocabSize, maxTextChars: manifest.shape.contextLength * MAX_TEXT_CHARS_PER_CONTEXT_TOKEN },
     registry,
     logger,
   );
   const server = await startServer(bindAddressFor(config.tokenizer.address), [
     { name: 'pipeserve.v1.Tokenizer', definition: protos().tokenizer.pipeserve.v1.Tokenizer.service, implementation: handlers },
   ]);
-  const metricsServer = await startMetricsServer(registry, config.tokenizer.metricsPort);
+  const metricsServer = await startMetricsServer(registry, config.tokenizer.metricsPort, bindHostFor(config.tokenizer.address));
   logger.info('tokenizer serving', { port: server.port, metrics_port: config.tokenizer.metricsPort, model_dir: path.relative(process.cwd(), config.modelDir) || '.' });
   onShutdownSignal(logger, async () => {
     await server.shutdown();

@@ -1,40 +1,110 @@
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import type { AppConfig } from '../config';
 import { ServiceError } from '../errors';
 
-/** Activations of a long prefill batch are large: allow 256 MiB messages both ways. */
-export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
-
 export const MAX_RECONNECT_BACKOFF_MS = 1_000;
-
-export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.initial_reconnect_backoff_ms': 200,
-  // A restarted stage is found again within a second (links wait MAX_RECONNECT_BACKOFF_MS + a
-  // margin for it), and a dead one costs a connection attempt per second on the LAN.
-  'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
-  // Node-to-node streams of one stage pair should not share a connection with unrelated calls.
-  'grpc.use_local_subchannel_pool': 1,
-};
-
-const SERVER_OPTIONS: grpc.ServerOptions = {
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-};
+/** Default largest message: a prefill chunk of 4096 tokens of a 1024-wide model, with room to spare. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 export const REQUEST_ID_KEY = 'x-request-id';
+const AUTHORIZATION_KEY = 'authorization';
+
+/**
+ * How this process's gRPC channels are secured: the message size limit, an optional cluster
+ * secret every internal call carries, and optional mutual TLS. Each service's main.ts sets it
+ * once from config.json (`useTransport`); the defaults are plaintext with no secret, which is
+ * what tests on loopback use.
+ */
+interface Transport {
+  readonly maxMessageBytes: number;
+  readonly clusterSecret: string | undefined;
+  readonly tls: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer } | undefined;
+}
+
+let transport: Transport = { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, clusterSecret: undefined, tls: undefined };
+
+/** Sets the transport of every client and server this process creates from now on. */
+export function useTransport(config: Pick<AppConfig, 'limits' | 'security'>): void {
+  const { tls } = config.security;
+  transport = {
+    maxMessageBytes: config.limits.maxMessageBytes,
+    clusterSecret: config.security.clusterSecret,
+    tls: tls === undefined ? undefined : { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+  };
+}
+
+export function maxMessageBytes(): number {
+  return transport.maxMessageBytes;
+}
+
+function channelOptions(): grpc.ChannelOptions {
+  return {
+    'grpc.max_receive_message_length': transport.maxMessageBytes,
+    'grpc.max_send_message_length': transport.maxMessageBytes,
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.initial_reconnect_backoff_ms': 200,
+    // A restarted stage is found again within a second, and a dead one costs a connection attempt per second on the LAN.
+    'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
+    // Node-to-node streams of one stage pair should not share a connection with unrelated calls.
+    'grpc.use_local_subchannel_pool': 1,
+  };
+}
+
+function serverOptions(): grpc.ServerOptions {
+  return {
+    'grpc.max_receive_message_length': transport.maxMessageBytes,
+    'grpc.max_send_message_length': transport.maxMessageBytes,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  };
+}
 
 type ClientConstructor<C extends grpc.Client> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => C;
 
-/** The one client factory: plaintext channel with the project's keepalive and size limits. */
+/**
+ * The one client factory: the project's keepalive and size limits, TLS when configured, and the
+ * cluster secret on every call when configured.
+ */
 export function createClient<C extends grpc.Client>(ctor: ClientConstructor<C>, address: string): C {
-  return new ctor(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  const { tls, clusterSecret } = transport;
+  let credentials = tls === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+  if (clusterSecret !== undefined) {
+    const secret = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+      const metadata = new grpc.Metadata();
+      metadata.set(AUTHORIZATION_KEY, `Bearer ${clusterSecret}`);
+      callback(null, metadata);
+    });
+    // grpc-js sends call credentials only over a secure channel; on plaintext they ride in every call's metadata (withSecret).
+    if (tls !== undefined) credentials = grpc.credentials.combineChannelCredentials(credentials, secret);
+  }
+  return new ctor(address, credentials, channelOptions());
+}
+
+/** Metadata for a call: the request id, and the cluster secret where the channel cannot carry it. */
+export function requestMetadata(requestId: string): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (requestId !== '') metadata.set(REQUEST_ID_KEY, requestId);
+  if (transport.clusterSecret !== undefined && transport.tls === undefined) metadata.set(AUTHORIZATION_KEY, `Bearer ${transport.clusterSecret}`);
+  return metadata;
+}
+
+/** True when a call carries the cluster secret (or none is configured). */
+export function isTrustedCall(metadata: grpc.Metadata): boolean {
+  if (transport.clusterSecret === undefined) return true;
+  const value = metadata.get(AUTHORIZATION_KEY)[0];
+  return typeof value === 'string' && timingSafeEqualStrings(value, `Bearer ${transport.clusterSecret}`);
+}
+
+function timingSafeEqualStrings(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 export function callOptions(deadlineMs: number): grpc.CallOptions {
@@ -46,15 +116,17 @@ export function untilDeadline(deadlineUnixMs: number): grpc.CallOptions {
   return { deadline: new Date(deadlineUnixMs) };
 }
 
-export function requestMetadata(requestId: string): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  if (requestId !== '') metadata.set(REQUEST_ID_KEY, requestId);
-  return metadata;
+/** Request ids are logged and echoed: anything but a short token of safe characters is replaced. */
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+export function isValidRequestId(value: string): boolean {
+  return REQUEST_ID_PATTERN.test(value);
 }
 
+/** The call's request id, or '' when it has none or one that is not a safe token. */
 export function requestIdOf(metadata: grpc.Metadata): string {
   const value = metadata.get(REQUEST_ID_KEY)[0];
-  return typeof value === 'string' ? value : '';
+  return typeof value === 'string' && isValidRequestId(value) ? value : '';
 }
 
 /** A unary call as a promise; a failure becomes a ServiceError with its status. */
@@ -82,22 +154,24 @@ export interface RunningServer {
 }
 
 /**
- * The one server factory: registers the given services and grpc.health.v1, binds, and reports
- * SERVING for each service name (and "" for the whole server).
+ * The one server factory: registers the given services and grpc.health.v1, binds with the
+ * configured transport, and reports SERVING for each service name (and "" for the whole server).
  */
 export async function startServer(
   bindAddress: string,
   services: ReadonlyArray<{ readonly name: string; readonly definition: grpc.ServiceDefinition; readonly implementation: grpc.UntypedServiceImplementation }>,
 ): Promise<RunningServer> {
-  const server = new grpc.Server(SERVER_OPTIONS);
+  const server = new grpc.Server(serverOptions());
   const health = new HealthImplementation({ '': 'SERVING' });
   for (const service of services) {
     server.addService(service.definition, service.implementation);
     health.setStatus(service.name, 'SERVING');
   }
   health.addToServer(server);
+  const { tls } = transport;
+  const credentials = tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(bindAddress, grpc.ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+    server.bindAsync(bindAddress, credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
   const setAll = (status: ServingStatus): void => {
     health.setStatus('', status);
@@ -123,7 +197,20 @@ export async function startServer(
   };
 }
 
-/** "0.0.0.0:<port of address>": gRPC servers listen on every interface at their configured port. */
-export function bindAddressFor(address: string, host = '0.0.0.0'): string {
-  return `${host}:${address.slice(address.lastIndexOf(':') + 1)}`;
+/**
+ * Where a server listens for the address it is reached at: a literal IP or a loopback name is
+ * bound as given (config saying 127.0.0.1 means loopback only); a DNS name (a Kubernetes Service)
+ * binds every interface, since that name's address belongs to a load balancer or the pod.
+ */
+export function bindAddressFor(address: string): string {
+  const host = bindHostFor(address);
+  const port = address.slice(address.lastIndexOf(':') + 1);
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The host part of `bindAddressFor`, for a service's other listeners (its metrics port). */
+export function bindHostFor(address: string): string {
+  const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  if (host === 'localhost') return '127.0.0.1';
+  return isIP(host) !== 0 ? host : '0.0.0.0';
 }

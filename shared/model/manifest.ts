@@ -2,21 +2,43 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Gpt2Config } from './gpt2-config';
+import type { ModelShape } from './model-shape';
 
 /**
  * `manifest.json` of a compiled model folder. Produced by tools/compiler, read by the node
- * service and the in-process pipeline. File paths are relative to the folder.
+ * service, the coordinator and the in-process pipeline. File paths are relative to the folder.
+ * Version 2: family-agnostic architecture numbers (`shape`), the family and architecture the
+ * compiler read, and a weight format per stage.
  */
 export interface ModelManifest {
-  readonly formatVersion: 1;
+  readonly formatVersion: 2;
   readonly modelName: string;
-  readonly config: Gpt2Config;
+  /** The model family module that compiled it ('gpt2', 'llama'): informational for the runtime. */
+  readonly family: string;
+  /** The Hugging Face architecture (`GPT2LMHeadModel`, `LlamaForCausalLM`, …). */
+  readonly architecture: string;
+  readonly shape: ModelShape;
   /** 'plain' = standard ONNX ops only; 'fused' = onnxruntime com.microsoft contrib ops. */
-  readonly ops: 'plain' | 'fused';
+  readonly ops: OpsVariant;
   readonly stages: readonly StageManifest[];
-  /** tokenizer.json, tokenizer_config.json (copied next to the manifest). */
+  /** tokenizer.json, tokenizer_config.json, … (copied next to the manifest). */
   readonly tokenizerFiles: readonly ManifestFile[];
+  /** The checkpoint's config.json as compiled, for tools that rebuild a reference from the same weights. */
+  readonly sourceConfig: Readonly<Record<string, unknown>>;
+}
+
+export type OpsVariant = 'plain' | 'fused';
+
+export const WEIGHT_FORMATS = ['fp32', 'int8', 'int4'] as const;
+export type WeightFormatName = (typeof WEIGHT_FORMATS)[number];
+
+/** How a stage stores its weights. The runtime never looks at it: the graph is self-contained. */
+export interface WeightFormat {
+  readonly format: WeightFormatName;
+  /** Elements per quantization block (int8/int4). */
+  readonly blockSize?: number;
+  /** Tensor kinds kept in fp32 in a quantized stage (e.g. "lm_head", "embedding"). */
+  readonly keptFp32?: readonly string[];
 }
 
 export interface StageManifest {
@@ -26,6 +48,7 @@ export interface StageManifest {
   readonly layerEnd: number;
   readonly isFirst: boolean;
   readonly isLast: boolean;
+  readonly weights: WeightFormat;
   /** The .onnx graph and its external-data file(s). The graph is files[0]. */
   readonly files: readonly ManifestFile[];
 }
@@ -37,6 +60,7 @@ export interface ManifestFile {
 }
 
 export const MANIFEST_FILE_NAME = 'manifest.json';
+export const MANIFEST_FORMAT_VERSION = 2;
 
 /**
  * Reads and parses `<dir>/manifest.json` once into a typed value; anything malformed is
@@ -93,9 +117,16 @@ export async function fileDigest(file: string): Promise<{ sha256: string; bytes:
 /** Parses a manifest already decoded from JSON. Exported for callers that get it another way. */
 export function parseManifest(json: unknown): ModelManifest {
   const root = object(json, 'manifest');
-  if (root.formatVersion !== 1) throw new Error(`formatVersion: expected 1, got ${JSON.stringify(root.formatVersion)}`);
+  if (root.formatVersion !== MANIFEST_FORMAT_VERSION) {
+    throw new Error(
+      `formatVersion: expected ${MANIFEST_FORMAT_VERSION}, got ${JSON.stringify(root.formatVersion)}` +
+        (root.formatVersion === 1 ? ' (compiled by an older version: compile the checkpoint again)' : ''),
+    );
+  }
   const modelName = nonEmptyString(root.modelName, 'modelName');
-  const config = parseConfig(root.config);
+  const family = nonEmptyString(root.family, 'family');
+  const architecture = nonEmptyString(root.architecture, 'architecture');
+  const shape = parseShape(root.shape);
   const ops = root.ops;
   if (ops !== 'plain' && ops !== 'fused') throw new Error(`ops: expected "plain" or "fused", got ${JSON.stringify(ops)}`);
   const stages = array(root.stages, 'stages').map((value, i) => parseStage(value, `stages[${i}]`));
@@ -112,46 +143,38 @@ export function parseManifest(json: unknown): ModelManifest {
     if (stage.isLast !== (i === stages.length - 1)) throw new Error(`${at}.isLast: expected ${i === stages.length - 1}`);
   });
   const lastEnd = stages[stages.length - 1].layerEnd;
-  if (lastEnd !== config.nLayer) {
-    throw new Error(`stages[${stages.length - 1}].layerEnd: expected config.nLayer ${config.nLayer}, got ${lastEnd}`);
+  if (lastEnd !== shape.layers) {
+    throw new Error(`stages[${stages.length - 1}].layerEnd: expected shape.layers ${shape.layers}, got ${lastEnd}`);
   }
   const tokenizerFiles = array(root.tokenizerFiles, 'tokenizerFiles').map((value, i) => parseFile(value, `tokenizerFiles[${i}]`));
-  return { formatVersion: 1, modelName, config, ops, stages, tokenizerFiles };
+  const sourceConfig = object(root.sourceConfig, 'sourceConfig');
+  return { formatVersion: MANIFEST_FORMAT_VERSION, modelName, family, architecture, shape, ops, stages, tokenizerFiles, sourceConfig };
 }
 
-function parseConfig(value: unknown): Gpt2Config {
-  const c = object(value, 'config');
-  if (c.modelType !== 'gpt2') throw new Error(`config.modelType: expected "gpt2", got ${JSON.stringify(c.modelType)}`);
-  const positive = (key: string): number => integer(c[key], `config.${key}`, 1);
+function parseShape(value: unknown): ModelShape {
+  const s = object(value, 'shape');
+  const positive = (key: string): number => integer(s[key], `shape.${key}`, 1);
   const vocabSize = positive('vocabSize');
-  const nEmbd = positive('nEmbd');
-  const nHead = positive('nHead');
-  if (nEmbd % nHead !== 0) throw new Error(`config.nHead: ${nHead} does not divide config.nEmbd ${nEmbd}`);
-  const layerNormEpsilon = c.layerNormEpsilon;
-  if (typeof layerNormEpsilon !== 'number' || !(layerNormEpsilon > 0) || !Number.isFinite(layerNormEpsilon)) {
-    throw new Error(`config.layerNormEpsilon: expected a positive number, got ${JSON.stringify(layerNormEpsilon)}`);
-  }
-  const activation = c.activation;
-  if (activation !== 'gelu_new' && activation !== 'gelu') {
-    throw new Error(`config.activation: expected "gelu_new" or "gelu", got ${JSON.stringify(activation)}`);
-  }
-  const tokenId = (key: string): number => {
-    const id = integer(c[key], `config.${key}`, 0);
-    if (id >= vocabSize) throw new Error(`config.${key}: ${id} is outside the vocabulary of ${vocabSize}`);
-    return id;
+  const attentionHeads = positive('attentionHeads');
+  const kvHeads = positive('kvHeads');
+  if (attentionHeads % kvHeads !== 0) throw new Error(`shape.kvHeads: ${kvHeads} does not divide shape.attentionHeads ${attentionHeads}`);
+  const tokenId = (id: unknown, at: string): number => {
+    const parsed = integer(id, at, 0);
+    if (parsed >= vocabSize) throw new Error(`${at}: ${parsed} is outside the vocabulary of ${vocabSize}`);
+    return parsed;
   };
+  const eosTokenIds = array(s.eosTokenIds, 'shape.eosTokenIds').map((id, i) => tokenId(id, `shape.eosTokenIds[${i}]`));
   return {
-    modelType: 'gpt2',
     vocabSize,
-    nPositions: positive('nPositions'),
-    nEmbd,
-    nLayer: positive('nLayer'),
-    nHead,
-    nInner: positive('nInner'),
-    layerNormEpsilon,
-    activation,
-    bosTokenId: tokenId('bosTokenId'),
-    eosTokenId: tokenId('eosTokenId'),
+    contextLength: positive('contextLength'),
+    hiddenSize: positive('hiddenSize'),
+    layers: positive('layers'),
+    attentionHeads,
+    kvHeads,
+    headDim: positive('headDim'),
+    bosTokenId: s.bosTokenId === null ? null : tokenId(s.bosTokenId, 'shape.bosTokenId'),
+    eosTokenIds,
+    slidingWindow: s.slidingWindow === null ? null : positive('slidingWindow'),
   };
 }
 
@@ -166,8 +189,21 @@ function parseStage(value: unknown, at: string): StageManifest {
     layerEnd: integer(s.layerEnd, `${at}.layerEnd`, 0),
     isFirst: boolean(s.isFirst, `${at}.isFirst`),
     isLast: boolean(s.isLast, `${at}.isLast`),
+    weights: parseWeightFormat(s.weights, `${at}.weights`),
     files,
   };
+}
+
+function parseWeightFormat(value: unknown, at: string): WeightFormat {
+  const w = object(value, at);
+  const format = w.format;
+  if (!WEIGHT_FORMATS.includes(format as WeightFormatName)) {
+    throw new Error(`${at}.format: expected one of ${WEIGHT_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
+  }
+  const result: { format: WeightFormatName; blockSize?: number; keptFp32?: string[] } = { format: format as WeightFormatName };
+  if (w.blockSize !== undefined) result.blockSize = integer(w.blockSize, `${at}.blockSize`, 1);
+  if (w.keptFp32 !== undefined) result.keptFp32 = array(w.keptFp32, `${at}.keptFp32`).map((k, i) => nonEmptyString(k, `${at}.keptFp32[${i}]`));
+  return result;
 }
 
 function parseFile(value: unknown, at: string): ManifestFile {

@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import type { Weight } from './gpt2-weights';
+import type { Weight } from './weight';
 
 /**
  * The safetensors format: an 8-byte little-endian header length N, N bytes of JSON

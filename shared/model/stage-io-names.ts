@@ -10,13 +10,15 @@ export const stageIoNames = {
   /** An ONNX graph cannot name an input and an output alike, hence the suffix. */
   hiddenStatesOut: 'hidden_states_out',
   logits: 'logits',
+  /** log Σ exp(logits) of each row, from the last stage. */
+  logsumexp: 'logsumexp',
   pastKey: (layer: number): string => `past_key.${layer}`,
   pastValue: (layer: number): string => `past_value.${layer}`,
   presentKey: (layer: number): string => `present_key.${layer}`,
   presentValue: (layer: number): string => `present_value.${layer}`,
 } as const;
 
-/** Symbolic dims: B rows, S new tokens, P past tokens, P + S in total. */
+/** Symbolic dims: B rows, S new tokens, P past columns, P + S in total. */
 export const stageDims = {
   batch: 'batch',
   seq: 'seq',

@@ -17,39 +17,57 @@ export interface LoopResult {
 export async function bareOnnxLoop(modelDir: string, prompts: readonly (readonly number[])[], newTokens: number): Promise<LoopResult> {
   const manifest = await readManifest(modelDir);
   if (manifest.stages.length !== 1) throw new Error(`${modelDir}: the baseline needs a 1-stage compile, found ${manifest.stages.length} stages`);
-  const { config } = manifest;
+  const { shape } = manifest;
   const session = await OnnxSession.open(path.join(modelDir, manifest.stages[0].files[0].path));
   try {
     const batch = prompts.length;
     const promptLength = prompts[0].length;
     if (prompts.some((p) => p.length !== promptLength)) throw new Error('the baseline loop needs prompts of one length');
-    const headDim = config.nEmbd / config.nHead;
-    const past: Record<string, Tensor> = {};
-    for (let layer = 0; layer < config.nLayer; layer++) {
-      past[stageIoNames.pastKey(layer)] = float32Tensor([batch, config.nHead, 0, headDim]);
-      past[stageIoNames.pastValue(layer)] = float32Tensor([batch, config.nHead, 0, headDim]);
-    }
+    const { kvHeads, headDim, layers, vocabSize } = shape;
+    // A static cache, as a bare script keeps one: [B, kvHeads, capacity, D] per layer, each
+    // step's new keys and values written after the ones before; no other bookkeeping.
+    const capacity = promptLength + newTokens;
+    const rowStride = kvHeads * capacity * headDim;
+    const keys = Array.from({ length: layers }, () => new Float32Array(batch * rowStride));
+    const values = Array.from({ length: layers }, () => new Float32Array(batch * rowStride));
     let ids: number[] = prompts.flat();
-    let positions: number[] = prompts.flatMap(() => Array.from({ length: promptLength }, (_, i) => i));
+    let length = 0;
     let seq = promptLength;
     const started = performance.now();
     for (let step = 0; step < newTokens; step++) {
-      // Past plus new tokens: the prompt at step 0, then one more token per step.
-      const total = promptLength + step;
-      const outputs = await session.run({
-        [stageIoNames.inputIds]: int64Tensor([batch, seq], ids),
-        [stageIoNames.positionIds]: int64Tensor([batch, seq], positions),
-        [stageIoNames.attentionMask]: int64Tensor([batch, total], new Array<number>(batch * total).fill(1)),
-        ...past,
-      });
-      const logits = outputs[stageIoNames.logits].data as Float32Array;
-      ids = Array.from({ length: batch }, (_, row) => argmax(logits, row * config.vocabSize, config.vocabSize));
-      positions = new Array<number>(batch).fill(promptLength + step);
-      seq = 1;
-      for (let layer = 0; layer < config.nLayer; layer++) {
-        past[stageIoNames.pastKey(layer)] = outputs[stageIoNames.presentKey(layer)];
-        past[stageIoNames.pastValue(layer)] = outputs[stageIoNames.presentValue(layer)];
+      const pastWidth = length === 0 ? 0 : capacity;
+      const mask = new Array<number>(batch * (pastWidth + seq)).fill(0);
+      for (let row = 0; row < batch; row++) {
+        const base = row * (pastWidth + seq);
+        for (let i = 0; i < length; i++) mask[base + i] = 1;
+        for (let i = 0; i < seq; i++) mask[base + pastWidth + i] = 1;
       }
+      const feeds: Record<string, Tensor> = {
+        [stageIoNames.inputIds]: int64Tensor([batch, seq], ids),
+        [stageIoNames.positionIds]: int64Tensor([batch, seq], Array.from({ length: batch * seq }, (_, i) => length + (i % seq))),
+        [stageIoNames.attentionMask]: int64Tensor([batch, pastWidth + seq], mask),
+      };
+      for (let layer = 0; layer < layers; layer++) {
+        feeds[stageIoNames.pastKey(layer)] = float32Tensor([batch, kvHeads, pastWidth, headDim], pastWidth === 0 ? new Float32Array(0) : keys[layer]);
+        feeds[stageIoNames.pastValue(layer)] = float32Tensor([batch, kvHeads, pastWidth, headDim], pastWidth === 0 ? new Float32Array(0) : values[layer]);
+      }
+      const outputs = await session.run(feeds);
+      for (let layer = 0; layer < layers; layer++) {
+        const newKeys = outputs[stageIoNames.presentKey(layer)].data as Float32Array;
+        const newValues = outputs[stageIoNames.presentValue(layer)].data as Float32Array;
+        for (let row = 0; row < batch; row++) {
+          for (let h = 0; h < kvHeads; h++) {
+            const from = (row * kvHeads + h) * seq * headDim;
+            const to = row * rowStride + (h * capacity + length) * headDim;
+            keys[layer].set(newKeys.subarray(from, from + seq * headDim), to);
+            values[layer].set(newValues.subarray(from, from + seq * headDim), to);
+          }
+        }
+      }
+      length += seq;
+      const logits = outputs[stageIoNames.logits].data as Float32Array;
+      ids = Array.from({ length: batch }, (_, row) => argmax(logits, row * vocabSize, vocabSize));
+      seq = 1;
     }
     return { generatedTokens: batch * newTokens, seconds: (performance.now() - started) / 1000 };
   } finally {

@@ -1,35 +1,38 @@
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { loadHfCheckpoint, parseGpt2Config } from '../../shared/model/hf-checkpoint';
-import type { Gpt2Checkpoint } from '../../shared/model/gpt2-weights';
-import { fileDigest, MANIFEST_FILE_NAME, parseManifest, type ManifestFile, type ModelManifest, type StageManifest } from '../../shared/model/manifest';
+import { fileDigest, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, parseManifest, type ManifestFile, type ModelManifest, type OpsVariant, type StageManifest, type WeightFormat } from '../../shared/model/manifest';
+import { loadCheckpoint, readModelDefinition, type Checkpoint } from '../families/checkpoint';
 import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { planStages, type SplitSpec } from './split-plan';
-import { buildStageGraph, type OpsVariant } from './stage-graph';
+import { buildStageGraph } from './stage-graph';
 import { writeOnnxModel } from './write-onnx-model';
 
-/** The Hugging Face config file, read first so bad arguments fail before the weights load. */
-const HF_CONFIG_FILE = 'config.json';
+export const FP32_WEIGHTS: WeightFormat = { format: 'fp32' };
 
 export interface CompileCheckpointOptions {
   readonly stages: number;
   readonly split: SplitSpec;
   readonly ops: OpsVariant;
+  readonly weights?: WeightFormat;
   readonly modelName: string;
   /** Copied next to the manifest under their base names. */
   readonly tokenizerFiles: readonly string[];
   /** Replace a non-empty `out`. */
   readonly force?: boolean;
+  /** Called as each stage is written (for progress bars). */
+  readonly onStage?: (index: number, count: number) => void;
 }
 
 export interface CompileModelOptions {
-  /** A Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer files). */
+  /** A Hugging Face checkpoint folder (config.json, safetensors weights, tokenizer files). */
   readonly from: string;
   readonly out: string;
   readonly stages: number;
   readonly split: SplitSpec;
   readonly ops: OpsVariant;
+  readonly weights?: WeightFormat;
   readonly force?: boolean;
+  readonly onStage?: (index: number, count: number) => void;
 }
 
 /**
@@ -37,12 +40,10 @@ export interface CompileModelOptions {
  * tokenizer files, and `manifest.json` with the sha256 and size of every file. Everything is
  * built in a temporary sibling folder and renamed into place, so a failure leaves `out` as it was.
  */
-export async function compileCheckpoint(
-  checkpoint: Gpt2Checkpoint,
-  out: string,
-  options: CompileCheckpointOptions,
-): Promise<ModelManifest> {
-  const plan = planStages(checkpoint.config, options.stages, options.split);
+export async function compileCheckpoint(checkpoint: Checkpoint, out: string, options: CompileCheckpointOptions): Promise<ModelManifest> {
+  const { model } = checkpoint;
+  const plan = planStages(model, options.stages, options.split);
+  const weights = options.weights ?? FP32_WEIGHTS;
   const target = path.resolve(out);
   const targetExists = await checkOutputFolder(target, options.force === true);
   const tokenizerNames = options.tokenizerFiles.map((file) => path.basename(file));
@@ -54,7 +55,7 @@ export async function compileCheckpoint(
   try {
     const stages: StageManifest[] = [];
     for (const [index, range] of plan.entries()) {
-      const graph = buildStageGraph(checkpoint, range, options.ops, `${options.modelName}-stage-${index}`);
+      const graph = buildStageGraph(model, checkpoint.tensors, range, options.ops, weights, `${options.modelName}-stage-${index}`);
       const written = await writeOnnxModel(graph, path.join(building, `stage-${index}.onnx`));
       stages.push({
         index,
@@ -62,8 +63,10 @@ export async function compileCheckpoint(
         layerEnd: range.layerEnd,
         isFirst: index === 0,
         isLast: index === plan.length - 1,
+        weights,
         files: written.map((file) => ({ path: path.basename(file.path), sha256: file.sha256, bytes: file.bytes })),
       });
+      options.onStage?.(index, plan.length);
     }
     const tokenizerFiles: ManifestFile[] = [];
     for (const [i, file] of options.tokenizerFiles.entries()) {
@@ -73,12 +76,15 @@ export async function compileCheckpoint(
     }
     // Parsed like any reader would, so the compiler can never write a manifest that readers reject.
     const manifest = parseManifest({
-      formatVersion: 1,
+      formatVersion: MANIFEST_FORMAT_VERSION,
       modelName: options.modelName,
-      config: checkpoint.config,
+      family: model.family,
+      architecture: model.architecture,
+      shape: model.shape,
       ops: options.ops,
       stages,
       tokenizerFiles,
+      sourceConfig: model.toConfigJson(),
     });
     await writeFile(path.join(building, MANIFEST_FILE_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
     await moveIntoPlace(building, target, targetExists);
@@ -90,35 +96,31 @@ export async function compileCheckpoint(
 }
 
 /**
- * Checks the split against the folder's config.json and that `out` may be written, without
- * reading any weights, so a bad argument fails in milliseconds rather than after loading
- * gigabytes.
+ * Checks the folder's config.json (a supported architecture, every field understood), the split
+ * and that `out` may be written, without reading any weights, so a bad argument fails in
+ * milliseconds rather than after loading gigabytes.
  */
 export async function checkCompileOptions(options: CompileModelOptions): Promise<void> {
-  const configPath = path.join(options.from, HF_CONFIG_FILE);
-  const configText = await readFile(configPath, 'utf8').catch((error: unknown) => {
-    throw new Error(`from: cannot read ${configPath}: ${(error as Error).message}`, { cause: error });
+  const model = await readModelDefinition(options.from).catch((error: unknown) => {
+    const message = (error as Error).message;
+    throw new Error(message.includes('missing file') ? `from: ${message}` : message, { cause: error });
   });
-  let configJson: unknown;
-  try {
-    configJson = JSON.parse(configText);
-  } catch (error) {
-    throw new Error(`${configPath}: not valid JSON: ${(error as Error).message}`, { cause: error });
-  }
-  planStages(parseGpt2Config(configJson, configPath), options.stages, options.split);
+  planStages(model, options.stages, options.split);
   await checkOutputFolder(path.resolve(options.out), options.force === true);
 }
 
-/** Loads a Hugging Face GPT-2 folder and compiles it; the model is named after the folder. */
+/** Loads a Hugging Face folder and compiles it; the model is named after the folder. */
 export async function compileModel(options: CompileModelOptions): Promise<ModelManifest> {
   await checkCompileOptions(options);
-  const checkpoint = await loadHfCheckpoint(options.from);
+  const checkpoint = await loadCheckpoint(options.from);
   return compileCheckpoint(checkpoint, options.out, {
     stages: options.stages,
     split: options.split,
     ops: options.ops,
+    weights: options.weights,
     force: options.force,
+    onStage: options.onStage,
     modelName: path.basename(path.resolve(options.from)),
-    tokenizerFiles: checkpoint.tokenizerFiles.map((file) => path.resolve(checkpoint.dir, file)),
+    tokenizerFiles: checkpoint.tokenizerFiles,
   });
 }

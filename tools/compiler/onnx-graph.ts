@@ -4,23 +4,25 @@
  * 500 MB checkpoint is only ever held once. `writeOnnxModel` turns it into files.
  */
 
-export type ElementType = 'float32' | 'int64' | 'int32' | 'bool';
+export type ElementType = 'float32' | 'int64' | 'int32' | 'uint8' | 'bool';
 
 /** A fixed size, or a symbolic name such as 'batch', 'seq', 'past', 'total'. */
 export type Dim = number | string;
 
-export type InitializerData = Float32Array | BigInt64Array | Int32Array;
+export type InitializerData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
 
 export type Attribute =
   | { readonly type: 'int'; readonly value: number }
   | { readonly type: 'float'; readonly value: number }
-  | { readonly type: 'ints'; readonly value: readonly number[] };
+  | { readonly type: 'ints'; readonly value: readonly number[] }
+  | { readonly type: 'string'; readonly value: string };
 
 /** Attribute constructors: ONNX distinguishes int from float attributes, JavaScript does not. */
 export const attr = {
   int: (value: number): Attribute => ({ type: 'int', value }),
   float: (value: number): Attribute => ({ type: 'float', value }),
   ints: (value: readonly number[]): Attribute => ({ type: 'ints', value }),
+  string: (value: string): Attribute => ({ type: 'string', value }),
 };
 
 export interface ValueInfo {
@@ -102,6 +104,11 @@ export class OnnxGraph {
   /** A float32 scalar constant. */
   scalar(value: number): string {
     return this.addInitializer(this.freshName('const'), 'float32', [], Float32Array.of(value));
+  }
+
+  /** A float32 constant tensor (small tables such as rotary caches are weights instead). */
+  floats(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    return this.addInitializer(this.freshName('const'), 'float32', dims, Float32Array.from(values));
   }
 
   /** An int64 constant: a scalar when `dims` is [], otherwise a 1-D tensor by default. */

@@ -1,4 +1,4 @@
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
+import type { ModelCosts } from '../families/model-family';
 
 /** How to cut the layers into stages. */
 export type SplitSpec = { kind: 'even' } | { kind: 'balanced' } | { kind: 'explicit'; ranges: [number, number][] };
@@ -13,7 +13,13 @@ export interface StageRange {
  * The context length the balanced split assumes when it prices attention: per token, attention
  * reads every cached key and value, so its cost grows with the context while the matmuls do not.
  */
-const TYPICAL_CONTEXT_TOKENS = 256;
+export const TYPICAL_CONTEXT_TOKENS = 256;
+
+/** What the planner needs of a model: its layer count and the cost of each part. */
+export interface PlannedModel {
+  readonly shape: { readonly layers: number };
+  readonly costs: ModelCosts;
+}
 
 /** Parses "even", "balanced" or explicit ranges such as "0-4,4-8,8-12". */
 export function parseSplitSpec(text: string): SplitSpec {
@@ -30,35 +36,21 @@ export function parseSplitSpec(text: string): SplitSpec {
   return { kind: 'explicit', ranges };
 }
 
-/** Cuts `config.nLayer` layers into `stages` contiguous, non-empty stages according to `spec`. */
-export function planStages(config: Gpt2Config, stages: number, spec: SplitSpec): StageRange[] {
+/** Cuts the model's layers into `stages` contiguous, non-empty stages according to `spec`. */
+export function planStages(model: PlannedModel, stages: number, spec: SplitSpec): StageRange[] {
+  const layers = model.shape.layers;
   if (!Number.isInteger(stages) || stages < 1) throw new Error(`stages: expected a positive integer, got ${stages}`);
-  if (stages > config.nLayer) {
-    throw new Error(`stages: ${stages} stages need at least ${stages} layers, the model has ${config.nLayer}`);
+  if (stages > layers) {
+    throw new Error(`stages: ${stages} stages need at least ${stages} layers, the model has ${layers}`);
   }
   switch (spec.kind) {
     case 'even':
-      return evenSplit(config.nLayer, stages);
+      return evenSplit(layers, stages);
     case 'balanced':
-      return balancedSplit(config, stages);
+      return balancedSplit(model, stages);
     case 'explicit':
-      return checkExplicitRanges(config.nLayer, stages, spec.ranges);
+      return checkExplicitRanges(layers, stages, spec.ranges);
   }
-}
-
-/** Estimated multiply-adds per token of every part, in model order. */
-export function stageCostModel(config: Gpt2Config): { embedding: number; block: number; lmHead: number } {
-  const e = config.nEmbd;
-  const context = Math.min(config.nPositions, TYPICAL_CONTEXT_TOKENS);
-  return {
-    // Two table lookups and an add.
-    embedding: e,
-    // q/k/v and output projections (4·E²), the MLP (2·E·inner), and attention over the context
-    // (scores and weighted values, 2·T·E).
-    block: 4 * e * e + 2 * e * config.nInner + 2 * context * e,
-    // The tied LM head: one [E] x [E, V] product.
-    lmHead: config.vocabSize * e,
-  };
 }
 
 /** Sizes differ by at most one; the earlier stages take the extra layers. */
@@ -80,11 +72,11 @@ function evenSplit(nLayer: number, stages: number): StageRange[] {
  * among the cuts that reach that minimum, picks the one with the smallest sum of squared stage
  * costs, so the stages that are not the bottleneck are still evened out.
  */
-function balancedSplit(config: Gpt2Config, stages: number): StageRange[] {
-  const n = config.nLayer;
-  const cost = stageCostModel(config);
+function balancedSplit(model: PlannedModel, stages: number): StageRange[] {
+  const n = model.shape.layers;
+  const cost = model.costs;
   const stageCost = (start: number, end: number): number =>
-    (end - start) * cost.block + (start === 0 ? cost.embedding : 0) + (end === n ? cost.lmHead : 0);
+    (end - start) * cost.layer + (start === 0 ? cost.embedding : 0) + (end === n ? cost.head : 0);
 
   // best[k][i]: the smallest achievable maximum when the first i layers form k stages.
   const best = table(stages + 1, n + 1, Infinity);

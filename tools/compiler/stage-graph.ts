@@ -1,107 +1,76 @@
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
-import { headDim } from '../../shared/model/gpt2-config';
-import type { Gpt2Checkpoint, Gpt2LayerWeights } from '../../shared/model/gpt2-weights';
-import { addFusedBlocks } from './fused-blocks';
-import { attr, OnnxGraph } from './onnx-graph';
-import { addPlainBlocks } from './plain-blocks';
-import type { StageRange } from './split-plan';
-import { checkShape, layerNormWeights, type StageBlocks, type StageLayer } from './stage-blocks';
+import type { OpsVariant, WeightFormat } from '../../shared/model/manifest';
 import { stageDims, stageIoNames } from '../../shared/model/stage-io-names';
-
-/** 'plain' = standard ONNX ops (opset 17), the reference; 'fused' = onnxruntime contrib ops. */
-export type OpsVariant = 'plain' | 'fused';
+import type { ModelDefinition, TensorMap } from '../families/model-family';
+import { attr, OnnxGraph } from './onnx-graph';
+import type { StageRange } from './split-plan';
+import { StageAttention } from './stage-attention';
+import { StageBuilder } from './stage-builder';
 
 /**
- * Builds the graph of one stage (docs/stage-graph.md): embeddings in the first stage, the
- * stage's transformer blocks, and in the last stage ln_f plus the tied LM head applied to
- * position S - 1 only. Weights are referenced, not copied.
+ * Builds the graph of one stage (docs/stage-graph.md), whatever the family: the stage's inputs
+ * and outputs, the family's embedding (first stage), blocks, and final norm + head applied to
+ * each row's last real token (last stage). Weights are referenced, not copied.
  */
-export function buildStageGraph(checkpoint: Gpt2Checkpoint, range: StageRange, ops: OpsVariant, name: string): OnnxGraph {
-  const { config, weights } = checkpoint;
+export function buildStageGraph(
+  model: ModelDefinition,
+  tensors: TensorMap,
+  range: StageRange,
+  ops: OpsVariant,
+  weightFormat: WeightFormat,
+  name: string,
+): OnnxGraph {
+  const { shape } = model;
   const isFirst = range.layerStart === 0;
-  const isLast = range.layerEnd === config.nLayer;
+  const isLast = range.layerEnd === shape.layers;
   const { batch, seq, past, total } = stageDims;
-  const e = config.nEmbd;
-  const h = config.nHead;
-  const d = headDim(config);
   const graph = new OnnxGraph(name);
+  const layers = Array.from({ length: range.layerEnd - range.layerStart }, (_, i) => range.layerStart + i);
 
-  const layers: StageLayer[] = [];
-  for (let index = range.layerStart; index < range.layerEnd; index++) {
-    const layer = weights.layers[index];
-    if (layer === undefined) throw new Error(`weights.layers[${index}]: missing (config.nLayer is ${config.nLayer})`);
-    checkLayerShapes(config, index, layer);
-    layers.push({ index, weights: layer });
-  }
-
-  const tokens = isFirst
-    ? graph.addInput(stageIoNames.inputIds, 'int64', [batch, seq])
-    : graph.addInput(stageIoNames.hiddenStates, 'float32', [batch, seq, e]);
+  const inputIds = isFirst ? graph.addInput(stageIoNames.inputIds, 'int64', [batch, seq]) : '';
+  const hiddenIn = isFirst ? '' : graph.addInput(stageIoNames.hiddenStates, 'float32', [batch, seq, shape.hiddenSize]);
   const positionIds = graph.addInput(stageIoNames.positionIds, 'int64', [batch, seq]);
   const attentionMask = graph.addInput(stageIoNames.attentionMask, 'int64', [batch, total]);
-  for (const { index } of layers) {
-    graph.addInput(stageIoNames.pastKey(index), 'float32', [batch, h, past, d]);
-    graph.addInput(stageIoNames.pastValue(index), 'float32', [batch, h, past, d]);
+  for (const layer of layers) {
+    graph.addInput(stageIoNames.pastKey(layer), 'float32', [batch, shape.kvHeads, past, shape.headDim]);
+    graph.addInput(stageIoNames.pastValue(layer), 'float32', [batch, shape.kvHeads, past, shape.headDim]);
   }
 
-  let wte: string | undefined;
-  const tiedEmbedding = (): string => {
-    wte ??= graph.addWeight('wte', checkShape(weights.wte, [config.vocabSize, e], 'wte'));
-    return wte;
-  };
-
-  let hidden = tokens;
-  if (isFirst) {
-    const wpe = graph.addWeight('wpe', checkShape(weights.wpe, [config.nPositions, e], 'wpe'));
-    hidden = graph.inScope('embeddings', () =>
-      graph.op('Add', [graph.op('Gather', [tiedEmbedding(), tokens]), graph.op('Gather', [wpe, positionIds])]),
-    );
-  }
-
-  const blocks: StageBlocks = { graph, config, layers, hidden, attentionMask, positionIds };
-  hidden = ops === 'plain' ? addPlainBlocks(blocks) : addFusedBlocks(blocks);
+  const attention = new StageAttention(graph, ops, shape, attentionMask, positionIds);
+  const stage = new StageBuilder(graph, ops, shape, layers, isFirst, isLast, inputIds, positionIds, attention, weightFormat);
+  const embedded = isFirst ? graph.inScope('embeddings', () => model.embed(stage, tensors)) : hiddenIn;
+  const hidden = model.blocks(stage, tensors, embedded);
 
   if (isLast) {
-    graph.inScope('lm_head', () => {
-      const seqLength = graph.op('Gather', [graph.op('Shape', [positionIds]), graph.int64s([1], [])]);
-      const lastPosition = graph.op('Sub', [seqLength, graph.int64s([1], [])]);
-      const lastHidden = graph.op('Gather', [hidden, lastPosition], { axis: attr.int(1) });
-      const normed = graph.op('LayerNormalization', [lastHidden, ...layerNormWeights(graph, 'ln_f', weights.lnF, e)], {
-        axis: attr.int(-1),
-        epsilon: attr.float(config.layerNormEpsilon),
-      });
-      graph.node('Gemm', [normed, tiedEmbedding()], { outputs: [stageIoNames.logits], attributes: { transB: attr.int(1) } });
-    });
-    graph.addOutput(stageIoNames.logits, 'float32', [batch, config.vocabSize]);
+    const logits = graph.inScope('lm_head', () => model.head(stage, tensors, lastTokens(graph, hidden, positionIds, attentionMask, shape.hiddenSize)));
+    graph.node('Identity', [logits], { outputs: [stageIoNames.logits] });
+    // log Σ exp(logits) per row: the sampler's greedy path gets log-probabilities without a pass over the vocabulary in JavaScript.
+    graph.node('ReduceLogSumExp', [stageIoNames.logits], { outputs: [stageIoNames.logsumexp], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } });
+    graph.addOutput(stageIoNames.logits, 'float32', [batch, shape.vocabSize]);
+    graph.addOutput(stageIoNames.logsumexp, 'float32', [batch]);
   } else {
     graph.node('Identity', [hidden], { outputs: [stageIoNames.hiddenStatesOut] });
-    graph.addOutput(stageIoNames.hiddenStatesOut, 'float32', [batch, seq, e]);
+    graph.addOutput(stageIoNames.hiddenStatesOut, 'float32', [batch, seq, shape.hiddenSize]);
   }
-  for (const { index } of layers) {
-    graph.addOutput(stageIoNames.presentKey(index), 'float32', [batch, h, total, d]);
-    graph.addOutput(stageIoNames.presentValue(index), 'float32', [batch, h, total, d]);
+  for (const layer of layers) {
+    graph.addOutput(stageIoNames.presentKey(layer), 'float32', [batch, shape.kvHeads, seq, shape.headDim]);
+    graph.addOutput(stageIoNames.presentValue(layer), 'float32', [batch, shape.kvHeads, seq, shape.headDim]);
   }
   return graph;
 }
 
-/** A swapped Conv1D [in, out] for a Linear [out, in] weight is the classic silent bug: refuse it. */
-function checkLayerShapes(config: Gpt2Config, index: number, layer: Gpt2LayerWeights): void {
-  const e = config.nEmbd;
-  const inner = config.nInner;
-  const p = `h.${index}`;
-  checkShape(layer.attnQkv.weight, [e, 3 * e], `${p}.attn.c_attn.weight`);
-  checkShape(layer.attnQkv.bias, [3 * e], `${p}.attn.c_attn.bias`);
-  checkShape(layer.attnProj.weight, [e, e], `${p}.attn.c_proj.weight`);
-  checkShape(layer.attnProj.bias, [e], `${p}.attn.c_proj.bias`);
-  checkShape(layer.mlpFc.weight, [e, inner], `${p}.mlp.c_fc.weight`);
-  checkShape(layer.mlpFc.bias, [inner], `${p}.mlp.c_fc.bias`);
-  checkShape(layer.mlpProj.weight, [inner, e], `${p}.mlp.c_proj.weight`);
-  checkShape(layer.mlpProj.bias, [e], `${p}.mlp.c_proj.bias`);
-  for (const [norm, name] of [
-    [layer.ln1, 'ln_1'],
-    [layer.ln2, 'ln_2'],
-  ] as const) {
-    checkShape(norm.weight, [e], `${p}.${name}.weight`);
-    checkShape(norm.bias, [e], `${p}.${name}.bias`);
-  }
+/**
+ * [B, S, E] → [B, E]: each row's last real new token. New blocks are right-padded, so row b's
+ * last token sits at s_b - 1, where s_b counts the mask's ones over the new columns.
+ */
+function lastTokens(graph: OnnxGraph, hidden: string, positionIds: string, attentionMask: string, width: number): string {
+  return graph.inScope('last_token', () => {
+    const batch = graph.op('Shape', [positionIds], { start: attr.int(0), end: attr.int(1) });
+    const seq = graph.op('Shape', [positionIds], { start: attr.int(1), end: attr.int(2) });
+    const total = graph.op('Shape', [attentionMask], { start: attr.int(1), end: attr.int(2) });
+    const newColumns = graph.op('Slice', [attentionMask, graph.op('Sub', [total, seq]), total, graph.int64s([1])]);
+    const newTokens = graph.op('ReduceSum', [newColumns, graph.int64s([1])], { keepdims: attr.int(0) });
+    const rowStarts = graph.op('Mul', [graph.op('Range', [graph.int64s([0], []), graph.op('Squeeze', [batch, graph.int64s([0])]), graph.int64s([1], [])]), seq]);
+    const index = graph.op('Sub', [graph.op('Add', [rowStarts, newTokens]), graph.int64s([1])]);
+    return graph.op('Gather', [graph.op('Reshape', [hidden, graph.int64s([-1, width])]), index], { axis: attr.int(0) });
+  });
 }

@@ -30,6 +30,7 @@ const ELEMENT_TYPES: Record<ElementType, onnx.TensorProto.DataType> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
+  uint8: onnx.TensorProto.DataType.UINT8,
   bool: onnx.TensorProto.DataType.BOOL,
 };
 
@@ -154,5 +155,7 @@ function attribute(name: string, value: Attribute): onnx.IAttributeProto {
       return { name, type: types.FLOAT, f: value.value };
     case 'ints':
       return { name, type: types.INTS, ints: [...value.value] };
+    case 'string':
+      return { name, type: types.STRING, s: new TextEncoder().encode(value.value) };
   }
 }

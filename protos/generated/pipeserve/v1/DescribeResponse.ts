@@ -11,6 +11,9 @@ export interface DescribeResponse {
   'kv_sequences'?: (number);
   'kv_bytes'?: (number | string);
   'kv_budget_bytes'?: (number | string);
+  'kv_reserved_bytes'?: (number | string);
+  'kv_bytes_per_token'?: (number | string);
+  'weights'?: (string);
 }
 
 export interface DescribeResponse__Output {
@@ -23,4 +26,7 @@ export interface DescribeResponse__Output {
   'kv_sequences': (number);
   'kv_bytes': (number);
   'kv_budget_bytes': (number);
+  'kv_reserved_bytes': (number);
+  'kv_bytes_per_token': (number);
+  'weights': (string);
 }

@@ -7,6 +7,7 @@ export interface SamplingParameters {
   'top_p'?: (number | string);
   'repetition_penalty'?: (number | string);
   'seed'?: (number);
+  'top_logprobs'?: (number);
 }
 
 export interface SamplingParameters__Output {
@@ -15,4 +16,5 @@ export interface SamplingParameters__Output {
   'top_p': (number);
   'repetition_penalty': (number);
   'seed': (number);
+  'top_logprobs': (number);
 }

@@ -8,16 +8,10 @@ export interface StepResult {
   'step_id'?: (number | string | Long);
   'tokens'?: (_pipeserve_v1_SampledToken)[];
   'timings'?: (_pipeserve_v1_StageTiming)[];
-  'error_code'?: (number);
-  'error_message'?: (string);
-  'failed_node_id'?: (string);
 }
 
 export interface StepResult__Output {
   'step_id': (number);
   'tokens': (_pipeserve_v1_SampledToken__Output)[];
   'timings': (_pipeserve_v1_StageTiming__Output)[];
-  'error_code': (number);
-  'error_message': (string);
-  'failed_node_id': (string);
 }

@@ -1,4 +1,4 @@
-// Original file: protos/coordinator.proto
+// Original file: protos/token_logprob.proto
 
 
 export interface TokenLogprob {

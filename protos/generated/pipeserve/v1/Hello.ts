@@ -1,0 +1,10 @@
+// Original file: protos/node.proto
+
+
+export interface Hello {
+  'coordinator_id'?: (string);
+}
+
+export interface Hello__Output {
+  'coordinator_id': (string);
+}

@@ -1,0 +1,45 @@
+import * as grpc from '@grpc/grpc-js';
+import { ServiceError } from '../../shared/errors';
+import type { NodeDirectory, NodeReplica } from '../../shared/node-directory';
+import type { ReplicaHealth } from './replica-health';
+
+/**
+ * Routing: one replica per stage for a sequence (sticky for its life, since its KV cache lives
+ * there), the least loaded of those that are serving and whose breaker allows traffic. Only
+ * replicas of the coordinator's own directory are ever chosen.
+ */
+export class Router {
+  constructor(
+    private readonly directory: NodeDirectory,
+    private readonly health: ReplicaHealth,
+    private readonly stages: number,
+    /** Sequences currently placed on a replica. */
+    private readonly load: (replicaId: string) => number,
+  ) {}
+
+  /** A route avoiding `avoid`; UNAVAILABLE naming the first stage left without a usable replica. */
+  pick(avoid: ReadonlySet<string> = new Set()): NodeReplica[] {
+    const now = Date.now();
+    const route: NodeReplica[] = [];
+    for (let stage = 0; stage < this.stages; stage++) {
+      const replicas = this.directory.ofStage(stage);
+      const usable = replicas.filter((r) => !avoid.has(r.id) && this.health.routable(r.id, now));
+      if (usable.length === 0) {
+        const detail = replicas.map((r) => `${r.id} at ${r.address}: ${this.health.state(r.id)?.detail ?? 'unknown'}`).join('; ');
+        throw new ServiceError(grpc.status.UNAVAILABLE, `no serving replica of stage ${stage} (${detail || 'none configured'})`);
+      }
+      route.push(usable.reduce((best, r) => (this.load(r.id) < this.load(best.id) ? r : best)));
+    }
+    return route;
+  }
+
+  /** Whether every stage has a usable replica now. */
+  available(): boolean {
+    try {
+      this.pick();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,187 @@
+import type { OpsVariant } from '../../shared/model/manifest';
+import type { ModelShape } from '../../shared/model/model-shape';
+import { stageIoNames } from '../../shared/model/stage-io-names';
+import { attr, MICROSOFT_DOMAIN, type OnnxGraph } from './onnx-graph';
+
+/**
+ * What a masked attention score is replaced with in plain graphs. Finite on purpose: a fully
+ * masked row (a padding query) then softmaxes to a uniform row instead of NaN.
+ */
+const MASKED_SCORE = -1e9;
+
+/** TensorProto.DataType codes, for Cast's `to`. */
+const INT32 = 6;
+const BOOL = 9;
+
+/** Rotary tables of a family that uses rotary position embeddings: [contextLength, rotaryDim / 2] each. */
+export interface RotaryTables {
+  readonly cos: string;
+  readonly sin: string;
+}
+
+/**
+ * The attention of every layer of one stage, in either op variant, behind one call. Both
+ * variants implement the stage graph contract of docs/stage-graph.md:
+ *
+ * - the past of each layer arrives as `past_key.L` / `past_value.L` [B, kvHeads, P, D], each row
+ *   right-padded (row b's p_b real entries are columns 0 … p_b - 1);
+ * - `attention_mask` [B, P + S] marks the key columns that hold a real token (the first p_b of
+ *   the past, the first s_b of the new block);
+ * - `present_key.L` / `present_value.L` [B, kvHeads, S, D] are the keys and values of the step's
+ *   new tokens only (after rotary), which the runtime appends to its cache: the graph never
+ *   returns the whole past, so no step copies it out.
+ *
+ * 'fused' uses onnxruntime's GroupQueryAttention (per-row lengths from the mask; a batch mixes
+ * past lengths only with one new token per row, or has no past at all, or is one row — the
+ * runtime keeps to that) and RotaryEmbedding; 'plain' writes the same math in standard ops.
+ */
+export class StageAttention {
+  private fusedLengths: { seqlensK: string; totalLength: string } | undefined;
+  private plainAllowed: string | undefined;
+
+  constructor(
+    private readonly graph: OnnxGraph,
+    private readonly ops: OpsVariant,
+    private readonly shape: ModelShape,
+    private readonly attentionMask: string,
+    private readonly positionIds: string,
+  ) {}
+
+  /**
+   * Attention of global layer `layer`: `q` [B, S, heads·D], `k` and `v` [B, S, kvHeads·D], all
+   * before rotary. Returns the attended values [B, S, heads·D] (before the output projection).
+   */
+  attend(layer: number, q: string, k: string, v: string, rotary?: RotaryTables): string {
+    return this.graph.inScope('attention', () => (this.ops === 'fused' ? this.fused(layer, q, k, v, rotary) : this.plain(layer, q, k, v, rotary)));
+  }
+
+  private fused(layer: number, q: string, k: string, v: string, rotary: RotaryTables | undefined): string {
+    const { graph, shape } = this;
+    const { seqlensK, totalLength } = this.lengths();
+    const rotate = (x: string, heads: number): string =>
+      rotary === undefined
+        ? x
+        : graph.op('RotaryEmbedding', [x, this.positionIds, rotary.cos, rotary.sin], { num_heads: attr.int(heads), interleaved: attr.int(0) }, MICROSOFT_DOMAIN);
+    const query = rotate(q, shape.attentionHeads);
+    const key = rotate(k, shape.kvHeads);
+    this.writePresent(stageIoNames.presentKey(layer), key);
+    this.writePresent(stageIoNames.presentValue(layer), v);
+    const attributes: Record<string, ReturnType<typeof attr.int>> = {
+      num_heads: attr.int(shape.attentionHeads),
+      kv_num_heads: attr.int(shape.kvHeads),
+    };
+    // GroupQueryAttention keeps the newest local_window_size + 1 keys; the window counts the query's own key.
+    if (shape.slidingWindow !== null) attributes.local_window_size = attr.int(shape.slidingWindow - 1);
+    const [attended] = graph.node(
+      'GroupQueryAttention',
+      [query, key, v, stageIoNames.pastKey(layer), stageIoNames.pastValue(layer), seqlensK, totalLength],
+      // Its own present outputs (past + new, internal) are not graph outputs: nothing copies them out.
+      { domain: MICROSOFT_DOMAIN, outputs: [graph.freshName('attended'), graph.freshName('all_keys'), graph.freshName('all_values')], attributes },
+    );
+    return attended;
+  }
+
+  private plain(layer: number, q: string, k: string, v: string, rotary: RotaryTables | undefined): string {
+    const { graph, shape } = this;
+    const d = shape.headDim;
+    const toHeads = (x: string, heads: number): string =>
+      graph.op('Transpose', [graph.op('Reshape', [x, graph.int64s([0, 0, heads, d])])], { perm: attr.ints([0, 2, 1, 3]) });
+    let query = toHeads(q, shape.attentionHeads);
+    let key = toHeads(k, shape.kvHeads);
+    if (rotary !== undefined) {
+      query = this.plainRotary(query, rotary);
+      key = this.plainRotary(key, rotary);
+    }
+    const value = toHeads(v, shape.kvHeads);
+    graph.node('Identity', [key], { outputs: [stageIoNames.presentKey(layer)] });
+    graph.node('Identity', [value], { outputs: [stageIoNames.presentValue(layer)] });
+    const concat = (past: string, fresh: string): string => graph.op('Concat', [past, fresh], { axis: attr.int(2) });
+    const keys = this.repeatKv(concat(stageIoNames.pastKey(layer), key));
+    const values = this.repeatKv(concat(stageIoNames.pastValue(layer), value));
+    const scores = graph.op('Mul', [graph.op('MatMul', [query, graph.op('Transpose', [keys], { perm: attr.ints([0, 1, 3, 2]) })]), graph.scalar(1 / Math.sqrt(d))]);
+    const probs = graph.op('Softmax', [graph.op('Where', [this.allowed(), scores, graph.scalar(MASKED_SCORE)])], { axis: attr.int(-1) });
+    const context = graph.op('Transpose', [graph.op('MatMul', [probs, values])], { perm: attr.ints([0, 2, 1, 3]) });
+    return graph.op('Reshape', [context, graph.int64s([0, 0, shape.attentionHeads * d])]);
+  }
+
+  /** A new-token tensor [B, S, heads·D] as the BNSH output `name`. */
+  private writePresent(name: string, x: string): void {
+    const { graph, shape } = this;
+    const heads = graph.op('Reshape', [x, graph.int64s([0, 0, shape.kvHeads, shape.headDim])]);
+    graph.node('Transpose', [heads], { outputs: [name], attributes: { perm: attr.ints([0, 2, 1, 3]) } });
+  }
+
+  /** [B, kvHeads, T, D] → [B, heads, T, D]: each key/value head serves heads / kvHeads query heads. */
+  private repeatKv(x: string): string {
+    const { graph, shape } = this;
+    const group = shape.attentionHeads / shape.kvHeads;
+    if (group === 1) return x;
+    const batch = graph.op('Shape', [x], { start: attr.int(0), end: attr.int(1) });
+    const length = graph.op('Shape', [x], { start: attr.int(2), end: attr.int(3) });
+    const expanded = graph.op('Expand', [
+      graph.op('Unsqueeze', [x, graph.int64s([2])]),
+      graph.op('Concat', [batch, graph.int64s([shape.kvHeads, group]), length, graph.int64s([shape.headDim])], { axis: attr.int(0) }),
+    ]);
+    return graph.op('Reshape', [expanded, graph.op('Concat', [batch, graph.int64s([shape.attentionHeads]), length, graph.int64s([shape.headDim])], { axis: attr.int(0) })]);
+  }
+
+  /** Rotary embedding of [B, N, S, D] in the rotate-half layout Hugging Face uses. */
+  private plainRotary(x: string, rotary: RotaryTables): string {
+    const { graph, shape } = this;
+    const half = shape.headDim / 2;
+    const table = (name: string): string => {
+      const rows = graph.op('Unsqueeze', [graph.op('Gather', [name, this.positionIds]), graph.int64s([1])]); // [B, 1, S, D/2]
+      return graph.op('Concat', [rows, rows], { axis: attr.int(-1) }); // [B, 1, S, D]
+    };
+    const cos = table(rotary.cos);
+    const sin = table(rotary.sin);
+    const [x1, x2] = graph.node('Split', [x, graph.int64s([half, half])], { outputs: 2, attributes: { axis: attr.int(-1) } });
+    const rotated = graph.op('Concat', [graph.op('Neg', [x2]), x1], { axis: attr.int(-1) });
+    return graph.op('Add', [graph.op('Mul', [x, cos]), graph.op('Mul', [rotated, sin])]);
+  }
+
+  /** GroupQueryAttention's per-row lengths, from the mask once per stage: seqlens_k = keys - 1, total = mask width. */
+  private lengths(): { seqlensK: string; totalLength: string } {
+    this.fusedLengths ??= this.graph.inScope('lengths', () => {
+      const { graph } = this;
+      const keys = graph.op('ReduceSum', [this.attentionMask, graph.int64s([1])], { keepdims: attr.int(0) });
+      return {
+        seqlensK: graph.op('Cast', [graph.op('Sub', [keys, graph.int64s([1], [])])], { to: attr.int(INT32) }),
+        totalLength: graph.op('Cast', [graph.op('Gather', [graph.op('Shape', [this.attentionMask]), graph.int64s([1], [])])], { to: attr.int(INT32) }),
+      };
+    });
+    return this.fusedLengths;
+  }
+
+  /**
+   * bool [B, 1, S, P + S], built once per stage: query i of row b sees key column j when the
+   * column holds a real token at a position no later than the query's (and, with a sliding
+   * window, fewer than `window` positions earlier). Past column j holds position j; new column
+   * P + i holds position_ids[b, i].
+   */
+  private allowed(): string {
+    this.plainAllowed ??= this.graph.inScope('mask', () => {
+      const { graph } = this;
+      const batch = graph.op('Shape', [this.positionIds], { start: attr.int(0), end: attr.int(1) });
+      const seq = graph.op('Shape', [this.positionIds], { start: attr.int(1), end: attr.int(2) });
+      const total = graph.op('Shape', [this.attentionMask], { start: attr.int(1), end: attr.int(2) });
+      const past = graph.op('Squeeze', [graph.op('Sub', [total, seq]), graph.int64s([0])]);
+      const pastPositions = graph.op('Expand', [
+        graph.op('Unsqueeze', [graph.op('Range', [graph.int64s([0], []), past, graph.int64s([1], [])]), graph.int64s([0])]),
+        graph.op('Concat', [batch, graph.op('Unsqueeze', [past, graph.int64s([0])])], { axis: attr.int(0) }),
+      ]);
+      const keyPositions = graph.op('Unsqueeze', [graph.op('Concat', [pastPositions, this.positionIds], { axis: attr.int(1) }), graph.int64s([1])]); // [B, 1, T]
+      const queryPositions = graph.op('Unsqueeze', [this.positionIds, graph.int64s([2])]); // [B, S, 1]
+      let allowed = graph.op('And', [
+        graph.op('LessOrEqual', [keyPositions, queryPositions]),
+        graph.op('Cast', [graph.op('Unsqueeze', [this.attentionMask, graph.int64s([1])])], { to: attr.int(BOOL) }),
+      ]);
+      if (this.shape.slidingWindow !== null) {
+        const distance = graph.op('Sub', [queryPositions, keyPositions]);
+        allowed = graph.op('And', [allowed, graph.op('Less', [distance, graph.int64s([this.shape.slidingWindow], [])])]);
+      }
+      return graph.op('Unsqueeze', [allowed, graph.int64s([1])]);
+    });
+    return this.plainAllowed;
+  }
+}
