@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   const promptTexts = prompts.map((ids) => tokenizer.decode(ids));
   const config = { ...DEFAULT_GENERATION_CONFIG, maxNewTokens: newTokens, temperature: 0 };
 
-  console.log(`model ${manifest.modelName}: ${manifest.config.nLayer} layers x ${manifest.config.nEmbd}, ${manifest.stages.length} stages (${manifest.ops}); ${newTokens} new tokens, greedy`);
+  console.log(`model ${manifest.modelName}: ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages (${manifest.ops}); ${newTokens} new tokens, greedy`);
   const rows: { workload: string; results: Measurement[] }[] = [];
   for (const [workload, set] of [
     ['1 stream', prompts.slice(0, 1)],

@@ -22,10 +22,11 @@ export function runModelPullCli(argv: readonly string[], env: NodeJS.ProcessEnv,
       onFileDone: (file, bytes) => files.push(`  ${file.padEnd(34)} ${(bytes / 1024 ** 2).toFixed(1)} MiB`),
     });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const { config } = checkpoint;
+    const { model } = checkpoint;
+    const { shape } = model;
     output.stdout(
       `pulled ${options.repo}@${options.revision} into ${checkpoint.dir} in ${seconds.toFixed(1)} s ` +
-        `(gpt2: ${config.nLayer} layers, ${config.nEmbd} wide, vocab ${config.vocabSize})\n${files.join('\n')}\n`,
+        `(${model.architecture}: ${shape.layers} layers, ${shape.hiddenSize} wide, ${shape.attentionHeads} heads / ${shape.kvHeads} KV heads, vocab ${shape.vocabSize})\n${files.join('\n')}\n`,
     );
   });
 }

@@ -194,7 +194,7 @@ export class ModelNodeService {
       const sequence: OpenSequence = { sequenceId: open.sequence_id, requestId: open.request_id, owner: session, token: Buffer.from(open.token), nextNodeId, sampling };
       this.sequences.add(sequence);
       this.updateKvGauges();
-      this.logger.debug('sequence opened', { request_id: open.request_id, sequence_id: open.sequence_id, reserve_tokens: open.reserve_tokens });
+      this.logger.info('sequence opened', { request_id: open.request_id, sequence_id: open.sequence_id, reserve_tokens: open.reserve_tokens });
       if (!session.isOpen) {
         // The session ended while the reservation was made: nobody will ever release it.
         void this.release(open.sequence_id);

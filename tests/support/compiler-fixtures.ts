@@ -1,73 +1,80 @@
 /**
- * Test fixtures for the compiler tests: a driver that runs compiled stage graphs over a
- * left-padded batch exactly as docs/stage-graph.md lays it out, and helpers to compare outputs.
- * The reference they are compared with is tests/support/naive-gpt2.ts; the checkpoints come from
- * randomGpt2Checkpoint (tools/init/random-gpt2.ts).
+ * Test fixtures for the compiler tests: a driver that runs compiled stage graphs over a batch
+ * exactly as docs/stage-graph.md lays it out (pasts and new blocks right-padded, graphs return
+ * only the new keys and values, the driver keeps the past), and helpers to compare outputs. It
+ * is written from the contract, not from the stage runtime. The reference they are compared
+ * with is a naive forward pass (tests/support/naive-gpt2.ts).
  */
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
-import { float32Tensor, int64Tensor, type Tensor } from '../../shared/tensor';
 import type { OnnxSession } from '../../services/node/onnx-session';
+import { float32Tensor, int64Tensor, type Tensor } from '../../shared/tensor';
 
-/** One batch step: per row the real new tokens; rows are left-padded to the longest. */
+/** The numbers of a model the driver needs. */
+export interface DriverShape {
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+/** One batch step: per row the real new tokens; rows are right-padded to the longest. */
 export interface StepRows {
   readonly newTokens: readonly (readonly number[])[];
 }
 
-/** Per layer the present key/value of the previous step, and the mask of its columns. */
+/** Per layer every row's cached keys/values [B, kvHeads, P, D] (row b's first lengths[b] columns are real). */
 export interface PastState {
   readonly keys: Map<number, Tensor<'float32'>>;
   readonly values: Map<number, Tensor<'float32'>>;
-  /** [B][P] 0/1 */
-  readonly mask: number[][];
+  readonly lengths: readonly number[];
 }
 
 export interface StepResult {
   readonly logits: Tensor<'float32'>;
+  /** The past after this step (the driver's own cache). */
   readonly past: PastState;
+  /** Per layer the graph's present_key / present_value: this step's new entries [B, kvHeads, S, D]. */
+  readonly presentKeys: Map<number, Tensor<'float32'>>;
+  readonly presentValues: Map<number, Tensor<'float32'>>;
   /** Per stage, its `hidden_states_out` (absent for the last stage). */
   readonly hiddenOut: Tensor<'float32'>[];
 }
 
 /**
- * Runs one step through `stages` in order: left-pads the new tokens, builds position ids and
- * the attention mask from the previous step's mask, and feeds each stage's hidden_states_out to
- * the next. Padding positions use token 0 and position 0 (the contract).
+ * Runs one step through `stages` in order: right-pads the new tokens, builds positions
+ * (past length + i) and the mask (ones over each row's real past columns and real new columns),
+ * feeds each stage's hidden_states_out to the next, and appends each row's real new entries to
+ * the past. Padding positions use token 0 and position 0.
  */
 export async function runStep(
   stages: readonly { session: OnnxSession; layerStart: number; layerEnd: number }[],
-  config: Gpt2Config,
+  shape: DriverShape,
   rows: StepRows,
   past: PastState | undefined,
 ): Promise<StepResult> {
   const batch = rows.newTokens.length;
   const seq = Math.max(...rows.newTokens.map((t) => t.length));
-  const pastLength = past === undefined ? 0 : past.mask[0].length;
-  const heads = config.nHead;
-  const d = config.nEmbd / heads;
+  const lengths = past?.lengths ?? new Array<number>(batch).fill(0);
+  const pastWidth = past === undefined ? 0 : (past.keys.values().next().value as Tensor).dims[2];
   const ids: number[] = [];
   const positions: number[] = [];
-  const mask: number[][] = [];
+  const mask: number[] = [];
   for (let r = 0; r < batch; r++) {
     const tokens = rows.newTokens[r];
-    const pastMask = past === undefined ? [] : past.mask[r];
-    const realPast = pastMask.reduce((a, b) => a + b, 0);
-    const padding = seq - tokens.length;
     for (let i = 0; i < seq; i++) {
-      ids.push(i < padding ? 0 : tokens[i - padding]);
-      positions.push(i < padding ? 0 : realPast + i - padding);
+      ids.push(i < tokens.length ? tokens[i] : 0);
+      positions.push(i < tokens.length ? lengths[r] + i : 0);
     }
-    mask.push([...pastMask, ...Array.from({ length: seq }, (_, i) => (i < padding ? 0 : 1))]);
+    for (let j = 0; j < pastWidth; j++) mask.push(j < lengths[r] ? 1 : 0);
+    for (let i = 0; i < seq; i++) mask.push(i < tokens.length ? 1 : 0);
   }
-  const emptyPast = float32Tensor([batch, heads, 0, d]);
-  const keys = new Map<number, Tensor<'float32'>>();
-  const values = new Map<number, Tensor<'float32'>>();
+  const emptyPast = float32Tensor([batch, shape.kvHeads, 0, shape.headDim]);
+  const presentKeys = new Map<number, Tensor<'float32'>>();
+  const presentValues = new Map<number, Tensor<'float32'>>();
   const hiddenOut: Tensor<'float32'>[] = [];
   let hidden: Tensor | undefined;
   let logits: Tensor<'float32'> | undefined;
   for (const stage of stages) {
     const feeds: Record<string, Tensor> = {
       position_ids: int64Tensor([batch, seq], positions),
-      attention_mask: int64Tensor([batch, pastLength + seq], mask.flat()),
+      attention_mask: int64Tensor([batch, pastWidth + seq], mask),
     };
     if (hidden === undefined) feeds.input_ids = int64Tensor([batch, seq], ids);
     else feeds.hidden_states = hidden;
@@ -77,8 +84,8 @@ export async function runStep(
     }
     const out = await stage.session.run(feeds);
     for (let layer = stage.layerStart; layer < stage.layerEnd; layer++) {
-      keys.set(layer, out[`present_key.${layer}`] as Tensor<'float32'>);
-      values.set(layer, out[`present_value.${layer}`] as Tensor<'float32'>);
+      presentKeys.set(layer, out[`present_key.${layer}`] as Tensor<'float32'>);
+      presentValues.set(layer, out[`present_value.${layer}`] as Tensor<'float32'>);
     }
     if ('logits' in out) logits = out.logits as Tensor<'float32'>;
     else {
@@ -87,7 +94,29 @@ export async function runStep(
     }
   }
   if (logits === undefined) throw new Error('no stage produced logits');
-  return { logits, past: { keys, values, mask }, hiddenOut };
+  const newLengths = lengths.map((length, r) => length + rows.newTokens[r].length);
+  const width = Math.max(...newLengths);
+  const append = (old: Tensor<'float32'> | undefined, fresh: Tensor<'float32'>): Tensor<'float32'> => {
+    const { kvHeads, headDim } = shape;
+    const next = new Float32Array(batch * kvHeads * width * headDim);
+    for (let r = 0; r < batch; r++) {
+      for (let h = 0; h < kvHeads; h++) {
+        const to = ((r * kvHeads + h) * width) * headDim;
+        if (old !== undefined) {
+          const from = ((r * kvHeads + h) * pastWidth) * headDim;
+          next.set(old.data.subarray(from, from + lengths[r] * headDim), to);
+        }
+        const from = ((r * kvHeads + h) * seq) * headDim;
+        next.set(fresh.data.subarray(from, from + rows.newTokens[r].length * headDim), to + lengths[r] * headDim);
+      }
+    }
+    return float32Tensor([batch, kvHeads, width, headDim], next);
+  };
+  const keys = new Map<number, Tensor<'float32'>>();
+  const values = new Map<number, Tensor<'float32'>>();
+  for (const [layer, fresh] of presentKeys) keys.set(layer, append(past?.keys.get(layer), fresh));
+  for (const [layer, fresh] of presentValues) values.set(layer, append(past?.values.get(layer), fresh));
+  return { logits, past: { keys, values, lengths: newLengths }, presentKeys, presentValues, hiddenOut };
 }
 
 /** The largest |a - b| over two equally long arrays. */
@@ -102,4 +131,18 @@ export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): nu
 export function row(t: Tensor<'float32'>, r: number): Float32Array {
   const width = t.dims[1];
   return t.data.subarray(r * width, (r + 1) * width);
+}
+
+/** The largest difference of two [B, H, S, D] present tensors over each row's real columns (the first counts[b]). */
+export function maxPresentDifference(a: Tensor<'float32'>, b: Tensor<'float32'>, counts: readonly number[]): number {
+  if (a.dims.join() !== b.dims.join()) throw new Error(`dims ${a.dims} != ${b.dims}`);
+  const [batch, heads, columns, d] = a.dims;
+  let max = 0;
+  for (let r = 0; r < batch; r++) {
+    for (let h = 0; h < heads; h++) {
+      const offset = ((r * heads + h) * columns) * d;
+      max = Math.max(max, maxAbsDifference(a.data.subarray(offset, offset + counts[r] * d), b.data.subarray(offset, offset + counts[r] * d)));
+    }
+  }
+  return max;
 }

@@ -1,4 +1,4 @@
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
+import type { Gpt2Config } from '../../tools/families/gpt2/gpt2-config';
 
 /**
  * A GPT-2 shape small enough that a checkpoint is a few kilobytes: for tests of file formats

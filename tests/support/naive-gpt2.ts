@@ -1,4 +1,4 @@
-import type { Gpt2Checkpoint, LayerNormWeights, LinearWeights } from '../../shared/model/gpt2-weights';
+import type { Gpt2Checkpoint, LayerNormWeights, LinearWeights } from '../../tools/families/gpt2/gpt2-weights';
 
 /**
  * The reference GPT-2 forward pass other tests compare against: plain TypeScript, float64

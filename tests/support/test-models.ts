@@ -3,8 +3,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Gpt2Checkpoint } from '../../shared/model/gpt2-weights';
-import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { writeCheckpoint } from '../../tools/families/checkpoint';
+import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
+import type { Gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-weights';
 import { compileModel } from '../../tools/compiler/compile-model';
 import type { SplitSpec } from '../../tools/compiler/split-plan';
 import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
@@ -21,7 +22,7 @@ export interface TinyModelOptions {
 
 const CACHE_ROOT = path.join(os.tmpdir(), 'pipeserve-test-models');
 /** Sources whose output lands in the cached folders: editing any of them must not reuse stale files. */
-const SOURCE_DIRS = ['tools/compiler', 'tools/init', 'shared/model'].map((dir) => path.resolve(__dirname, '../..', dir));
+const SOURCE_DIRS = ['tools/compiler', 'tools/init', 'tools/families', 'shared/model'].map((dir) => path.resolve(__dirname, '../..', dir));
 
 let checkpoint: Gpt2Checkpoint | undefined;
 let fingerprint: Promise<string> | undefined;
@@ -35,7 +36,7 @@ export function tinyCheckpoint(): Gpt2Checkpoint {
 /** A Hugging Face checkpoint folder of `tinyCheckpoint()` with the GPT-2 tokenizer files. */
 export async function tinyCheckpointDir(): Promise<string> {
   const dir = path.join(CACHE_ROOT, `hf-tiny-${await sourceFingerprint()}`);
-  await buildOnce(dir, (tmp) => writeHfCheckpoint(tmp, tinyCheckpoint(), buildGpt2TokenizerFiles()));
+  await buildOnce(dir, (tmp) => writeCheckpoint(tmp, gpt2Checkpoint(tinyCheckpoint()), buildGpt2TokenizerFiles()));
   return dir;
 }
 
@@ -75,9 +76,8 @@ function sourceFingerprint(): Promise<string> {
   fingerprint ??= (async () => {
     const hash = createHash('sha256').update(`seed ${TINY_SEED}\n`);
     for (const dir of SOURCE_DIRS) {
-      for (const name of (await readdir(dir)).filter((n) => n.endsWith('.ts')).sort()) {
-        hash.update(name).update(await readFile(path.join(dir, name)));
-      }
+      const names = (await readdir(dir, { recursive: true })).filter((n) => n.endsWith('.ts')).sort();
+      for (const name of names) hash.update(name).update(await readFile(path.join(dir, name)));
     }
     return hash.digest('hex').slice(0, 12);
   })();

@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { writeCheckpoint } from '../../tools/families/checkpoint';
+import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import { runModelCompileCli } from '../../tools/model-compile';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
@@ -15,7 +16,7 @@ beforeAll(async () => {
   workDir = await mkdtemp(path.join(tmpdir(), 'compiler-cli-'));
   from = path.join(workDir, 'tiny-gpt2');
   const config = { ...GPT2_PRESETS.tiny, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 };
-  await writeHfCheckpoint(from, randomGpt2Checkpoint(config, 9), {
+  await writeCheckpoint(from, gpt2Checkpoint(randomGpt2Checkpoint(config, 9)), {
     tokenizerJson: { model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } },
     tokenizerConfigJson: { model_max_length: 256 },
   });
@@ -57,7 +58,7 @@ describe('model-compile CLI', () => {
     ],
     ['an unknown flag', (out) => ['--from', from, '--out', out, '--stages', '2', '--fast'], /Unknown option '--fast'/],
     ['a --from that does not exist', (out) => ['--from', path.join(workDir, 'nope'), '--out', out, '--stages', '2'], /--from: .*nope is not a folder/],
-    ['a --from without config.json', (out) => ['--from', workDir, '--out', out, '--stages', '2'], /--from: cannot read .*config\.json/],
+    ['a --from without config.json', (out) => ['--from', workDir, '--out', out, '--stages', '2'], /--from: .*config\.json: missing file/],
   ])('%s: exits 2 with one line on stderr and creates no --out folder', async (name, args, message) => {
     const out = path.join(workDir, `out-${name.replace(/\W+/g, '-')}`);
     const result = await run(args(out));

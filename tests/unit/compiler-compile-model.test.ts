@@ -2,8 +2,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
-import type { Gpt2Checkpoint } from '../../shared/model/gpt2-weights';
+import { writeCheckpoint, type Checkpoint } from '../../tools/families/checkpoint';
+import { gpt2Checkpoint, gpt2Shape } from '../../tools/families/gpt2/gpt2-family';
+import type { Gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-weights';
 import { compileCheckpoint, compileModel, type CompileCheckpointOptions } from '../../tools/compiler/compile-model';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
@@ -11,11 +12,13 @@ const COMPILE_TEST_TIMEOUT_MS = 120_000;
 const SMALL_VOCAB_CONFIG = { ...GPT2_PRESETS.tiny, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 };
 
 let workDir: string;
-let checkpoint: Gpt2Checkpoint;
+let checkpoint: Checkpoint;
+let typed: Gpt2Checkpoint;
 
 beforeAll(async () => {
   workDir = await mkdtemp(path.join(tmpdir(), 'compiler-compile-model-'));
-  checkpoint = randomGpt2Checkpoint(SMALL_VOCAB_CONFIG, 5);
+  typed = randomGpt2Checkpoint(SMALL_VOCAB_CONFIG, 5);
+  checkpoint = gpt2Checkpoint(typed);
 });
 
 afterAll(async () => {
@@ -65,7 +68,7 @@ describe('compileCheckpoint', () => {
         for (let layer = from; layer < to; layer++) {
           for (const kind of ['key', 'value']) {
             inputs[`past_${kind}.${layer}`] = { dtype: FLOAT, dims: ['batch', h, 'past', d] };
-            outputs[`present_${kind}.${layer}`] = { dtype: FLOAT, dims: ['batch', h, 'total', d] };
+            outputs[`present_${kind}.${layer}`] = { dtype: FLOAT, dims: ['batch', h, 'seq', d] };
           }
         }
         return [inputs, outputs];
@@ -85,7 +88,7 @@ describe('compileCheckpoint', () => {
         },
         {
           inputs: { hidden_states: { dtype: FLOAT, dims: ['batch', 'seq', e] }, ...common, ...pastAndPresent(5, 6)[0] },
-          outputs: { logits: { dtype: FLOAT, dims: ['batch', v] }, ...pastAndPresent(5, 6)[1] },
+          outputs: { logits: { dtype: FLOAT, dims: ['batch', v] }, logsumexp: { dtype: FLOAT, dims: ['batch'] }, ...pastAndPresent(5, 6)[1] },
         },
       ];
       for (const [k, stage] of manifest.stages.entries()) {
@@ -99,7 +102,7 @@ describe('compileCheckpoint', () => {
   );
 
   test(
-    'fused graphs import com.microsoft and use MultiHeadAttention, SkipLayerNormalization and FastGelu',
+    'fused graphs import com.microsoft and use GroupQueryAttention, SkipLayerNormalization and FastGelu',
     async () => {
       const out = path.join(workDir, 'fused-ops');
       const manifest = await compileCheckpoint(checkpoint, out, options({ stages: 1, ops: 'fused' }));
@@ -109,12 +112,12 @@ describe('compileCheckpoint', () => {
         ['com.microsoft', 1],
       ]);
       const contribOps = new Set(model.graph.node.filter((n) => n.domain === 'com.microsoft').map((n) => n.opType));
-      expect([...contribOps].sort()).toEqual(['FastGelu', 'MultiHeadAttention', 'SkipLayerNormalization']);
-      const attention = model.graph.node.filter((n) => n.opType === 'MultiHeadAttention');
+      expect([...contribOps].sort()).toEqual(['FastGelu', 'GroupQueryAttention', 'SkipLayerNormalization']);
+      const attention = model.graph.node.filter((n) => n.opType === 'GroupQueryAttention');
       expect(attention).toHaveLength(SMALL_VOCAB_CONFIG.nLayer);
       for (const node of attention) {
         const attributes = Object.fromEntries((node.attribute ?? []).map((a) => [a.name, a.type === 2 ? Number(a.i) : a.f]));
-        expect(attributes).toMatchObject({ num_heads: 4, unidirectional: 1 });
+        expect(attributes).toMatchObject({ num_heads: 4, kv_num_heads: 4 });
       }
     },
     COMPILE_TEST_TIMEOUT_MS,
@@ -126,12 +129,12 @@ describe('compileCheckpoint', () => {
       const out = path.join(workDir, 'external');
       const manifest = await compileCheckpoint(checkpoint, out, options({ stages: 2 }));
       const expectedWeights: Record<string, Float32Array> = {
-        wte: checkpoint.weights.wte.data,
-        wpe: checkpoint.weights.wpe.data,
-        'h.0.attn.c_attn.weight': checkpoint.weights.layers[0].attnQkv.weight.data,
-        'h.4.mlp.c_proj.weight': checkpoint.weights.layers[4].mlpProj.weight.data,
-        'h.5.mlp.c_fc.weight': checkpoint.weights.layers[5].mlpFc.weight.data,
-        'ln_f.weight': checkpoint.weights.lnF.weight.data,
+        wte: typed.weights.wte.data,
+        wpe: typed.weights.wpe.data,
+        'h.0.attn.c_attn.weight': typed.weights.layers[0].attnQkv.weight.data,
+        'h.4.mlp.c_proj.weight': typed.weights.layers[4].mlpProj.weight.data,
+        'h.5.mlp.c_fc.weight': typed.weights.layers[5].mlpFc.weight.data,
+        'ln_f.weight': typed.weights.lnF.weight.data,
       };
       const seen = new Set<string>();
       for (const stage of manifest.stages) {
@@ -205,10 +208,10 @@ describe('compileCheckpoint', () => {
   });
 
   test('a weight stored as Linear [out, in] instead of Conv1D [in, out] is refused, naming it', async () => {
-    const layers = [...checkpoint.weights.layers];
+    const layers = [...typed.weights.layers];
     const fc = layers[1].mlpFc;
     layers[1] = { ...layers[1], mlpFc: { ...fc, weight: { dims: [256, 64], data: fc.weight.data } } };
-    const swapped: Gpt2Checkpoint = { ...checkpoint, weights: { ...checkpoint.weights, layers } };
+    const swapped = gpt2Checkpoint({ ...typed, weights: { ...typed.weights, layers } });
     await expect(compileCheckpoint(swapped, path.join(workDir, 'swapped'), options())).rejects.toThrow(
       'weights h.1.mlp.c_fc.weight: expected dims [64, 256], got [256, 64]',
     );
@@ -220,14 +223,16 @@ describe('compileModel', () => {
     'compiles a Hugging Face folder, names the model after it and copies its tokenizer files',
     async () => {
       const from = path.join(workDir, 'hf', 'my-gpt2');
-      await writeHfCheckpoint(from, checkpoint, {
+      await writeCheckpoint(from, checkpoint, {
         tokenizerJson: { model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } },
         tokenizerConfigJson: { model_max_length: 256 },
       });
       const out = path.join(workDir, 'compiled-from-hf');
       const manifest = await compileModel({ from, out, stages: 2, split: { kind: 'balanced' }, ops: 'fused' });
       expect(manifest.modelName).toBe('my-gpt2');
-      expect(manifest.config).toEqual(SMALL_VOCAB_CONFIG);
+      expect(manifest.shape).toEqual(gpt2Shape(SMALL_VOCAB_CONFIG));
+      expect(manifest.family).toBe('gpt2');
+      expect(manifest.architecture).toBe('GPT2LMHeadModel');
       expect(manifest.tokenizerFiles.map((f) => f.path).sort()).toEqual(['tokenizer.json', 'tokenizer_config.json']);
       for (const file of manifest.tokenizerFiles) {
         expect(await readFile(path.join(out, file.path))).toEqual(await readFile(path.join(from, file.path)));

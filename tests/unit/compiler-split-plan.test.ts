@@ -1,6 +1,11 @@
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
-import { parseSplitSpec, planStages, stageCostModel, type StageRange } from '../../tools/compiler/split-plan';
-import { GPT2_PRESETS } from '../../tools/init/random-gpt2';
+import { parseSplitSpec, planStages, type PlannedModel, type StageRange } from '../../tools/compiler/split-plan';
+import type { Gpt2Config } from '../../tools/families/gpt2/gpt2-config';
+import { gpt2Definition } from '../../tools/families/gpt2/gpt2-family';
+import { GPT2_PRESETS as GPT2_CONFIGS } from '../../tools/init/random-gpt2';
+
+/** The planner reads a model's layer count and costs from its family's definition. */
+const model = (config: Gpt2Config): PlannedModel => gpt2Definition(config);
+const GPT2_PRESETS = { small: model(GPT2_CONFIGS.small), tiny: model(GPT2_CONFIGS.tiny) };
 
 const asText = (ranges: StageRange[]): string => ranges.map((r) => `${r.layerStart}-${r.layerEnd}`).join(',');
 
@@ -19,14 +24,11 @@ function allCuts(nLayer: number, stages: number): StageRange[][] {
   return cuts;
 }
 
-function maxStageCost(config: Gpt2Config, ranges: StageRange[]): number {
-  const cost = stageCostModel(config);
+function maxStageCost(planned: PlannedModel, ranges: StageRange[]): number {
+  const cost = planned.costs;
   return Math.max(
     ...ranges.map(
-      (r) =>
-        (r.layerEnd - r.layerStart) * cost.block +
-        (r.layerStart === 0 ? cost.embedding : 0) +
-        (r.layerEnd === config.nLayer ? cost.lmHead : 0),
+      (r) => (r.layerEnd - r.layerStart) * cost.layer + (r.layerStart === 0 ? cost.embedding : 0) + (r.layerEnd === planned.shape.layers ? cost.head : 0),
     ),
   );
 }
@@ -61,27 +63,27 @@ describe('planStages', () => {
   });
 
   test('the LM head of GPT-2 small costs about five blocks (a 50257 x 768 matmul per token)', () => {
-    const cost = stageCostModel(GPT2_PRESETS.small);
-    expect(cost.lmHead).toBe(50257 * 768);
-    expect(cost.lmHead / cost.block).toBeGreaterThan(4);
-    expect(cost.lmHead / cost.block).toBeLessThan(6);
+    const cost = GPT2_PRESETS.small.costs;
+    expect(cost.head).toBe(50257 * 768);
+    expect(cost.head / cost.layer).toBeGreaterThan(4);
+    expect(cost.head / cost.layer).toBeLessThan(6);
   });
 
   test.each([
     ['GPT-2 small', GPT2_PRESETS.small, [1, 2, 3, 4, 6, 12]],
     ['tiny', GPT2_PRESETS.tiny, [1, 2, 3, 4, 5, 6]],
-    ['tiny with a small vocabulary', { ...GPT2_PRESETS.tiny, vocabSize: 100 }, [2, 3, 4]],
+    ['tiny with a small vocabulary', model({ ...GPT2_CONFIGS.tiny, vocabSize: 100 }), [2, 3, 4]],
   ] as const)('balanced reaches the brute-force minimum of the most expensive stage (%s)', (_, config, stageCounts) => {
     for (const stages of stageCounts) {
       const balanced = planStages(config, stages, { kind: 'balanced' });
       expect(balanced).toHaveLength(stages);
       expect(balanced[0].layerStart).toBe(0);
-      expect(balanced[stages - 1].layerEnd).toBe(config.nLayer);
+      expect(balanced[stages - 1].layerEnd).toBe(config.shape.layers);
       balanced.forEach((r, i) => {
         expect(r.layerEnd).toBeGreaterThan(r.layerStart);
         if (i > 0) expect(r.layerStart).toBe(balanced[i - 1].layerEnd);
       });
-      const optimum = Math.min(...allCuts(config.nLayer, stages).map((cut) => maxStageCost(config, cut)));
+      const optimum = Math.min(...allCuts(config.shape.layers, stages).map((cut) => maxStageCost(config, cut)));
       expect(maxStageCost(config, balanced)).toBe(optimum);
     }
   });

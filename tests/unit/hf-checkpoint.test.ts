@@ -1,9 +1,12 @@
 import { mkdtemp, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Gpt2Checkpoint, Weight } from '../../shared/model/gpt2-weights';
-import { loadHfCheckpoint, parseGpt2Config, toHfConfigJson, writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
 import { readSafetensors, writeSafetensors } from '../../shared/model/safetensors';
+import type { Weight } from '../../shared/model/weight';
+import { loadCheckpoint, writeCheckpoint } from '../../tools/families/checkpoint';
+import { parseGpt2Config, toHfConfigJson } from '../../tools/families/gpt2/gpt2-config';
+import { gpt2Checkpoint, gpt2Shape } from '../../tools/families/gpt2/gpt2-family';
+import type { Gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-weights';
 import { randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 import { MINI_GPT2_CONFIG } from '../support/mini-gpt2-config';
 
@@ -39,10 +42,9 @@ function hfTensors(checkpoint: Gpt2Checkpoint): Map<string, Weight> {
   return flat;
 }
 
-function expectSameWeights(actual: Gpt2Checkpoint, expected: Gpt2Checkpoint): void {
-  const a = hfTensors(actual);
+function expectSameWeights(a: ReadonlyMap<string, Weight>, expected: Gpt2Checkpoint): void {
   const e = hfTensors(expected);
-  expect([...a.keys()]).toEqual([...e.keys()]);
+  expect([...a.keys()].sort()).toEqual([...e.keys()].sort());
   for (const [name, weight] of e) {
     expect({ name, dims: a.get(name)?.dims }).toEqual({ name, dims: weight.dims });
     expect(Buffer.from((a.get(name) as Weight).data.buffer).equals(Buffer.from(weight.data.buffer))).toBe(true);
@@ -85,7 +87,7 @@ describe('parseGpt2Config', () => {
   });
 });
 
-describe('loadHfCheckpoint', () => {
+describe('loadCheckpoint (GPT-2 folders)', () => {
   const checkpoint = randomGpt2Checkpoint(MINI_GPT2_CONFIG, 7);
   let root: string;
   let caseNumber = 0;
@@ -99,17 +101,19 @@ describe('loadHfCheckpoint', () => {
 
   async function writtenCheckpoint(): Promise<string> {
     const dir = path.join(root, `case-${caseNumber++}`);
-    await writeHfCheckpoint(dir, checkpoint, MINI_TOKENIZER);
+    await writeCheckpoint(dir, gpt2Checkpoint(checkpoint), MINI_TOKENIZER);
     return dir;
   }
 
-  test('loads back exactly what writeHfCheckpoint wrote, with absolute tokenizer paths', async () => {
+  test('loads back exactly what writeCheckpoint wrote, with absolute tokenizer paths', async () => {
     const dir = await writtenCheckpoint();
-    const loaded = await loadHfCheckpoint(path.relative(process.cwd(), dir));
-    expect(loaded.config).toEqual(MINI_GPT2_CONFIG);
+    const loaded = await loadCheckpoint(path.relative(process.cwd(), dir));
+    expect(loaded.model.family).toBe('gpt2');
+    expect(loaded.model.shape).toEqual(gpt2Shape(MINI_GPT2_CONFIG));
+    expect(loaded.model.toConfigJson()).toEqual(toHfConfigJson(MINI_GPT2_CONFIG));
     expect(loaded.dir).toBe(dir);
     expect(loaded.tokenizerFiles).toEqual([path.join(dir, 'tokenizer.json'), path.join(dir, 'tokenizer_config.json')]);
-    expectSameWeights(loaded, checkpoint);
+    expectSameWeights(loaded.tensors, checkpoint);
     expect(JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')).model_type).toBe('gpt2');
   });
 
@@ -121,7 +125,7 @@ describe('loadHfCheckpoint', () => {
     prefixed.set('h.1.attn.masked_bias', { dims: [], data: Float32Array.from([-1e4]) });
     prefixed.set('lm_head.weight', checkpoint.weights.wte);
     await writeSafetensors(path.join(dir, 'model.safetensors'), prefixed);
-    expectSameWeights(await loadHfCheckpoint(dir), checkpoint);
+    expectSameWeights((await loadCheckpoint(dir)).tensors, checkpoint);
   });
 
   test('loads a sharded checkpoint through model.safetensors.index.json', async () => {
@@ -136,7 +140,7 @@ describe('loadHfCheckpoint', () => {
       for (const n of shard) weightMap[`transformer.${n}`] = file;
     }
     await writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
-    expectSameWeights(await loadHfCheckpoint(dir), checkpoint);
+    expectSameWeights((await loadCheckpoint(dir)).tensors, checkpoint);
   });
 
   describe('every bad input is an error naming the file and the problem', () => {
@@ -158,6 +162,16 @@ describe('loadHfCheckpoint', () => {
         'unsupported model_type',
         (dir) => writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...toHfConfigJson(MINI_GPT2_CONFIG), model_type: 'gpt_neox' })),
         (dir) => `${path.join(dir, 'config.json')}: field model_type: unsupported model_type "gpt_neox"`,
+      ],
+      [
+        'an architecture no family supports',
+        (dir) => writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...toHfConfigJson(MINI_GPT2_CONFIG), architectures: ['MambaForCausalLM'] })),
+        (dir) => `${path.join(dir, 'config.json')}: field architectures: unsupported architecture MambaForCausalLM (supported: GPT2LMHeadModel`,
+      ],
+      [
+        'a generation_config.json whose eos_token_id is outside the vocabulary',
+        (dir) => writeFile(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [11, 99] })),
+        () => 'generation_config.json: field eos_token_id: 99 is outside the vocabulary of 12',
       ],
       [
         'missing weights',
@@ -266,7 +280,7 @@ describe('loadHfCheckpoint', () => {
     test.each(cases)('%s', async (_, breakIt, message) => {
       const dir = await writtenCheckpoint();
       await breakIt(dir);
-      await expect(loadHfCheckpoint(dir)).rejects.toThrow(message(dir));
+      await expect(loadCheckpoint(dir)).rejects.toThrow(message(dir));
     });
   });
 });

@@ -3,7 +3,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { writeCheckpoint } from '../../tools/families/checkpoint';
+import { gpt2Checkpoint, gpt2Shape } from '../../tools/families/gpt2/gpt2-family';
 import { readSafetensors, writeSafetensors } from '../../shared/model/safetensors';
 import { randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 import { runModelPullCli } from '../../tools/model-pull';
@@ -46,7 +47,7 @@ describe('hubDownload from a local Hub', () => {
   beforeAll(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'hub-download-'));
     const source = path.join(root, 'source');
-    await writeHfCheckpoint(source, randomGpt2Checkpoint(MINI_GPT2_CONFIG, 11), TOKENIZER);
+    await writeCheckpoint(source, gpt2Checkpoint(randomGpt2Checkpoint(MINI_GPT2_CONFIG, 11)), TOKENIZER);
     single = new Map();
     for (const name of await readdir(source)) single.set(name, await readFile(path.join(source, name)));
 
@@ -112,13 +113,13 @@ describe('hubDownload from a local Hub', () => {
   test('downloads config, tokenizer files and model.safetensors, sends the token, and validates the folder', async () => {
     const out = freshOut();
     const checkpoint = await pull(out, 'secret');
-    expect(checkpoint.config).toEqual(MINI_GPT2_CONFIG);
+    expect(checkpoint.model.shape).toEqual(gpt2Shape(MINI_GPT2_CONFIG));
     expect(checkpoint.dir).toBe(out);
     expect(checkpoint.tokenizerFiles).toEqual([path.join(out, 'tokenizer.json'), path.join(out, 'tokenizer_config.json')]);
     await expectSameFiles(out);
     expect(seen.every((r) => r.authorization === 'Bearer secret')).toBe(true);
     expect(seen.map((r) => r.url)).toEqual(
-      ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'].map((f) => `/${REPO}/resolve/main/${f}`),
+      ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'model.safetensors'].map((f) => `/${REPO}/resolve/main/${f}`),
     );
     await expect(stat(`${out}.download`)).rejects.toThrow('ENOENT');
   });
@@ -181,7 +182,7 @@ describe('hubDownload from a local Hub', () => {
     behaviour.files.set('model.safetensors.index.json', Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap })));
     const out = freshOut();
     const checkpoint = await pull(out);
-    expect(Array.from(checkpoint.weights.lnF.bias.data)).toEqual(Array.from(tensors.get('ln_f.bias')!.data));
+    expect(Array.from(checkpoint.tensors.get('ln_f.bias')!.data)).toEqual(Array.from(tensors.get('ln_f.bias')!.data));
     await expectSameFiles(out);
   });
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { readManifest, verifyStageFiles, type ModelManifest } from '../../shared/model/manifest';
 import { compileCheckpoint } from '../../tools/compiler/compile-model';
+import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
 const COMPILE_TEST_TIMEOUT_MS = 120_000;
@@ -21,7 +22,7 @@ beforeAll(async () => {
   await writeFile(tokenizerConfig, JSON.stringify({ model_max_length: 256 }));
   modelDir = path.join(workDir, 'tiny');
   const config = { ...GPT2_PRESETS.tiny, vocabSize: 1000, nLayer: 3, bosTokenId: 999, eosTokenId: 999 };
-  manifest = await compileCheckpoint(randomGpt2Checkpoint(config, 3), modelDir, {
+  manifest = await compileCheckpoint(gpt2Checkpoint(randomGpt2Checkpoint(config, 3)), modelDir, {
     stages: 2,
     split: { kind: 'even' },
     ops: 'plain',
@@ -55,6 +56,7 @@ describe('manifest', () => {
       expect(file.bytes).toBe(bytes.byteLength);
       expect(file.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     }
+    expect(manifest.stages.every((s) => s.weights.format === 'fp32')).toBe(true);
     expect(manifest.stages.map((s) => [s.layerStart, s.layerEnd, s.isFirst, s.isLast])).toEqual([
       [0, 2, true, false],
       [2, 3, false, true],
@@ -66,10 +68,12 @@ describe('manifest', () => {
   });
 
   test.each<[string, (json: Record<string, any>) => void, RegExp]>([
-    ['a second format version', (j) => (j.formatVersion = 2), /formatVersion: expected 1/],
+    ['the first format version', (j) => (j.formatVersion = 1), /formatVersion: expected 2, got 1 \(compiled by an older version: compile the checkpoint again\)/],
     ['an unknown ops variant', (j) => (j.ops = 'fast'), /ops: expected "plain" or "fused"/],
-    ['a missing config field', (j) => delete j.config.nHead, /config\.nHead: expected an integer/],
-    ['a head count that does not divide the width', (j) => (j.config.nHead = 5), /config\.nHead: 5 does not divide/],
+    ['a missing shape field', (j) => delete j.shape.kvHeads, /shape\.kvHeads: expected an integer/],
+    ['KV heads that do not divide the attention heads', (j) => (j.shape.kvHeads = 3), /shape\.kvHeads: 3 does not divide shape\.attentionHeads 4/],
+    ['an end-of-sequence id outside the vocabulary', (j) => (j.shape.eosTokenIds = [1000]), /shape\.eosTokenIds\[0\]: 1000 is outside the vocabulary/],
+    ['an unknown weight format', (j) => (j.stages[0].weights.format = 'int3'), /stages\[0\]\.weights\.format: expected one of fp32, int8, int4/],
     ['a stage that does not start where the previous one ends', (j) => (j.stages[1].layerStart = 1), /stages\[1\]\.layerStart: expected 2, got 1/],
     ['stages that stop before the last layer', (j) => (j.stages[1].layerEnd = 2), /stages\[1\]\.layerEnd/],
     ['a wrong isLast flag', (j) => (j.stages[0].isLast = true), /stages\[0\]\.isLast/],
@@ -89,7 +93,7 @@ describe('manifest', () => {
 
   test('readManifest rejects a file that is not JSON, naming the file', async () => {
     const dir = await mkdtemp(path.join(workDir, 'not-json-'));
-    await writeFile(path.join(dir, 'manifest.json'), '{"formatVersion": 1,');
+    await writeFile(path.join(dir, 'manifest.json'), '{"formatVersion": 2,');
     await expect(readManifest(dir)).rejects.toThrow(`${path.join(dir, 'manifest.json')}: not valid JSON`);
   });
 

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import { loadCheckpoint } from '../../tools/families/checkpoint';
+import { gpt2Shape } from '../../tools/families/gpt2/gpt2-family';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 import { runModelInitCli } from '../../tools/model-init';
 
@@ -39,7 +40,7 @@ describe('model-init', () => {
   });
 
   test.each([
-    [['--preset', 'medium'], "--preset: expected small or tiny, got 'medium'"],
+    [['--preset', 'medium'], "--preset: expected one of small, tiny, got 'medium'"],
     [['--seed=-3'], "--seed: expected an integer from 0 to 4294967295, got '-3'"],
     [['--seed', 'abc'], "--seed: expected an integer from 0 to 4294967295, got 'abc'"],
     [['--stages', '0'], "--stages: expected an integer from 1 to 12, got '0'"],
@@ -71,12 +72,12 @@ describe('model-init', () => {
       const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'));
       expect(manifest.stages.map((s: { layerStart: number; layerEnd: number }) => [s.layerStart, s.layerEnd])).toHaveLength(2);
       expect(manifest.ops).toBe('plain');
-      expect(manifest.config).toEqual(GPT2_PRESETS.tiny);
+      expect(manifest.shape).toEqual(gpt2Shape(GPT2_PRESETS.tiny));
 
-      const checkpoint = await loadHfCheckpoint(path.join(out, 'checkpoint'));
+      const checkpoint = await loadCheckpoint(path.join(out, 'checkpoint'));
       const expected = randomGpt2Checkpoint(GPT2_PRESETS.tiny, 3);
-      expect(Buffer.from(checkpoint.weights.wte.data.buffer).equals(Buffer.from(expected.weights.wte.data.buffer))).toBe(true);
-      expect(Array.from(checkpoint.weights.layers[5].mlpProj.bias.data)).toEqual(Array.from(expected.weights.layers[5].mlpProj.bias.data));
+      expect(Buffer.from(checkpoint.tensors.get('wte.weight')!.data.buffer).equals(Buffer.from(expected.weights.wte.data.buffer))).toBe(true);
+      expect(Array.from(checkpoint.tensors.get('h.5.mlp.c_proj.bias')!.data)).toEqual(Array.from(expected.weights.layers[5].mlpProj.bias.data));
       const tokenizerConfig = JSON.parse(await readFile(path.join(out, 'checkpoint', 'tokenizer_config.json'), 'utf8'));
       expect(tokenizerConfig.model_max_length).toBe(GPT2_PRESETS.tiny.nPositions);
 

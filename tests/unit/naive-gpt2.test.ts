@@ -1,5 +1,6 @@
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
-import type { Gpt2Checkpoint, Gpt2LayerWeights, Weight } from '../../shared/model/gpt2-weights';
+import type { Gpt2Config } from '../../tools/families/gpt2/gpt2-config';
+import type { Gpt2Checkpoint, Gpt2LayerWeights } from '../../tools/families/gpt2/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
 import { naiveGpt2Logits, naiveGreedy } from '../support/naive-gpt2';
 import { encode } from 'gpt-3-encoder';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';

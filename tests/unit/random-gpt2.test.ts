@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Gpt2Checkpoint, Weight } from '../../shared/model/gpt2-weights';
+import type { Gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
 const TINY_INIT_TIMEOUT_MS = 60_000;

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../../shared/model/safetensors';
-import type { Weight } from '../../shared/model/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
 
 /** Builds a safetensors file byte by byte, independently of writeSafetensors. */
 function handMadeSafetensors(header: object, data: Buffer, headerLengthOverride?: bigint): Buffer {

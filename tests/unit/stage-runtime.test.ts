@@ -171,8 +171,8 @@ describe('stage runtime on the tiny model', () => {
   test(
     'a batch that decodes step after step, gains a sequence, loses one and reorders still gives each row its naive logits',
     async () => {
-      // A stable batch reuses its previous present tensors as past; every change of membership
-      // or order must first write them back to the cache. Each phase is checked against naive.
+      // A stable batch is fed from its group of the cache in place; every change of membership
+      // or order rearranges the groups. Each phase is checked against naive.
       const ids: Record<string, number[]> = { p: randomIds(30, 5), q: randomIds(31, 5), r: randomIds(32, 3) };
       const step = async (names: string[], fresh: string[] = []): Promise<void> => {
         const rows = names.map((name) => {
@@ -185,14 +185,14 @@ describe('stage runtime on the tiny model', () => {
         const logits = await threeStages.forward(rows);
         names.forEach((name, row) => expect(excessOverNaive(rowOf(logits, row), naiveLast(ids[name]))).toBeLessThanOrEqual(0));
       };
-      await step(['p', 'q'], ['p', 'q']); // prefill, both 5 tokens: no padding, stays resident
-      for (let i = 0; i < 3; i++) await step(['p', 'q']); // zero-copy decode steps
-      await step(['p', 'q', 'r'], ['r']); // r joins with a 3-token prefill: padded, written back
+      await step(['p', 'q'], ['p', 'q']); // prefill, both 5 tokens, into one group
+      for (let i = 0; i < 3; i++) await step(['p', 'q']); // decode steps fed in place
+      await step(['p', 'q', 'r'], ['r']); // r's 3-token prompt runs apart from the decode rows
       await step(['p', 'q', 'r']);
       await step(['p', 'q', 'r']);
-      threeStages.release('stable-q'); // q leaves while p and r are resident together
+      threeStages.release('stable-q'); // q leaves: the group is compacted
       await step(['p', 'r']);
-      await step(['r', 'p']); // same members, other order: written back and gathered again
+      await step(['r', 'p']); // same members, other order
       await step(['r', 'p']);
       for (const name of ['p', 'r']) threeStages.release(`stable-${name}`);
     },
@@ -230,7 +230,7 @@ describe('stage runtime checks', () => {
     const tight = await StageRuntime.load(modelDir, 0, { kvBudgetBytes: 40 * 1024 });
     try {
       await tight.step({ rows: [{ sequenceId: 'runner', pastLength: 0, tokenIds: randomIds(41, 4), reserveTokens: 36 }] });
-      expect(tight.kvBytes).toBe(36 * 1024);
+      expect(tight.kvStats().reservedBytes).toBe(36 * 1024);
       await expectServiceError(
         tight.step({ rows: [{ sequenceId: 'newcomer', pastLength: 0, tokenIds: randomIds(42, 2), reserveTokens: 8 }] }),
         status.RESOURCE_EXHAUSTED,
@@ -240,7 +240,7 @@ describe('stage runtime checks', () => {
         await tight.step({ rows: [{ sequenceId: 'runner', pastLength: length, tokenIds: [length] }] });
       }
       expect(tight.cachedLength('runner')).toBe(36);
-      expect(tight.kvBytes).toBe(36 * 1024);
+      expect(tight.kvStats().reservedBytes).toBe(36 * 1024);
     } finally {
       await tight.close();
     }
@@ -288,7 +288,7 @@ describe('stage runtime checks', () => {
       status.INVALID_ARGUMENT,
       /^rows\[1\]\.sequenceId: x appears twice/,
     );
-    expect(first.sequenceCount).toBe(0);
+    expect(first.kvStats().sequences).toBe(0);
   });
 
   test('hidden states are required by a middle stage and must hold Σ tokens × E floats', async () => {
@@ -340,12 +340,12 @@ describe('stage runtime checks', () => {
           status.RESOURCE_EXHAUSTED,
           /KV cache budget exhausted/,
         );
-        expect(tight.sequenceCount).toBe(1);
+        expect(tight.kvStats().sequences).toBe(1);
         await tight.step({ rows: [{ sequenceId: 'fits', pastLength: 12, tokenIds: [7] }] });
         expect(tight.cachedLength('fits')).toBe(13);
-        expect(tight.kvBytes).toBeLessThanOrEqual(20 * 1024);
+        expect(tight.kvStats().reservedBytes).toBeLessThanOrEqual(20 * 1024);
         tight.release('fits');
-        expect(tight.kvBytes).toBe(0);
+        expect(tight.kvStats()).toMatchObject({ bytes: 0, reservedBytes: 0, sequences: 0 });
       } finally {
         await tight.close();
       }

@@ -42,6 +42,7 @@ export interface CompileModelOptions {
  */
 export async function compileCheckpoint(checkpoint: Checkpoint, out: string, options: CompileCheckpointOptions): Promise<ModelManifest> {
   const { model } = checkpoint;
+  checkTensorShapes(checkpoint);
   const plan = planStages(model, options.stages, options.split);
   const weights = options.weights ?? FP32_WEIGHTS;
   const target = path.resolve(out);
@@ -92,6 +93,17 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
   } catch (error) {
     await rm(building, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/** A weight of the wrong shape (a Linear [out, in] stored where a Conv1D [in, out] belongs is the classic) is refused by name. */
+function checkTensorShapes({ model, tensors }: Checkpoint): void {
+  for (const [name, dims] of model.tensorLayout.expected) {
+    const weight = tensors.get(name);
+    if (weight === undefined) throw new Error(`weights ${name}: missing`);
+    if (weight.dims.length !== dims.length || weight.dims.some((d, i) => d !== dims[i])) {
+      throw new Error(`weights ${name}: expected dims [${dims.join(', ')}], got [${weight.dims.join(', ')}]`);
+    }
   }
 }
 
