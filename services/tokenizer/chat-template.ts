@@ -36,15 +36,13 @@ export class ChatTemplate {
   }
 
   /**
-   * The prompt text of `messages`. A template that refuses the conversation (raise_exception, as
-   * in "roles must alternate user/assistant") answers INVALID_ARGUMENT naming `messages`; one that
-   * fails otherwise is the checkpoint's fault: FAILED_PRECONDITION.
+   * The prompt text of `messages`. A template that refuses the conversation (its raise_exception,
+   * as in "roles must alternate user/assistant") answers INVALID_ARGUMENT naming `messages` with
+   * the template's own words. @huggingface/jinja throws the same Error for raise_exception as for
+   * a failing filter, so any failure of a template that compiled is reported that way.
    */
   render(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string {
     if (this.template === undefined) return renderChatMl(messages, addGenerationPrompt);
-    const raiseException = (message: unknown): never => {
-      throw ServiceError.invalidArgument('messages', `the chat template refused them: ${String(message)}`);
-    };
     try {
       return this.template.render({
         messages: messages.map((message) => ({ role: message.role, content: message.content })),
@@ -52,11 +50,9 @@ export class ChatTemplate {
         tools: null,
         documents: null,
         ...this.specialTokens,
-        raise_exception: raiseException,
       });
     } catch (error) {
-      if (error instanceof ServiceError) throw error;
-      throw new ServiceError(status.FAILED_PRECONDITION, `the checkpoint's chat template failed: ${error instanceof Error ? error.message : String(error)}`, error);
+      throw new ServiceError(status.INVALID_ARGUMENT, `messages: the chat template refused them: ${error instanceof Error ? error.message : String(error)}`, error);
     }
   }
 }
