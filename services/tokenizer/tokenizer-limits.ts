@@ -17,8 +17,11 @@ export interface TokenizerLimits {
   readonly maxChatMessages: number;
 }
 
-/** A token is rarely longer than a few bytes: a text of more than 32 bytes per context position cannot fit. */
-export const TEXT_BYTES_PER_CONTEXT_TOKEN = 32;
+/**
+ * A token spells about 4 bytes of text on average (English, code; CJK about 3): a text of more than
+ * 16 bytes per context position does not fit the context.
+ */
+export const TEXT_BYTES_PER_CONTEXT_TOKEN = 16;
 /** Ceilings, whatever the context: about half a second of encoding, a fifth of a second of decoding. */
 export const MAX_TEXT_BYTES_CEILING = 512 * 1024;
 export const MAX_IDS_CEILING = 131_072;

@@ -54,9 +54,8 @@ export function createTokenizerHandlers(parts: TokenizerServiceParts, registry: 
   const metrics = new TokenizerMetrics(registry);
 
   const checkText = (text: string, field: string): void => {
-    // Characters first: a string longer than the limit in UTF-16 units is longer in UTF-8 bytes too.
-    const bytes = text.length > limits.maxTextBytes ? text.length : Buffer.byteLength(text, 'utf8');
-    if (bytes > limits.maxTextBytes) throw ServiceError.invalidArgument(field, `is at least ${bytes} bytes of UTF-8; the limit is ${limits.maxTextBytes}`);
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > limits.maxTextBytes) throw ServiceError.invalidArgument(field, `is ${bytes} bytes of UTF-8; the limit is ${limits.maxTextBytes}`);
   };
 
   const checkIds = (ids: readonly number[], field: string, maxIds: number): void => {
