@@ -27,7 +27,8 @@ export class IncrementalDecoder {
 
   /** Adds ids; returns the text they complete ('' while a character is still incomplete). */
   push(ids: readonly number[]): string {
-    this.ids.push(...ids);
+    // One at a time: spreading a long list into push() would overflow the stack.
+    for (const id of ids) this.ids.push(id);
     const emitted = this.decodeRange(this.prefixOffset, this.readOffset);
     const window = this.decodeRange(this.prefixOffset, this.ids.length);
     if (window.length <= emitted.length || window.endsWith(REPLACEMENT_CHARACTER)) return '';

@@ -6,11 +6,10 @@ import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry, startMetricsServer } from '../../shared/metrics';
 import { readManifest } from '../../shared/model/manifest';
 import { onShutdownSignal } from '../../shared/shutdown';
+import { ChatTemplate } from './chat-template';
 import { TextTokenizer } from './text-tokenizer';
+import { tokenizerLimitsFor } from './tokenizer-limits';
 import { createTokenizerHandlers } from './tokenizer-service';
-
-/** Roughly 4 characters per token: a text this long cannot fit any GPT-2 context anyway. */
-const MAX_TEXT_CHARS_PER_CONTEXT_TOKEN = 8;
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -19,17 +18,14 @@ async function main(): Promise<void> {
   const manifest = await readManifest(config.modelDir);
   const tokenizer = await TextTokenizer.load(config.modelDir);
   const registry = createMetricsRegistry('tokenizer');
-  const handlers = createTokenizerHandlers(
-    tokenizer,
-    { vocabSize: manifest.shape.vocabSize, maxTextChars: manifest.shape.contextLength * MAX_TEXT_CHARS_PER_CONTEXT_TOKEN },
-    registry,
-    logger,
-  );
+  const chatTemplate = ChatTemplate.fromConfig(tokenizer.config, path.join(config.modelDir, 'tokenizer_config.json'));
+  const limits = tokenizerLimitsFor(manifest.shape.contextLength);
+  const handlers = createTokenizerHandlers({ tokenizer, chatTemplate, limits }, registry, logger);
   const server = await startServer(bindAddressFor(config.tokenizer.address), [
     { name: 'pipeserve.v1.Tokenizer', definition: protos().tokenizer.pipeserve.v1.Tokenizer.service, implementation: handlers },
   ]);
   const metricsServer = await startMetricsServer(registry, config.tokenizer.metricsPort, bindHostFor(config.tokenizer.address));
-  logger.info('tokenizer serving', { port: server.port, metrics_port: config.tokenizer.metricsPort, model_dir: path.relative(process.cwd(), config.modelDir) || '.' });
+  logger.info('tokenizer serving', { port: server.port, metrics_port: config.tokenizer.metricsPort, model_dir: path.relative(process.cwd(), config.modelDir) || '.', chat_template: chatTemplate.kind, limits });
   onShutdownSignal(logger, async () => {
     await server.shutdown();
     metricsServer.close();

@@ -173,7 +173,7 @@ describe('concurrency', () => {
 });
 
 describe('bad input', () => {
-  // About 330 tokens: more than the tiny model's 256-token context, fewer characters than the tokenizer's cap.
+  // About 330 tokens: more than the tiny model's 256-token context, fewer bytes than the tokenizer's cap (16 per position).
   const longPrompt = 'lorem ipsum dolor sit amet '.repeat(60);
   const hugeText = 'lorem ipsum dolor sit amet '.repeat(200);
   it.each([
@@ -185,7 +185,7 @@ describe('bad input', () => {
     ['a negative temperature', { text: 'hi', temperature: -1 }, /temperature/],
     ['top_p out of range', { text: 'hi', top_p: 0 }, /top_p/],
     ['a prompt longer than the context', { text: longPrompt, max_new_tokens: 8 }, /more than the model's context of 256 tokens/],
-    ['a text far beyond any context', { text: hugeText }, /text: is 5400 characters; the limit is 2048/],
+    ['a text far beyond any context', { text: hugeText }, /text: is 5400 bytes of UTF-8; the limit is 4096/],
   ])('%s gets 400 with a message naming the field', async (_name, body, message) => {
     const response = await postJson(`${system.apiUrl}/api/model/process`, body);
     expect(response.status).toBe(400);

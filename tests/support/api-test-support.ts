@@ -16,7 +16,7 @@ import { createMetricsRegistry } from '../../shared/metrics';
 
 /**
  * In-test stand-ins for the tokenizer and coordinator, with simple honest behaviour:
- * - the tokenizer maps UTF-8 bytes to ids (id = byte value) and back;
+ * - the tokenizer maps UTF-8 bytes to ids (id = byte value) and back, and renders chats as ChatML;
  * - the coordinator "generates" the prompt ids reversed, at most max_new_tokens of them,
  *   rejects prompts longer than `maxPromptTokens` (INVALID_ARGUMENT) and requests beyond
  *   `capacity` running at once (RESOURCE_EXHAUSTED), like the real one's admission control.
@@ -35,6 +35,11 @@ export function fakeTokenizerHandlers(options: FakeTokenizerOptions = {}): Token
       void (options.beforeEncode?.(text) ?? Promise.resolve()).then(() => callback(null, { token_ids: [...Buffer.from(text, 'utf8')] }));
     },
     Decode: (call, callback) => callback(null, { text: Buffer.from(call.request.token_ids).toString('utf8') }),
+    RenderChat: (call, callback) => {
+      const turns = call.request.messages.map((message) => `<|im_start|>${message.role}\n${message.content}<|im_end|>\n`);
+      const text = turns.join('') + (call.request.add_generation_prompt ? '<|im_start|>assistant\n' : '');
+      callback(null, { text, token_ids: [...Buffer.from(text, 'utf8')], template: 'chatml' });
+    },
     DecodeStream: (call) => {
       const decoder = new TextDecoder('utf-8');
       let seen = 0;
