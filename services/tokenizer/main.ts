@@ -6,6 +6,7 @@ import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry, startMetricsServer } from '../../shared/metrics';
 import { readManifest } from '../../shared/model/manifest';
 import { onShutdownSignal } from '../../shared/shutdown';
+import { ChatTemplate } from './chat-template';
 import { TextTokenizer } from './text-tokenizer';
 import { createTokenizerHandlers } from './tokenizer-service';
 
@@ -20,7 +21,11 @@ async function main(): Promise<void> {
   const registry = createMetricsRegistry('tokenizer');
   const handlers = createTokenizerHandlers(
     tokenizer,
-    { vocabSize: manifest.config.vocabSize, maxTextChars: manifest.config.nPositions * MAX_TEXT_CHARS_PER_CONTEXT_TOKEN },
+    {
+      vocabSize: manifest.config.vocabSize,
+      maxTextChars: manifest.config.nPositions * MAX_TEXT_CHARS_PER_CONTEXT_TOKEN,
+      chatTemplate: await ChatTemplate.load(config.modelDir),
+    },
     registry,
     logger,
   );

@@ -6,10 +6,13 @@ import type { DecodeStreamRequest__Output } from '../../protos/generated/pipeser
 import type { DecodeStreamResponse } from '../../protos/generated/pipeserve/v1/DecodeStreamResponse';
 import type { EncodeRequest__Output } from '../../protos/generated/pipeserve/v1/EncodeRequest';
 import type { EncodeResponse } from '../../protos/generated/pipeserve/v1/EncodeResponse';
+import type { RenderChatRequest__Output } from '../../protos/generated/pipeserve/v1/RenderChatRequest';
+import type { RenderChatResponse } from '../../protos/generated/pipeserve/v1/RenderChatResponse';
 import type { TokenizerHandlers } from '../../protos/generated/pipeserve/v1/Tokenizer';
 import { ServiceError } from '../../shared/errors';
 import { requestIdOf } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
+import type { ChatTemplate } from './chat-template';
 import { IncrementalDecoder } from './incremental-decoder';
 
 /** What the service needs of a tokenizer (TextTokenizer satisfies it). */
@@ -21,8 +24,9 @@ export interface TokenizerModel {
 
 export interface TokenizerServiceOptions {
   readonly vocabSize: number;
-  /** Longest text Encode accepts, in characters. */
+  /** Longest text Encode accepts (and RenderChat renders), in characters. */
   readonly maxTextChars: number;
+  readonly chatTemplate: ChatTemplate;
 }
 
 const OPERATION_SECONDS_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
@@ -69,12 +73,16 @@ export function createTokenizerHandlers(model: TokenizerModel, options: Tokenize
     callback({ code: serviceError.code, details: serviceError.message });
   };
 
+  const checkLength = (text: string, field: string): void => {
+    if (text.length > options.maxTextChars) throw ServiceError.invalidArgument(field, `is ${text.length} characters; the limit is ${options.maxTextChars}`);
+  };
+
   return {
     Encode(call: grpc.ServerUnaryCall<EncodeRequest__Output, EncodeResponse>, callback: grpc.sendUnaryData<EncodeResponse>): void {
       try {
         const ids = measure('encode', () => {
           const { text } = call.request;
-          if (text.length > options.maxTextChars) throw ServiceError.invalidArgument('text', `is ${text.length} characters; the limit is ${options.maxTextChars}`);
+          checkLength(text, 'text');
           const tokenIds = model.encode(text);
           return { result: tokenIds, tokens: tokenIds.length };
         });
@@ -82,6 +90,24 @@ export function createTokenizerHandlers(model: TokenizerModel, options: Tokenize
         callback(null, { token_ids: ids });
       } catch (error) {
         fail(callback, error, call, 'encode');
+      }
+    },
+
+    RenderChat(call: grpc.ServerUnaryCall<RenderChatRequest__Output, RenderChatResponse>, callback: grpc.sendUnaryData<RenderChatResponse>): void {
+      try {
+        const response = measure('render_chat', () => {
+          const { messages, add_generation_prompt: addGenerationPrompt } = call.request;
+          if (messages.length === 0) throw ServiceError.invalidArgument('messages', 'must not be empty');
+          // Checked before rendering, so that no template runs over an unbounded input.
+          checkLength(messages.map((m) => m.content).join(''), 'messages');
+          const text = options.chatTemplate.render(messages, addGenerationPrompt);
+          checkLength(text, 'messages (rendered)');
+          const tokenIds = model.encode(text);
+          return { result: { text, token_ids: tokenIds, template: options.chatTemplate.source }, tokens: tokenIds.length };
+        });
+        callback(null, response);
+      } catch (error) {
+        fail(callback, error, call, 'render_chat');
       }
     },
 

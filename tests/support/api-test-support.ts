@@ -35,6 +35,10 @@ export function fakeTokenizerHandlers(options: FakeTokenizerOptions = {}): Token
       void (options.beforeEncode?.(text) ?? Promise.resolve()).then(() => callback(null, { token_ids: [...Buffer.from(text, 'utf8')] }));
     },
     Decode: (call, callback) => callback(null, { text: Buffer.from(call.request.token_ids).toString('utf8') }),
+    RenderChat: (call, callback) => {
+      const text = fakeChatText(call.request.messages, call.request.add_generation_prompt);
+      callback(null, { text, token_ids: [...Buffer.from(text, 'utf8')], template: 'chatml' });
+    },
     DecodeStream: (call) => {
       const decoder = new TextDecoder('utf-8');
       let seen = 0;
@@ -45,6 +49,11 @@ export function fakeTokenizerHandlers(options: FakeTokenizerOptions = {}): Token
       call.on('end', () => call.end());
     },
   };
+}
+
+/** The fake tokenizer's chat rendering: ChatML, as the real one renders for a checkpoint without a template. */
+export function fakeChatText(messages: ReadonlyArray<{ role: string; content: string }>, addGenerationPrompt: boolean): string {
+  return messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') + (addGenerationPrompt ? '<|im_start|>assistant\n' : '');
 }
 
 export interface CoordinatorRecord {

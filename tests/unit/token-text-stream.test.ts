@@ -16,6 +16,7 @@ function answeringOnceHandlers(): TokenizerHandlers {
   return {
     Encode: unused,
     Decode: unused,
+    RenderChat: unused,
     DecodeStream: (call) => {
       let answered = 0;
       call.on('data', (request: DecodeStreamRequest__Output) => {
