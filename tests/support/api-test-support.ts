@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import os from 'node:os';
 import type { Registry } from 'prom-client';
 import type { CoordinatorHandlers } from '../../protos/generated/pipeserve/v1/Coordinator';
@@ -7,6 +7,7 @@ import type { GenerateRequest__Output } from '../../protos/generated/pipeserve/v
 import type { GenerationSummary } from '../../protos/generated/pipeserve/v1/GenerationSummary';
 import type { NodeStatus } from '../../protos/generated/pipeserve/v1/NodeStatus';
 import type { TokenizerHandlers } from '../../protos/generated/pipeserve/v1/Tokenizer';
+import { createApiServer } from '../../services/api/api-server';
 import { createApiApp } from '../../services/api/app';
 import { parseConfig, type AppConfig } from '../../shared/config';
 import { createClient, requestIdOf, startServer, type RunningServer } from '../../shared/grpc/channel';
@@ -183,12 +184,12 @@ export async function startFakeCoordinator(options: FakeCoordinatorOptions): Pro
   return { server, record };
 }
 
-export function testConfig(tokenizerPort: number, coordinatorPort: number, limits: Record<string, number> = {}): AppConfig {
+export function testConfig(tokenizerPort: number, coordinatorPort: number, limits: Record<string, number> = {}, api: Record<string, unknown> = {}): AppConfig {
   return parseConfig(
     {
       model_name: 'fake',
       model_dir: 'model',
-      api: { port: 8000, host: '127.0.0.1' },
+      api: { port: 8000, host: '127.0.0.1', ...api },
       tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: 9101 },
       coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: 9102 },
       nodes: [{ id: 'node1', address: '127.0.0.1:50051', model_part: 0, metrics_port: 9201 }],
@@ -226,7 +227,7 @@ export async function startApi(config: AppConfig): Promise<RunningApi> {
     logger,
     registry,
   });
-  const server: Server = createServer(app);
+  const server: Server = createApiServer(app, config.limits);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('the api server has no TCP address');
@@ -266,6 +267,9 @@ export const BAD_BODIES: ReadonlyArray<readonly [string, unknown, string]> = [
   ['stop not an array', { text: 'a', stop: 'x' }, 'stop: must be an array of at most 4 non-empty strings'],
   ['five stop strings', { text: 'a', stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop: must be an array of at most 4 non-empty strings'],
   ['empty stop string', { text: 'a', stop: ['a', ''] }, 'stop[1]: must be an array of at most 4 non-empty strings'],
+  ['unknown priority', { text: 'a', priority: 'urgent' }, 'priority: must be one of "interactive", "batch", got "urgent"'],
+  ['infinite temperature', { text: 'a', temperature: 1e400 }, 'temperature: must be a number >= 0'],
+  ['null metadata', { text: 'a', metadata: null }, 'metadata: must be a JSON object'],
 ];
 
 export function postJson(url: string, body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
