@@ -48,7 +48,7 @@ export function createApiApp(deps: ApiDeps): Express {
   const openAi = openAiSchemas(config.limits, config.modelName);
   const models = modelsRoutes(config.modelName, Math.floor(Date.now() / 1000));
   const body = jsonBody(config.limits.bodyLimitBytes);
-  const openapi = openApiDocument({ limits: config.limits, modelName: config.modelName, apiKeyRequired: config.api.apiKey !== undefined, port: config.api.port });
+  const openapi = openApiDocument({ limits: config.limits, modelName: config.modelName, apiKeyRequired: config.api.apiKey !== undefined });
   const readinessTargets = {
     tokenizer: { address: config.tokenizer.address, health: deps.healthClients.tokenizer },
     coordinator: { address: config.coordinator.address, health: deps.healthClients.coordinator, client: deps.coordinator },

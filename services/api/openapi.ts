@@ -11,8 +11,6 @@ export interface OpenApiOptions {
   readonly modelName: string;
   /** Whether the api runs with an API key: the protected operations then say so. */
   readonly apiKeyRequired: boolean;
-  /** The configured port, for the local server entry. */
-  readonly port: number;
 }
 
 type Responses = RouteConfig['responses'];
@@ -278,10 +276,8 @@ export function openApiDocument(options: OpenApiOptions): Record<string, unknown
         'Text generation with a GPT-2-family model served as a pipeline of ONNX stages: its own REST routes (`/api/model/*`) and OpenAI-compatible ones (`/v1/*`, with OpenAI-shaped errors).',
       license: { name: 'MIT', identifier: 'MIT' },
     },
-    servers: [
-      { url: '/', description: 'The server this document was fetched from' },
-      { url: `http://localhost:${options.port}`, description: 'A local run (npm start)' },
-    ],
+    // Relative: resolved against where the document was fetched, so it is right behind any host name or proxy.
+    servers: [{ url: '/', description: 'The server this document was fetched from' }],
     tags: [
       { name: 'generation', description: "The api's own generation routes" },
       { name: 'openai', description: "OpenAI's API: completions, chat completions, models" },
