@@ -30,12 +30,10 @@ export function openApiDocument(options: OpenApiOptions): Record<string, unknown
   const openai = openAiSchemas(limits, modelName);
   const service = serviceSchemas();
   const registry = new OpenAPIRegistry();
-  const bearer = registry.registerComponent('securitySchemes', 'bearerAuth', {
-    type: 'http',
-    scheme: 'bearer',
-    description: 'The API key (config `api.api_key` or env `API_KEY`), when the api runs with one',
-  });
-  const protectedSecurity = options.apiKeyRequired ? [{ [bearer.name]: [] }] : [];
+  // Declared only when the api runs with a key: a scheme no operation uses would only mislead.
+  const protectedSecurity = options.apiKeyRequired
+    ? [{ [registry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer', description: 'The API key (config `api.api_key` or env `API_KEY`)' }).name]: [] }]
+    : [];
 
   const json = (schema: z.ZodType, example?: unknown) => ({ 'application/json': { schema, ...(example === undefined ? {} : { example }) } });
   const errorExample = (code: string, message: string) => ({ error: { code, message, request_id: REQUEST_ID_EXAMPLE } });
