@@ -18,7 +18,8 @@ import { createMetricsRegistry } from '../../shared/metrics';
 /**
  * In-test stand-ins for the tokenizer and coordinator, with simple honest behaviour:
  * - the tokenizer maps UTF-8 bytes to ids (id = byte value) and back;
- * - the coordinator "generates" the prompt ids reversed, at most max_new_tokens of them,
+ * - the coordinator "generates" the prompt ids reversed, at most max_new_tokens of them (with
+ *   `fakeAlternatives` when top_logprobs are asked for),
  *   rejects prompts longer than `maxPromptTokens` (INVALID_ARGUMENT) and requests beyond
  *   `capacity` running at once (RESOURCE_EXHAUSTED), like the real one's admission control.
  */
@@ -69,6 +70,14 @@ export interface FakeCoordinatorOptions {
   /** Awaited before each generated token (index from 0) is produced: lets a test hold a generation. */
   readonly beforeToken?: (index: number, requestId: string) => Promise<void>;
   readonly topology?: readonly NodeStatus[];
+}
+
+/** The log-probability the fake coordinator reports for every token it generates: the most likely one. */
+export const FAKE_LOGPROB = -0.5;
+
+/** Its alternatives: the token itself, then the next byte values, each one nat less likely. */
+export function fakeAlternatives(tokenId: number, count: number): Array<{ token_id: number; logprob: number }> {
+  return Array.from({ length: count }, (_, j) => ({ token_id: (tokenId + j) % 256, logprob: FAKE_LOGPROB - j }));
 }
 
 /** What the fake coordinator generates for a prompt: its ids reversed, at most maxNewTokens. */
@@ -155,7 +164,8 @@ export function fakeCoordinatorHandlers(options: FakeCoordinatorOptions, record:
     Generate: (call) => {
       const isCancelled = accept(call, (error) => call.emit('error', error));
       if (isCancelled === undefined) return;
-      run(call.request, isCancelled, (index, id, text) => call.write({ token: { index, token_id: id, logprob: -1, text } }))
+      const alternatives = call.request.parameters?.top_logprobs ?? 0;
+      run(call.request, isCancelled, (index, id, text) => call.write({ token: { index, token_id: id, logprob: FAKE_LOGPROB, text, top_logprobs: fakeAlternatives(id, alternatives) } }))
         .then((summary) => {
           if (summary === undefined) return;
           call.write({ summary });

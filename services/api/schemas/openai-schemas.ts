@@ -13,6 +13,9 @@ const OPENAI_MAX_TEMPERATURE = 2;
 
 const CHAT_ROLES = ['system', 'developer', 'user', 'assistant'] as const;
 
+/** One message for every way a string of a union can be wrong: zod reports the branch that came closest. */
+const nonEmptyString = (problem: string) => z.string({ error: problem }).min(1, { error: problem });
+
 const EXAMPLE_ID = 'cmpl-5b0f3f0e-6f7c-4a43-9a43-3c1d2b1f8e2a';
 const EXAMPLE_CREATED = 1767225600;
 const EXAMPLE_USAGE = { prompt_tokens: 4, completion_tokens: 7, total_tokens: 11 };
@@ -41,7 +44,7 @@ export function openAiSchemas(limits: Pick<Limits, 'maxNewTokens'>, modelName: s
       z.strictObject({ include_usage: nullish(z.boolean({ error: 'must be a boolean' })) }, { error: (issue) => (issue.code === 'invalid_type' ? 'must be an object' : undefined) }),
     ).openapi({ description: '`include_usage`: a last chunk with `usage` and no choices, before `[DONE]`' }),
     stop: nullish(
-      z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(MAX_STOP_STRINGS)], { error: stopProblem }),
+      z.union([nonEmptyString(stopProblem), z.array(nonEmptyString(stopProblem), { error: stopProblem }).min(1, { error: stopProblem }).max(MAX_STOP_STRINGS, { error: stopProblem })], { error: stopProblem }),
     ).openapi({ description: 'The text ends before the first match' }),
     seed: nullish(fields.seed()).openapi({ description: 'Makes sampling reproducible' }),
     user: nullish(z.string({ error: 'must be a string' }).max(256, { error: 'must be at most 256 characters' })).openapi({ description: 'Accepted for compatibility; not used' }),
@@ -57,7 +60,11 @@ export function openAiSchemas(limits: Pick<Limits, 'maxNewTokens'>, modelName: s
     .strictObject(
       {
         ...common,
-        prompt: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(MAX_CHOICES)], { error: promptProblem }).openapi({ example: 'The history of the world' }),
+        prompt: z
+          .union([nonEmptyString(promptProblem), z.array(nonEmptyString(promptProblem), { error: promptProblem }).min(1, { error: promptProblem }).max(MAX_CHOICES, { error: promptProblem })], {
+            error: promptProblem,
+          })
+          .openapi({ example: 'The history of the world' }),
         max_tokens: common.max_tokens.openapi({ default: OPENAI_COMPLETION_DEFAULT_MAX_TOKENS }),
         logprobs: nullish(fields.topLogprobs()).openapi({ description: `Report the log-probability of each token and of the ${MAX_TOP_LOGPROBS} at most most likely alternatives` }),
       },
