@@ -4,6 +4,8 @@ import { httpStatusOf, type ServiceError } from '../../shared/errors';
 import { invalidField } from './parse-input';
 import type { RequestContext } from './request-context';
 import type { OpenAiErrorBody } from './schemas/openai-schemas';
+import type { serviceSchemas } from './schemas/service-schemas';
+import type { z } from './schemas/zod-openapi';
 
 /** Seconds a client should wait after a 429: the coordinator's queue drains within a few steps. */
 export const RETRY_AFTER_SECONDS = 1;
@@ -12,9 +14,7 @@ export const RETRY_AFTER_SECONDS = 1;
 export const OPENAI_PREFIX = '/v1/';
 
 /** `{ "error": { "code": "<grpc status name>", "message": "...", "request_id": "..." } }` */
-export interface ErrorBody {
-  readonly error: { readonly code: string; readonly message: string; readonly request_id: string };
-}
+export type ErrorBody = z.output<ReturnType<typeof serviceSchemas>['ErrorBody']>;
 
 export function errorBody(error: ServiceError, requestId: string): ErrorBody {
   return { error: { code: status[error.code] ?? 'UNKNOWN', message: error.message, request_id: requestId } };
