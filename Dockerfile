@@ -24,8 +24,9 @@ WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# The gRPC services load the .proto files at run time.
+# The gRPC services load the .proto files at run time; the api serves its playground and docs pages as they are.
 COPY protos ./protos
+COPY services/api/public ./services/api/public
 COPY config.json ./config.json
 # A named volume mounted at /models starts with this directory's owner, so model-init (non-root)
 # can write the model into it.

@@ -34,6 +34,10 @@ export interface Limits {
   readonly kvBudgetBytes: number;
   readonly kvIdleTtlMs: number;
   readonly bodyLimitBytes: number;
+  /** The api's HTTP server: time a client has to send its request headers. */
+  readonly httpHeadersTimeoutMs: number;
+  /** The api's HTTP server: time a client has to send its whole request, headers and body. */
+  readonly httpRequestTimeoutMs: number;
   /** Largest gRPC message any service sends or accepts. */
   readonly maxMessageBytes: number;
   /** A step that has not come back after this long marks its route suspect (hung replica); the measured step time sets it lower. */
@@ -62,11 +66,20 @@ export interface SecurityConfig {
   readonly tls: { readonly caFile: string; readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
+export interface ApiEntry {
+  readonly port: number;
+  readonly host: string;
+  /** When set, every route but health, readiness, metrics, the playground and the docs needs `Authorization: Bearer <key>`. */
+  readonly apiKey?: string;
+  /** Origins browsers may call the api from (CORS); `["*"]` allows any; empty (the default) sends no CORS headers. */
+  readonly corsOrigins: readonly string[];
+}
+
 export interface AppConfig {
   readonly modelName: string;
   /** Absolute path of the compiled model folder (manifest.json + stages). */
   readonly modelDir: string;
-  readonly api: { readonly port: number; readonly host: string };
+  readonly api: ApiEntry;
   readonly tokenizer: ServiceEntry;
   readonly coordinator: ServiceEntry;
   readonly nodes: readonly NodeEntry[];
@@ -89,6 +102,7 @@ export const ENV_OVERRIDES = {
   MODEL_DIR: 'model_dir',
   API_PORT: 'api.port',
   API_HOST: 'api.host',
+  API_KEY: 'api.api_key',
   TOKENIZER_ADDRESS: 'tokenizer.address',
   COORDINATOR_ADDRESS: 'coordinator.address',
   NODE_ADDRESSES: 'nodes[].address, as "node1=host:port,node2=host:port"',
@@ -111,6 +125,8 @@ export const DEFAULT_LIMITS: Limits = {
   kvBudgetBytes: 2 * 1024 ** 3,
   kvIdleTtlMs: 30_000,
   bodyLimitBytes: 64 * 1024,
+  httpHeadersTimeoutMs: 10_000,
+  httpRequestTimeoutMs: 30_000,
   maxMessageBytes: 16 * 1024 * 1024,
   stepTimeoutMaxMs: 3_000,
   microBatches: 0,
@@ -204,6 +220,8 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
     api: {
       port: port(env.API_PORT ?? api.port ?? 8000, 'api.port'),
       host: str(env.API_HOST ?? api.host ?? '0.0.0.0', 'api.host'),
+      ...optionalEntry('apiKey', optionalStr(env.API_KEY ?? api.api_key, 'api.api_key')),
+      corsOrigins: corsOrigins(api.cors_origins ?? []),
     },
     tokenizer: {
       address: address(env.TOKENIZER_ADDRESS ?? tokenizer.address, 'tokenizer.address'),
@@ -224,6 +242,8 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
       kvBudgetBytes: int(env.KV_BUDGET_BYTES ?? limits.kv_budget_bytes ?? DEFAULT_LIMITS.kvBudgetBytes, 'limits.kv_budget_bytes', 1),
       kvIdleTtlMs: int(limits.kv_idle_ttl_ms ?? DEFAULT_LIMITS.kvIdleTtlMs, 'limits.kv_idle_ttl_ms', 1),
       bodyLimitBytes: int(limits.body_limit_bytes ?? DEFAULT_LIMITS.bodyLimitBytes, 'limits.body_limit_bytes', 1),
+      httpHeadersTimeoutMs: int(limits.http_headers_timeout_ms ?? DEFAULT_LIMITS.httpHeadersTimeoutMs, 'limits.http_headers_timeout_ms', 1),
+      httpRequestTimeoutMs: int(limits.http_request_timeout_ms ?? DEFAULT_LIMITS.httpRequestTimeoutMs, 'limits.http_request_timeout_ms', 1),
       maxMessageBytes: int(limits.max_message_bytes ?? DEFAULT_LIMITS.maxMessageBytes, 'limits.max_message_bytes', 64 * 1024),
       stepTimeoutMaxMs: int(limits.step_timeout_max_ms ?? DEFAULT_LIMITS.stepTimeoutMaxMs, 'limits.step_timeout_max_ms', 100),
       microBatches: int(limits.micro_batches ?? DEFAULT_LIMITS.microBatches, 'limits.micro_batches', 0),
@@ -278,6 +298,24 @@ function asObject(value: unknown, key: string): Record<string, unknown> {
 function str(value: unknown, key: string): string {
   if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(key, 'must be a non-empty string');
   return value;
+}
+
+/** Absent or empty stays absent: an empty API_KEY means no key, not an empty one. */
+function optionalStr(value: unknown, key: string): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  return str(value, key);
+}
+
+function optionalEntry<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+function corsOrigins(value: unknown): readonly string[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || !list.every((o) => typeof o === 'string' && (o === '*' || /^https?:\/\/[^/\s]+$/.test(o)))) {
+    throw new ConfigError('api.cors_origins', `must be "*" or a list of origins such as "https://app.example.com" (scheme and host, no path), got ${JSON.stringify(value)}`);
+  }
+  return list as string[];
 }
 
 function int(value: unknown, key: string, min: number): number {

@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 import type { GenerateEvent__Output } from '../../protos/generated/pipeserve/v1/GenerateEvent';
 import { ServiceError } from '../../shared/errors';
 import { GenerationClient, type EncodedPrompt } from './generation-client';
-import { parseProcessRequest, type ProcessRequest } from './process-request';
+import { parseProcessQuery, parseProcessRequest, type ProcessRequest } from './process-request';
 import type { GenerationRouteDeps } from './process-route';
 import { toProcessResponse } from './process-response';
 import { contextOf } from './request-context';
@@ -11,14 +11,25 @@ import { errorBody, sendError } from './send-error';
 import { SseStream } from './sse-stream';
 
 /**
- * `POST /api/model/generate`: the same generation as a text/event-stream, one `token` event per
- * generated token, then `done` with the process route's JSON. The 200 and the stream headers wait
- * for the coordinator's first event, so a request it refuses at once (full queue, prompt too long)
- * still gets its proper HTTP status; a failure after that arrives as an `error` event.
+ * `POST /api/model/generate` (JSON body) and `GET /api/model/generate` (the same fields as
+ * query parameters, for a browser's EventSource): the generation as a text/event-stream of named
+ * events, one `token` per generated token, then `done` with the process route's JSON. The 200
+ * and the stream headers wait for the coordinator's first event, so a request it refuses at once
+ * (full queue, prompt too long) still gets its proper HTTP status; a failure after that arrives as
+ * an `error` event.
+ *
+ * The GET stream's events carry ids. An EventSource reconnects when a stream ends, sending the
+ * last id it saw as Last-Event-ID: a generation cannot be resumed, so such a request is answered
+ * 204, which tells the EventSource to stop instead of starting the generation again.
  */
-export function generateRoute(deps: GenerationRouteDeps): RequestHandler {
+export function generateRoute(deps: GenerationRouteDeps, from: 'body' | 'query'): RequestHandler {
   return async (req, res) => {
     const context = contextOf(req);
+    if (from === 'query' && req.get('last-event-id') !== undefined) {
+      res.status(204).end();
+      return;
+    }
+    const eventId = (name: string | number): string | undefined => (from === 'query' ? `${context.requestId}:${name}` : undefined);
     const deadlineUnixMs = context.receivedAtUnixMs + deps.limits.requestTimeoutMs;
     let closed = false;
     res.once('close', () => {
@@ -27,7 +38,7 @@ export function generateRoute(deps: GenerationRouteDeps): RequestHandler {
     let request: ProcessRequest;
     let prompt: EncodedPrompt;
     try {
-      request = parseProcessRequest(req.body, deps.limits);
+      request = from === 'body' ? parseProcessRequest(req.body, deps.limits) : parseProcessQuery(req.query as Record<string, unknown>, deps.limits);
       prompt = await deps.generation.encode(request.text, context.requestId, deadlineUnixMs);
     } catch (error) {
       sendError(res, ServiceError.from(error), context);
@@ -55,12 +66,12 @@ export function generateRoute(deps: GenerationRouteDeps): RequestHandler {
       stream ??= SseStream.open(res);
       if (event.token) {
         deps.metrics.countTokens('generated', 1);
-        stream.send('token', { index: event.token.index, token_id: event.token.token_id, text: event.token.text });
+        stream.send('token', { index: event.token.index, token_id: event.token.token_id, text: event.token.text }, eventId(event.token.index));
       } else if (event.summary) {
         settled = true;
         deps.metrics.countTokens('prompt', event.summary.prompt_tokens);
         const totalMs = performance.now() - context.startedAt;
-        stream.send('done', toProcessResponse(event.summary, { requestId: context.requestId, tokenizeMs: prompt.tokenizeMs, totalMs, metadata: request.metadata }));
+        stream.send('done', toProcessResponse(event.summary, { requestId: context.requestId, tokenizeMs: prompt.tokenizeMs, totalMs, metadata: request.metadata }), eventId('done'));
         stream.end();
       }
     });
@@ -75,7 +86,7 @@ export function generateRoute(deps: GenerationRouteDeps): RequestHandler {
         return;
       }
       context.logger.error('stream failed', { code: status[error.code], error: error.message });
-      stream.send('error', errorBody(error, context.requestId));
+      stream.send('error', errorBody(error, context.requestId), eventId('error'));
       stream.end();
     }
   };

@@ -8,10 +8,19 @@ import type { EncodeResponse__Output } from '../../protos/generated/pipeserve/v1
 import type { TokenizerClient } from '../../protos/generated/pipeserve/v1/Tokenizer';
 import { requestMetadata, unary, untilDeadline } from '../../shared/grpc/channel';
 import { ServiceError } from '../../shared/errors';
-import type { ProcessRequest } from './process-request';
+import type { DecodeRequest } from '../../protos/generated/pipeserve/v1/DecodeRequest';
+import type { DecodeResponse__Output } from '../../protos/generated/pipeserve/v1/DecodeResponse';
+import type { RenderChatRequest } from '../../protos/generated/pipeserve/v1/RenderChatRequest';
+import type { RenderChatResponse__Output } from '../../protos/generated/pipeserve/v1/RenderChatResponse';
+import type { GenerationSettings } from './generation-settings';
 
-/** Encoding a prompt takes milliseconds; a tokenizer that needs longer is in trouble, not busy. */
+/** Encoding a prompt (or rendering a chat) takes milliseconds; a tokenizer that needs longer is in trouble, not busy. */
 export const ENCODE_DEADLINE_MS = 5_000;
+
+export interface ChatPromptMessage {
+  readonly role: string;
+  readonly content: string;
+}
 
 export interface EncodedPrompt {
   readonly tokenIds: readonly number[];
@@ -44,9 +53,40 @@ export class GenerationClient {
     }
   }
 
+  /** The chat as the model's prompt, through the tokenizer's chat template (with the assistant turn opened). */
+  async renderChat(messages: readonly ChatPromptMessage[], requestId: string, deadlineUnixMs: number): Promise<EncodedPrompt & { readonly text: string }> {
+    const started = performance.now();
+    try {
+      const response = await unary<RenderChatRequest, RenderChatResponse__Output>(
+        (argument, metadata, options, callback) => this.tokenizer.RenderChat(argument, metadata, options, callback),
+        { messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt: true },
+        requestMetadata(requestId),
+        untilDeadline(Math.min(deadlineUnixMs, Date.now() + ENCODE_DEADLINE_MS)),
+      );
+      return { tokenIds: response.token_ids, text: response.text, tokenizeMs: performance.now() - started };
+    } catch (error) {
+      throw naming('tokenizer', error);
+    }
+  }
+
+  /** The text of one token on its own, special tokens included (for naming log-probability alternatives). */
+  async decodeToken(tokenId: number, requestId: string, deadlineUnixMs: number): Promise<string> {
+    try {
+      const response = await unary<DecodeRequest, DecodeResponse__Output>(
+        (argument, metadata, options, callback) => this.tokenizer.Decode(argument, metadata, options, callback),
+        { token_ids: [tokenId], skip_special_tokens: false },
+        requestMetadata(requestId),
+        untilDeadline(Math.min(deadlineUnixMs, Date.now() + ENCODE_DEADLINE_MS)),
+      );
+      return response.text;
+    } catch (error) {
+      throw naming('tokenizer', error);
+    }
+  }
+
   /** Aborting `signal` cancels the call (the coordinator then frees the sequence). */
   async process(
-    request: ProcessRequest,
+    request: GenerationSettings,
     promptTokenIds: readonly number[],
     requestId: string,
     deadlineUnixMs: number,
@@ -79,7 +119,7 @@ export class GenerationClient {
    * The caller owns the stream: it must cancel it when its client goes away. Map its errors with
    * `coordinatorError`, saying whether the caller had cancelled the stream.
    */
-  generate(request: ProcessRequest, promptTokenIds: readonly number[], requestId: string, deadlineUnixMs: number): ClientReadableStream<GenerateEvent__Output> {
+  generate(request: GenerationSettings, promptTokenIds: readonly number[], requestId: string, deadlineUnixMs: number): ClientReadableStream<GenerateEvent__Output> {
     return this.coordinator.Generate(generateRequest(request, promptTokenIds, requestId), requestMetadata(requestId), untilDeadline(deadlineUnixMs));
   }
 
@@ -88,7 +128,7 @@ export class GenerationClient {
   }
 }
 
-function generateRequest(request: ProcessRequest, promptTokenIds: readonly number[], requestId: string): GenerateRequest {
+function generateRequest(request: GenerationSettings, promptTokenIds: readonly number[], requestId: string): GenerateRequest {
   return {
     request_id: requestId,
     prompt_token_ids: [...promptTokenIds],
@@ -100,7 +140,9 @@ function generateRequest(request: ProcessRequest, promptTokenIds: readonly numbe
       repetition_penalty: request.repetitionPenalty,
       seed: request.seed,
       stop: [...request.stop],
+      top_logprobs: request.topLogprobs,
     },
+    priority: request.priority,
   };
 }
 

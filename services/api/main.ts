@@ -1,9 +1,9 @@
-import http from 'node:http';
 import { loadConfig } from '../../shared/config';
 import { createClient, useTransport } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry } from '../../shared/metrics';
+import { createApiServer } from './api-server';
 import { createApiApp } from './app';
 
 /** Open streams get this long to finish after SIGTERM before their connections are cut. */
@@ -29,13 +29,19 @@ function main(): void {
     registry: createMetricsRegistry('api'),
   });
 
-  const server = http.createServer(app);
+  const server = createApiServer(app, config.limits);
   server.once('error', (error) => {
     logger.error('cannot listen', { host: config.api.host, port: config.api.port, error: error.message });
     process.exit(1);
   });
   server.listen(config.api.port, config.api.host, () => {
-    logger.info('api listening', { url: `http://${config.api.host}:${config.api.port}`, tokenizer: config.tokenizer.address, coordinator: config.coordinator.address });
+    logger.info('api listening', {
+      url: `http://${config.api.host}:${config.api.port}`,
+      tokenizer: config.tokenizer.address,
+      coordinator: config.coordinator.address,
+      api_key: config.api.apiKey === undefined ? 'none' : 'required',
+      cors_origins: config.api.corsOrigins,
+    });
   });
 
   let stopping = false;

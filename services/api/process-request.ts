@@ -1,83 +1,69 @@
-import { ServiceError } from '../../shared/errors';
-import { DEFAULT_GENERATION_CONFIG, MAX_STOP_STRINGS } from '../../shared/generation-config';
+import type { Limits } from '../../shared/config';
+import { DEFAULT_GENERATION_CONFIG } from '../../shared/generation-config';
+import type { GenerationSettings } from './generation-settings';
+import { parseInput } from './parse-input';
+import { processSchemas, type ProcessBody } from './schemas/process-schemas';
 
-const MAX_SEED = 2 ** 32 - 1;
-const MAX_UINT32 = 2 ** 32 - 1;
-
-/**
- * The body of `POST /api/model/process` and `POST /api/model/generate`, parsed once. Optional
- * sampling fields stay absent when the client left them out, so the coordinator's documented
- * defaults apply (proto3 `optional` keeps presence on the wire).
- */
-export interface ProcessRequest {
+/** The body of `POST /api/model/process` and `/api/model/generate` (or the query of `GET /api/model/generate`), parsed once. */
+export interface ProcessRequest extends GenerationSettings {
   readonly text: string;
   /** Echoed back untouched: the client's own correlation data. */
   readonly metadata: Readonly<Record<string, unknown>>;
-  readonly maxNewTokens: number;
-  /** 0 = greedy. */
+  /** 0 = greedy (the default here). */
   readonly temperature: number;
-  readonly topK?: number;
-  readonly topP?: number;
-  readonly repetitionPenalty?: number;
-  readonly seed?: number;
-  readonly stop: readonly string[];
 }
 
-const FIELDS = ['text', 'metadata', 'max_new_tokens', 'temperature', 'top_k', 'top_p', 'repetition_penalty', 'seed', 'stop'];
+const schemas = new Map<number, ReturnType<typeof processSchemas>>();
+
+function schemasFor(limits: Pick<Limits, 'maxNewTokens'>): ReturnType<typeof processSchemas> {
+  let found = schemas.get(limits.maxNewTokens);
+  if (found === undefined) {
+    found = processSchemas(limits);
+    schemas.set(limits.maxNewTokens, found);
+  }
+  return found;
+}
 
 /**
  * Parses a JSON body into a ProcessRequest or throws INVALID_ARGUMENT naming the field
- * ("max_new_tokens: must be an integer between 1 and 512", "unknown field: foo").
+ * ("max_new_tokens: must be an integer between 1 and 512, got 0", "unknown field: foo").
  * `maxNewTokens` is the configured ceiling (`limits.max_new_tokens`).
  */
-export function parseProcessRequest(body: unknown, limits: { readonly maxNewTokens: number }): ProcessRequest {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw ServiceError.invalidArgument('body', 'must be a JSON object');
-  }
-  const record = body as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    if (!FIELDS.includes(key)) throw ServiceError.invalidArgument('unknown field', key);
-  }
+export function parseProcessRequest(body: unknown, limits: Pick<Limits, 'maxNewTokens'>): ProcessRequest {
+  return toProcessRequest(parseInput(schemasFor(limits).ProcessRequest, body), limits);
+}
 
-  const text = record.text;
-  if (typeof text !== 'string' || text.length === 0) throw ServiceError.invalidArgument('text', 'must be a non-empty string');
-
-  const metadata = record.metadata === undefined ? {} : record.metadata;
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
-    throw ServiceError.invalidArgument('metadata', 'must be a JSON object');
+/**
+ * The same from a URL query (GET, for a browser's EventSource): numbers arrive as text, and
+ * `stop` may be repeated. A value that is not a number stays text, which the schema rejects
+ * naming the field.
+ */
+export function parseProcessQuery(query: Readonly<Record<string, unknown>>, limits: Pick<Limits, 'maxNewTokens'>): ProcessRequest {
+  const schema = schemasFor(limits).GenerateQuery;
+  const numeric = new Set(['max_new_tokens', 'temperature', 'top_k', 'top_p', 'repetition_penalty', 'seed']);
+  const body: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(query)) {
+    if (key === 'stop') body[key] = Array.isArray(value) ? value : [value];
+    else if (numeric.has(key) && typeof value === 'string' && NUMBER_TEXT.test(value)) body[key] = Number(value);
+    else body[key] = value;
   }
+  return toProcessRequest({ metadata: undefined, ...parseInput(schema, body) }, limits);
+}
 
-  const maxNewTokens = optionalNumber(record, 'max_new_tokens', (n) => Number.isInteger(n) && n >= 1 && n <= limits.maxNewTokens, `must be an integer between 1 and ${limits.maxNewTokens}`);
-  const temperature = optionalNumber(record, 'temperature', (n) => n >= 0, 'must be a number >= 0 (0 = greedy)');
+const NUMBER_TEXT = /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/;
+
+function toProcessRequest(body: ProcessBody, limits: Pick<Limits, 'maxNewTokens'>): ProcessRequest {
   return {
-    text,
-    metadata: metadata as Record<string, unknown>,
-    maxNewTokens: maxNewTokens ?? Math.min(DEFAULT_GENERATION_CONFIG.maxNewTokens, limits.maxNewTokens),
-    temperature: temperature ?? 0,
-    topK: optionalNumber(record, 'top_k', (n) => Number.isInteger(n) && n >= 0 && n <= MAX_UINT32, 'must be an integer >= 0 (0 = off)'),
-    topP: optionalNumber(record, 'top_p', (n) => n > 0 && n <= 1, 'must be a number greater than 0 and at most 1'),
-    repetitionPenalty: optionalNumber(record, 'repetition_penalty', (n) => n > 0, 'must be a number > 0 (1 = off)'),
-    seed: optionalNumber(record, 'seed', (n) => Number.isInteger(n) && n >= 0 && n <= MAX_SEED, `must be an integer between 0 and ${MAX_SEED}`),
-    stop: parseStop(record.stop),
+    text: body.text,
+    metadata: body.metadata ?? {},
+    maxNewTokens: body.max_new_tokens ?? Math.min(DEFAULT_GENERATION_CONFIG.maxNewTokens, limits.maxNewTokens),
+    temperature: body.temperature ?? 0,
+    topK: body.top_k,
+    topP: body.top_p,
+    repetitionPenalty: body.repetition_penalty,
+    seed: body.seed,
+    stop: body.stop ?? [],
+    topLogprobs: 0,
+    priority: body.priority ?? 'interactive',
   };
-}
-
-/** Absent stays undefined; present must be a finite number that `accept`s. JSON null is not absent. */
-function optionalNumber(record: Record<string, unknown>, field: string, accept: (n: number) => boolean, problem: string): number | undefined {
-  const value = record[field];
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || !accept(value)) {
-    throw ServiceError.invalidArgument(field, `${problem}, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function parseStop(value: unknown): readonly string[] {
-  if (value === undefined) return [];
-  const problem = `must be an array of at most ${MAX_STOP_STRINGS} non-empty strings`;
-  if (!Array.isArray(value) || value.length > MAX_STOP_STRINGS) throw ServiceError.invalidArgument('stop', problem);
-  return value.map((entry, i) => {
-    if (typeof entry !== 'string' || entry.length === 0) throw ServiceError.invalidArgument(`stop[${i}]`, problem);
-    return entry;
-  });
 }

@@ -19,10 +19,27 @@ export class SseStream {
     return new SseStream(res);
   }
 
-  /** One `event:` with a single-line JSON `data:` (JSON.stringify never emits a raw newline). */
-  send(event: string, data: unknown): void {
+  /**
+   * One named event with a single-line JSON `data:` (JSON.stringify never emits a raw newline).
+   * An `id` is what a browser's EventSource sends back as Last-Event-ID when it reconnects.
+   */
+  send(event: string, data: unknown, id?: string): void {
+    this.write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** An unnamed event (`data:` only), as OpenAI streams chunks: EventSource's `onmessage` receives it. */
+  sendData(data: object): void {
+    this.write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** OpenAI's end of stream: `data: [DONE]`. */
+  sendDone(): void {
+    this.write('data: [DONE]\n\n');
+  }
+
+  private write(text: string): void {
     if (this.res.writableEnded || this.res.destroyed) return;
-    this.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    this.res.write(text);
   }
 
   end(): void {

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import os from 'node:os';
 import type { Registry } from 'prom-client';
 import type { CoordinatorHandlers } from '../../protos/generated/pipeserve/v1/Coordinator';
@@ -7,6 +7,7 @@ import type { GenerateRequest__Output } from '../../protos/generated/pipeserve/v
 import type { GenerationSummary } from '../../protos/generated/pipeserve/v1/GenerationSummary';
 import type { NodeStatus } from '../../protos/generated/pipeserve/v1/NodeStatus';
 import type { TokenizerHandlers } from '../../protos/generated/pipeserve/v1/Tokenizer';
+import { createApiServer } from '../../services/api/api-server';
 import { createApiApp } from '../../services/api/app';
 import { parseConfig, type AppConfig } from '../../shared/config';
 import { createClient, requestIdOf, startServer, type RunningServer } from '../../shared/grpc/channel';
@@ -17,7 +18,8 @@ import { createMetricsRegistry } from '../../shared/metrics';
 /**
  * In-test stand-ins for the tokenizer and coordinator, with simple honest behaviour:
  * - the tokenizer maps UTF-8 bytes to ids (id = byte value) and back, and renders chats as ChatML;
- * - the coordinator "generates" the prompt ids reversed, at most max_new_tokens of them,
+ * - the coordinator "generates" the prompt ids reversed, at most max_new_tokens of them (with
+ *   `fakeAlternatives` when top_logprobs are asked for),
  *   rejects prompts longer than `maxPromptTokens` (INVALID_ARGUMENT) and requests beyond
  *   `capacity` running at once (RESOURCE_EXHAUSTED), like the real one's admission control.
  */
@@ -36,8 +38,7 @@ export function fakeTokenizerHandlers(options: FakeTokenizerOptions = {}): Token
     },
     Decode: (call, callback) => callback(null, { text: Buffer.from(call.request.token_ids).toString('utf8') }),
     RenderChat: (call, callback) => {
-      const turns = call.request.messages.map((message) => `<|im_start|>${message.role}\n${message.content}<|im_end|>\n`);
-      const text = turns.join('') + (call.request.add_generation_prompt ? '<|im_start|>assistant\n' : '');
+      const text = fakeChatText(call.request.messages, call.request.add_generation_prompt);
       callback(null, { text, token_ids: [...Buffer.from(text, 'utf8')], template: 'chatml' });
     },
     DecodeStream: (call) => {
@@ -52,6 +53,11 @@ export function fakeTokenizerHandlers(options: FakeTokenizerOptions = {}): Token
   };
 }
 
+/** The fake tokenizer's chat rendering: ChatML, as the real one renders for a checkpoint without a template. */
+export function fakeChatText(messages: ReadonlyArray<{ role: string; content: string }>, addGenerationPrompt: boolean): string {
+  return messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') + (addGenerationPrompt ? '<|im_start|>assistant\n' : '');
+}
+
 export interface CoordinatorRecord {
   readonly requests: GenerateRequest__Output[];
   readonly metadataRequestIds: string[];
@@ -64,6 +70,14 @@ export interface FakeCoordinatorOptions {
   /** Awaited before each generated token (index from 0) is produced: lets a test hold a generation. */
   readonly beforeToken?: (index: number, requestId: string) => Promise<void>;
   readonly topology?: readonly NodeStatus[];
+}
+
+/** The log-probability the fake coordinator reports for every token it generates: the most likely one. */
+export const FAKE_LOGPROB = -0.5;
+
+/** Its alternatives: the token itself, then the next byte values, each one nat less likely. */
+export function fakeAlternatives(tokenId: number, count: number): Array<{ token_id: number; logprob: number }> {
+  return Array.from({ length: count }, (_, j) => ({ token_id: (tokenId + j) % 256, logprob: FAKE_LOGPROB - j }));
 }
 
 /** What the fake coordinator generates for a prompt: its ids reversed, at most maxNewTokens. */
@@ -150,7 +164,8 @@ export function fakeCoordinatorHandlers(options: FakeCoordinatorOptions, record:
     Generate: (call) => {
       const isCancelled = accept(call, (error) => call.emit('error', error));
       if (isCancelled === undefined) return;
-      run(call.request, isCancelled, (index, id, text) => call.write({ token: { index, token_id: id, logprob: -1, text } }))
+      const alternatives = call.request.parameters?.top_logprobs ?? 0;
+      run(call.request, isCancelled, (index, id, text) => call.write({ token: { index, token_id: id, logprob: FAKE_LOGPROB, text, top_logprobs: fakeAlternatives(id, alternatives) } }))
         .then((summary) => {
           if (summary === undefined) return;
           call.write({ summary });
@@ -179,12 +194,12 @@ export async function startFakeCoordinator(options: FakeCoordinatorOptions): Pro
   return { server, record };
 }
 
-export function testConfig(tokenizerPort: number, coordinatorPort: number, limits: Record<string, number> = {}): AppConfig {
+export function testConfig(tokenizerPort: number, coordinatorPort: number, limits: Record<string, number> = {}, api: Record<string, unknown> = {}): AppConfig {
   return parseConfig(
     {
       model_name: 'fake',
       model_dir: 'model',
-      api: { port: 8000, host: '127.0.0.1' },
+      api: { port: 8000, host: '127.0.0.1', ...api },
       tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: 9101 },
       coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: 9102 },
       nodes: [{ id: 'node1', address: '127.0.0.1:50051', model_part: 0, metrics_port: 9201 }],
@@ -222,7 +237,7 @@ export async function startApi(config: AppConfig): Promise<RunningApi> {
     logger,
     registry,
   });
-  const server: Server = createServer(app);
+  const server: Server = createApiServer(app, config.limits);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('the api server has no TCP address');
@@ -262,6 +277,9 @@ export const BAD_BODIES: ReadonlyArray<readonly [string, unknown, string]> = [
   ['stop not an array', { text: 'a', stop: 'x' }, 'stop: must be an array of at most 4 non-empty strings'],
   ['five stop strings', { text: 'a', stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop: must be an array of at most 4 non-empty strings'],
   ['empty stop string', { text: 'a', stop: ['a', ''] }, 'stop[1]: must be an array of at most 4 non-empty strings'],
+  ['unknown priority', { text: 'a', priority: 'urgent' }, 'priority: must be one of "interactive", "batch", got "urgent"'],
+  ['infinite temperature', { text: 'a', temperature: 1e400 }, 'temperature: must be a number >= 0'],
+  ['null metadata', { text: 'a', metadata: null }, 'metadata: must be a JSON object'],
 ];
 
 export function postJson(url: string, body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {

@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { parseProcessRequest } from '../../services/api/process-request';
+import { parseProcessQuery, parseProcessRequest } from '../../services/api/process-request';
 import { ServiceError } from '../../shared/errors';
 import { BAD_BODIES } from '../support/api-test-support';
 
@@ -38,6 +38,8 @@ describe('parseProcessRequest', () => {
       repetitionPenalty: undefined,
       seed: undefined,
       stop: [],
+      topLogprobs: 0,
+      priority: 'interactive',
     });
   });
 
@@ -56,6 +58,7 @@ describe('parseProcessRequest', () => {
       repetition_penalty: 1.3,
       seed: 2 ** 32 - 1,
       stop: ['\n', 'END', 'a', 'b'],
+      priority: 'batch',
     };
     expect(parseProcessRequest(body, LIMITS)).toEqual({
       text: 'héllo',
@@ -67,6 +70,28 @@ describe('parseProcessRequest', () => {
       repetitionPenalty: 1.3,
       seed: 4294967295,
       stop: ['\n', 'END', 'a', 'b'],
+      topLogprobs: 0,
+      priority: 'batch',
     });
+  });
+});
+
+describe('parseProcessQuery', () => {
+  test('reads numbers from their text, repeated stop parameters as a list, and the same defaults', () => {
+    expect(parseProcessQuery({ text: 'hi', max_new_tokens: '8', temperature: '0.5', seed: '3', stop: ['.', '!'], priority: 'batch' }, LIMITS)).toEqual({
+      ...parseProcessRequest({ text: 'hi', max_new_tokens: 8, temperature: 0.5, seed: 3, stop: ['.', '!'], priority: 'batch' }, LIMITS),
+    });
+    expect(parseProcessQuery({ text: 'hi', stop: '.' }, LIMITS).stop).toEqual(['.']);
+    expect(parseProcessQuery({ text: 'hi' }, LIMITS)).toEqual(parseProcessRequest({ text: 'hi' }, LIMITS));
+  });
+
+  test.each([
+    [{ text: 'a', max_new_tokens: 'four' }, 'max_new_tokens: must be an integer between 1 and 512, got "four"'],
+    [{ text: 'a', max_new_tokens: '' }, 'max_new_tokens: must be an integer between 1 and 512'],
+    [{ text: 'a', temperature: ['1', '2'] }, 'temperature: must be a number >= 0 (0 = greedy), got an array'],
+    [{ text: 'a', metadata: '{}' }, 'unknown field: metadata'],
+    [{}, 'text: must be a non-empty string'],
+  ])('rejects %j naming the field', (query, message) => {
+    expect(() => parseProcessQuery(query, LIMITS)).toThrow(message);
   });
 });

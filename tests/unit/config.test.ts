@@ -36,10 +36,30 @@ describe('config.json', () => {
     [(c: Record<string, unknown>) => ((c.api as { port: number }).port = 70000), /config api\.port: must be a port number/],
     [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).max_new_tokens = 0), /config limits\.max_new_tokens: must be an integer >= 1/],
     [(c: Record<string, unknown>) => (c.log_level = 'loud'), /config log_level: must be one of/],
+    [(c: Record<string, unknown>) => ((c.api as Record<string, unknown>).cors_origins = ['https://a.example/path']), /config api\.cors_origins: must be "\*" or a list of origins/],
+    [(c: Record<string, unknown>) => ((c.api as Record<string, unknown>).api_key = 5), /config api\.api_key: must be a non-empty string/],
+    [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).http_headers_timeout_ms = 0), /config limits\.http_headers_timeout_ms: must be an integer >= 1/],
   ])('an invalid config is rejected with a message naming the key (%#)', (mutate, message) => {
     const json = shipped();
     mutate(json);
     expect(() => parseConfig(json, { baseDir: ROOT })).toThrow(message);
+  });
+
+  it('the api key comes from api.api_key or API_KEY (an empty API_KEY is no key); CORS origins and HTTP timeouts from their keys', () => {
+    const plain = parseConfig(shipped(), { baseDir: ROOT });
+    expect(plain.api.apiKey).toBeUndefined();
+    expect(plain.api.corsOrigins).toEqual([]);
+    expect([plain.limits.httpHeadersTimeoutMs, plain.limits.httpRequestTimeoutMs]).toEqual([10_000, 30_000]);
+
+    const json = shipped();
+    Object.assign(json.api as Record<string, unknown>, { api_key: 'from-file', cors_origins: ['http://localhost:5173', 'https://app.example.com'] });
+    Object.assign(json.limits as Record<string, unknown>, { http_headers_timeout_ms: 2_000, http_request_timeout_ms: 5_000 });
+    const configured = parseConfig(json, { baseDir: ROOT });
+    expect(configured.api).toMatchObject({ apiKey: 'from-file', corsOrigins: ['http://localhost:5173', 'https://app.example.com'] });
+    expect([configured.limits.httpHeadersTimeoutMs, configured.limits.httpRequestTimeoutMs]).toEqual([2_000, 5_000]);
+    expect(parseConfig(json, { baseDir: ROOT, env: { API_KEY: 'from-env' } }).api.apiKey).toBe('from-env');
+    expect(parseConfig(shipped(), { baseDir: ROOT, env: { API_KEY: '' } }).api.apiKey).toBeUndefined();
+    expect(parseConfig({ ...shipped(), api: { cors_origins: '*' } }, { baseDir: ROOT }).api.corsOrigins).toEqual(['*']);
   });
 
   it('NODE_ADDRESSES naming an unknown node is rejected', () => {
