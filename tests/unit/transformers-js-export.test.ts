@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Gpt2Config } from '../../shared/model/gpt2-config';
 import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
 import { parseHfCausalLmConfig } from '../../tools/bench/hf-causal-lm-config';
 import { exportForTransformersJs } from '../../tools/bench/transformers-js-export';
+import { ensureTransformersJsExport } from '../../tools/bench/transformers-js-model-folder';
 import { TransformersJsRunner } from '../../tools/bench/transformers-js-runner';
 import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
 import { randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
@@ -180,6 +181,21 @@ describe('transformers.js export', () => {
     } finally {
       await runner.close();
     }
+  });
+
+  test('a benchmark reuses the export beside a compiled model folder until its checkpoint changes', async () => {
+    const modelDir = path.join(root, 'compiled');
+    await writeRandomLlamaCheckpoint(path.join(modelDir, 'checkpoint'), { ...TINY_LLAMA, architectures: ['LlamaForCausalLM'], model_type: 'llama' }, SEED);
+    const exportDir = await ensureTransformersJsExport(modelDir);
+    expect(exportDir).toBe(`${modelDir}-transformers-js`);
+    const graph = path.join(exportDir, 'onnx', 'model.onnx');
+    const first = (await stat(graph)).mtimeMs;
+    expect(await ensureTransformersJsExport(modelDir)).toBe(exportDir);
+    expect((await stat(graph)).mtimeMs).toBe(first);
+    const later = new Date(first + 60_000);
+    await utimes(path.join(modelDir, 'checkpoint', 'model.safetensors'), later, later);
+    await ensureTransformersJsExport(modelDir);
+    expect((await stat(graph)).mtimeMs).toBeGreaterThan(first);
   });
 
   test('refuses a checkpoint holding tensors its config does not account for, and leaves no output folder', async () => {
