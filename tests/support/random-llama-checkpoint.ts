@@ -28,6 +28,8 @@ const INIT = {
 export interface WriteRandomLlamaOptions {
   /** Split the tensors over this many shards with a model.safetensors.index.json (default: one model.safetensors). */
   readonly shards?: number;
+  /** BF16 stores each weight rounded to bfloat16 (as most released Llama-family checkpoints are); the returned tensors hold the rounded values. */
+  readonly dtype?: 'F32' | 'BF16';
 }
 
 /**
@@ -43,7 +45,9 @@ export async function writeRandomLlamaCheckpoint(
   seed: number,
   options: WriteRandomLlamaOptions = {},
 ): Promise<Map<string, Weight>> {
-  const tensors = randomTensors(config, seed);
+  const bf16 = options.dtype === 'BF16';
+  const tensors = bf16 ? new Map([...randomTensors(config, seed)].map(([name, w]) => [name, roundToBf16(w)])) : randomTensors(config, seed);
+  const write = bf16 ? writeBf16Safetensors : (file: string, part: ReadonlyMap<string, Weight>) => writeSafetensors(file, part, { format: 'pt' });
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   const tokenizer = buildGpt2TokenizerFiles();
@@ -51,7 +55,7 @@ export async function writeRandomLlamaCheckpoint(
   await writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizer.tokenizerConfigJson));
   const shards = options.shards ?? 1;
   if (shards === 1) {
-    await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    await write(path.join(dir, 'model.safetensors'), tensors);
     return tensors;
   }
   const names = [...tensors.keys()];
@@ -61,7 +65,7 @@ export async function writeRandomLlamaCheckpoint(
     const file = `model-${String(shard + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
     const part = new Map(names.slice(shard * perShard, (shard + 1) * perShard).map((name) => [name, tensors.get(name) as Weight]));
     for (const name of part.keys()) weightMap[name] = file;
-    await writeSafetensors(path.join(dir, file), part, { format: 'pt' });
+    await write(path.join(dir, file), part);
   }
   await writeFile(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
   return tensors;
@@ -105,6 +109,33 @@ function randomTensors(config: Readonly<Record<string, unknown>>, seed: number):
   normal('model.norm.weight', [hidden], INIT.finalNormGainStd, INIT.finalNormGainMean);
   if (config.tie_word_embeddings !== true) linear('lm_head', hidden, vocab, INIT.headGain, false);
   return tensors;
+}
+
+/** The float32 values nearest to bfloat16 (round to nearest even on the dropped 16 bits). */
+function roundToBf16(weight: Weight): Weight {
+  const bits = new Uint32Array(Float32Array.from(weight.data).buffer);
+  for (let i = 0; i < bits.length; i++) bits[i] = ((bits[i] + 0x7fff + ((bits[i] >>> 16) & 1)) >>> 16) << 16;
+  return { dims: weight.dims, data: new Float32Array(bits.buffer) };
+}
+
+/** A safetensors file with every tensor as BF16 (shared/model/safetensors.ts writes F32 only): the top 16 bits of each float32. */
+async function writeBf16Safetensors(file: string, tensors: ReadonlyMap<string, Weight>): Promise<void> {
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let offset = 0;
+  for (const [name, weight] of tensors) {
+    header[name] = { dtype: 'BF16', shape: weight.dims, data_offsets: [offset, offset + 2 * weight.data.length] };
+    offset += 2 * weight.data.length;
+  }
+  const json = Buffer.from(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8, ' '));
+  const data = Buffer.alloc(offset);
+  let at = 0;
+  for (const weight of tensors.values()) {
+    const bits = new Uint32Array(weight.data.buffer, weight.data.byteOffset, weight.data.length);
+    for (const value of bits) at = data.writeUInt16LE(value >>> 16, at);
+  }
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  await writeFile(file, Buffer.concat([length, json, data]));
 }
 
 /** Standard normal numbers from a seeded mulberry32 and Box–Muller: the same seed gives the same checkpoint. */

@@ -61,6 +61,7 @@ interface LlamaCase {
   readonly folder: string;
   readonly config: Record<string, unknown>;
   readonly shards?: number;
+  readonly dtype?: 'F32' | 'BF16';
   /** A config field whose removal must change the reference logits: proof that the case exercises it. */
   readonly feature?: string;
 }
@@ -104,7 +105,7 @@ const LLAMA_CASES: LlamaCase[] = [
   },
   {
     folder: 'qwen2',
-    title: 'Qwen2ForCausalLM with q/k/v biases, rope_theta 1e6, untied head',
+    title: 'Qwen2ForCausalLM with q/k/v biases, rope_theta 1e6, untied head, BF16 weights',
     config: {
       ...TINY_LLAMA,
       architectures: ['Qwen2ForCausalLM'],
@@ -115,6 +116,7 @@ const LLAMA_CASES: LlamaCase[] = [
       max_window_layers: 2,
       tie_word_embeddings: false,
     },
+    dtype: 'BF16',
     feature: 'rope_theta',
   },
 ];
@@ -143,9 +145,9 @@ describe('transformers.js export', () => {
 
   test.each(LLAMA_CASES)(
     '$title: transformers.js greedy tokens equal the naive Llama, every step within 1e-4',
-    async ({ folder, config, shards, feature }) => {
+    async ({ folder, config, shards, dtype, feature }) => {
       const from = path.join(root, folder);
-      const tensors = await writeRandomLlamaCheckpoint(from, config, SEED, { shards });
+      const tensors = await writeRandomLlamaCheckpoint(from, config, SEED, { shards, dtype });
       const reference = (ids: readonly number[]): Float32Array[] => naiveLlamaLogits({ config, tensors }, ids);
       if (feature !== undefined) {
         const { [feature]: _removed, ...without } = config;
