@@ -75,11 +75,11 @@ const PROC_STATUS = '/proc/self/status';
  * batch, so the weights (~500 MB for GPT-2 small) are streamed from memory once per step for
  * every stream together, and onnxruntime's pool parallelises one large MatMul. N parallel
  * generate calls on one session instead queue N batch-1 runs per step, each re-reading all the
- * weights and each too small to keep the cores busy. Measured once on models/default (GPT-2 small,
- * 2 cores, 16 streams × 16 tokens): batched 69–86 tokens/s, 16 parallel calls 17 tokens/s, which
- * is no better than one stream alone (16 tokens/s). The price of batching, as in
- * any static batch: a stream's first token waits for the whole padded prompt batch, and every
- * stream runs as long as the longest.
+ * weights and each too small to keep the cores busy. Measured on models/default (GPT-2 small,
+ * 16 streams × 16 tokens, 2 cores shared with other jobs, so noisy): batched 65–101 tokens/s,
+ * 16 parallel calls 7–18 tokens/s in all, no more than one stream alone. The price of batching,
+ * as in any static batch: a stream's first token waits for the whole padded prompt batch, and
+ * every stream runs as long as the longest.
  *
  * Timing: a streamer's put() is called by generate() with the prompt, then once per step with
  * that step's sampled ids, right after sampling and before the next forward pass; each put is
