@@ -1,8 +1,9 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseWeightMap } from '../../shared/model/hf-checkpoint';
 import type { Weight } from '../../shared/model/gpt2-weights';
 import { readSafetensors, readSafetensorsHeader, type SafetensorsEntry } from '../../shared/model/safetensors';
+import { isFile } from './is-file';
 
 const WEIGHTS_FILE = 'model.safetensors';
 const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
@@ -84,12 +85,4 @@ async function weightFiles(root: string): Promise<string[]> {
   const shards = [...new Set(Object.values(parseWeightMap(index, indexPath)))].map((shard) => path.join(root, shard));
   for (const shard of shards) if (!(await isFile(shard))) throw new Error(`${shard}: missing shard (listed in ${indexPath})`);
   return shards;
-}
-
-async function isFile(file: string): Promise<boolean> {
-  try {
-    return (await stat(file)).isFile();
-  } catch {
-    return false;
-  }
 }

@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeOnnxModel, type WrittenFile } from '../compiler/write-onnx-model';
 import { checkOutputFolder, moveIntoPlace } from '../output-folder';
@@ -6,6 +6,7 @@ import { buildGpt2ReferenceGraph } from './gpt2-reference-graph';
 import { parseHfCausalLmConfig, type HfCausalLmConfig } from './hf-causal-lm-config';
 import { HfCheckpointTensors } from './hf-checkpoint-tensors';
 import { buildLlamaReferenceGraph } from './llama-reference-graph';
+import { isFile } from './is-file';
 
 export interface TransformersJsExportOptions {
   /** A Hugging Face checkpoint folder: config.json, safetensors weights, tokenizer.json, tokenizer_config.json. */
@@ -98,13 +99,5 @@ function parseJson(text: string, file: string): unknown {
     return JSON.parse(text);
   } catch (error) {
     throw new Error(`${file}: not valid JSON (${(error as Error).message})`, { cause: error });
-  }
-}
-
-async function isFile(file: string): Promise<boolean> {
-  try {
-    return (await stat(file)).isFile();
-  } catch {
-    return false;
   }
 }

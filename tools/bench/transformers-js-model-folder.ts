@@ -1,6 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { exportForTransformersJs } from './transformers-js-export';
+import { isFile } from './is-file';
 
 /** Inside a compiled model folder, the Hugging Face checkpoint it was compiled from (tools/init/init-default-model.ts). */
 const CHECKPOINT_FOLDER = 'checkpoint';
@@ -39,13 +40,5 @@ async function modifiedMs(file: string): Promise<number | undefined> {
     return (await stat(file)).mtimeMs;
   } catch {
     return undefined;
-  }
-}
-
-async function isFile(file: string): Promise<boolean> {
-  try {
-    return (await stat(file)).isFile();
-  } catch {
-    return false;
   }
 }
