@@ -7,6 +7,8 @@ import { InProcessPipeline } from '../services/node/in-process-pipeline';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
 import { bareOnnxLoop } from './bench/bare-onnx-loop';
 import { SystemRunner } from './bench/system-runner';
+import { ensureTransformersJsExport } from './bench/transformers-js-model-folder';
+import { TransformersJsRunner } from './bench/transformers-js-runner';
 import { compileModel } from './compiler/compile-model';
 
 /** Prompts of a benchmark batch: different texts, cut to one token length so the baseline needs no padding. */
@@ -42,6 +44,7 @@ async function main(): Promise<void> {
   if (!existsSync(path.join(modelDir, 'manifest.json'))) throw new Error(`${modelDir}/manifest.json is missing: run npm run model:init first`);
   const manifest = await readManifest(modelDir);
   const monolithic = await ensureMonolithic(modelDir, manifest.ops);
+  const transformersJsDir = await ensureTransformersJsExport(modelDir);
 
   const tokenizer = await TextTokenizer.load(modelDir);
   const prompts = Array.from({ length: batch }, (_, i) => tokenizer.encode(`${PROMPT_TEXTS[i % PROMPT_TEXTS.length]} ${i}`).slice(0, PROMPT_TOKENS));
@@ -71,6 +74,20 @@ async function main(): Promise<void> {
       }),
     });
     await pipeline.close();
+
+    // The outside reference on the same weights: transformers.js, every stream in one batched generate().
+    const transformersJs = await TransformersJsRunner.load(transformersJsDir);
+    try {
+      results.push({
+        label: 'transformers.js, batched generate, plain graph',
+        tokensPerSecond: await secondRun(async () => {
+          const run = await transformersJs.generate(set, newTokens);
+          return { tokens: run.generatedTokens, seconds: run.seconds };
+        }),
+      });
+    } finally {
+      await transformersJs.close();
+    }
 
     if (!values['skip-system']) {
       const system = await SystemRunner.start(modelDir, path.resolve(process.env.CONFIG_PATH ?? 'config.json'));

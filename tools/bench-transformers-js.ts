@@ -1,0 +1,116 @@
+import * as path from 'node:path';
+import { UsageError } from '../shared/errors';
+import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
+import { ensureTransformersJsExport } from './bench/transformers-js-model-folder';
+import { TransformersJsRunner, type TransformersJsRun } from './bench/transformers-js-runner';
+import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
+
+const USAGE = 'usage: bench-transformers-js [--model dir] [--streams 1,16] [--tokens N] [--prompt-tokens N] [--threads N] [--no-spinning] [--json]';
+const DEFAULTS = { model: path.join('models', 'default'), streams: '1,16', tokens: '32', promptTokens: '12', threads: '0' } as const;
+/** Prompts of a batch: different texts cut to one token length (as in tools/bench.ts), so no stream waits on padding. */
+const PROMPT_TEXTS = [
+  'The history of the world is the memory of the past experience of Homo sapiens',
+  'Once upon a time, in a kingdom by the sea, there lived a young princess who',
+  'The quarterly report shows that revenue grew faster than expected in every',
+  'To install the package, run the following command in a terminal and then',
+  'Photosynthesis is the process by which green plants use sunlight to make',
+  'The committee met on Tuesday to discuss the budget for the coming fiscal year',
+  'In mathematics, a prime number is a natural number greater than one that',
+  'The recipe calls for two cups of flour, a pinch of salt, and three eggs which',
+];
+const MAX_STREAMS = 256;
+
+interface BenchArgs {
+  readonly modelDir: string;
+  readonly streams: readonly number[];
+  readonly newTokens: number;
+  readonly promptTokens: number;
+  readonly intraOpThreads: number;
+  readonly allowSpinning: boolean;
+  readonly json: boolean;
+}
+
+/**
+ * Greedy generation with transformers.js on a model's checkpoint (exported for it once, beside
+ * the model folder), for each stream count: one warm-up run of the workload, then the measured
+ * run (onnxruntime plans each new shape on its first run, which a server pays once). Prints
+ * tokens/s, time to first token, inter-token latency and the run's peak RSS per workload.
+ */
+export function runBenchTransformersJsCli(argv: readonly string[], output: CliOutput): Promise<number> {
+  return runCliTool('bench-transformers-js', output, async () => {
+    const args = parseBenchArgs(argv);
+    const exportDir = await ensureTransformersJsExport(args.modelDir);
+    const tokenizer = await TextTokenizer.load(exportDir);
+    const runner = await TransformersJsRunner.load(exportDir, { intraOpThreads: args.intraOpThreads, allowSpinning: args.allowSpinning });
+    const results: { streams: number; run: TransformersJsRun }[] = [];
+    try {
+      for (const streams of args.streams) {
+        const prompts = Array.from({ length: streams }, (_, i) => {
+          const ids = tokenizer.encode(`${PROMPT_TEXTS[i % PROMPT_TEXTS.length]} ${i}`);
+          if (ids.length < args.promptTokens) throw new UsageError(`--prompt-tokens: the prompts have only ${ids.length} tokens`);
+          return ids.slice(0, args.promptTokens);
+        });
+        await runner.generate(prompts, args.newTokens);
+        results.push({ streams, run: await runner.generate(prompts, args.newTokens) });
+      }
+    } finally {
+      await runner.close();
+    }
+    if (args.json) {
+      output.stdout(`${JSON.stringify({ exportDir, newTokens: args.newTokens, promptTokens: args.promptTokens, results }, null, 2)}\n`);
+      return;
+    }
+    output.stdout(`transformers.js on ${exportDir}: ${args.promptTokens}-token prompts, ${args.newTokens} new tokens, greedy, one batched generate call\n`);
+    for (const { streams, run } of results) output.stdout(`${describe(streams, run)}\n`);
+  });
+}
+
+export function parseBenchArgs(argv: readonly string[]): BenchArgs {
+  const { values } = parseCliArgs(
+    argv,
+    {
+      options: {
+        model: { type: 'string', default: DEFAULTS.model },
+        streams: { type: 'string', default: DEFAULTS.streams },
+        tokens: { type: 'string', default: DEFAULTS.tokens },
+        'prompt-tokens': { type: 'string', default: DEFAULTS.promptTokens },
+        threads: { type: 'string', default: DEFAULTS.threads },
+        'no-spinning': { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+      },
+    },
+    USAGE,
+  );
+  if (values.model.trim() === '') throw new UsageError('--model: expected a folder path');
+  return {
+    modelDir: values.model,
+    streams: values.streams.split(',').map((part) => parseInteger('--streams', part, 1, MAX_STREAMS)),
+    newTokens: parseInteger('--tokens', values.tokens, 1, 4096),
+    promptTokens: parseInteger('--prompt-tokens', values['prompt-tokens'], 1, 1024),
+    intraOpThreads: parseInteger('--threads', values.threads, 0, 1024),
+    allowSpinning: !values['no-spinning'],
+    json: values.json,
+  };
+}
+
+function describe(streams: number, run: TransformersJsRun): string {
+  const gaps = run.streams.flatMap((s) => s.interTokenMs).sort((a, b) => a - b);
+  const percentile = (p: number): number => (gaps.length === 0 ? 0 : gaps[Math.min(gaps.length - 1, Math.floor(p * gaps.length))]);
+  const firstToken = run.streams.map((s) => s.timeToFirstTokenMs);
+  return (
+    `  ${String(streams).padStart(3)} stream(s): ${run.tokensPerSecond.toFixed(1).padStart(7)} tokens/s` +
+    `   first token ${Math.max(...firstToken).toFixed(0)} ms` +
+    `   inter-token p50 ${percentile(0.5).toFixed(1)} ms, p95 ${percentile(0.95).toFixed(1)} ms` +
+    `   peak RSS ${(run.peakRss.bytes / 2 ** 20).toFixed(0)} MiB (${run.peakRss.scope})`
+  );
+}
+
+function parseInteger(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+    throw new UsageError(`${flag}: expected an integer from ${min} to ${max}, got '${text}'`);
+  }
+  return value;
+}
+
+if (require.main === module) exitWhenDone(runBenchTransformersJsCli(process.argv.slice(2), PROCESS_OUTPUT));
