@@ -1,4 +1,4 @@
-import type { Weight } from '../../shared/model/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
 
 /**
  * The reference forward pass of the Llama family (LlamaForCausalLM, MistralForCausalLM,

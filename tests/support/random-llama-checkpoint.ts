@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Weight } from '../../shared/model/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
 import { writeSafetensors } from '../../shared/model/safetensors';
 import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
 

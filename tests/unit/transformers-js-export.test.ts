@@ -2,8 +2,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Gpt2Config } from '../../shared/model/gpt2-config';
-import { writeHfCheckpoint } from '../../shared/model/hf-checkpoint';
+import type { Gpt2Config } from '../../tools/families/gpt2/gpt2-config';
+import { writeCheckpoint } from '../../tools/families/checkpoint';
+import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import { parseHfCausalLmConfig } from '../../tools/bench/hf-causal-lm-config';
 import { exportForTransformersJs } from '../../tools/bench/transformers-js-export';
 import { ensureTransformersJsExport } from '../../tools/bench/transformers-js-model-folder';
@@ -137,7 +138,7 @@ describe('transformers.js export', () => {
     async () => {
       const checkpoint = randomGpt2Checkpoint(TINY_GPT2, SEED);
       const from = path.join(root, 'gpt2');
-      await writeHfCheckpoint(from, checkpoint, buildGpt2TokenizerFiles());
+      await writeCheckpoint(from, gpt2Checkpoint(checkpoint), buildGpt2TokenizerFiles());
       await expectTransformersJsMatches(from, (ids) => naiveGpt2Logits(checkpoint, ids));
     },
     EXPORT_TIMEOUT_MS,

@@ -1,5 +1,5 @@
 import { onnx } from 'onnx-proto';
-import type { Weight } from '../../shared/model/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
 import { attr, OnnxGraph } from '../compiler/onnx-graph';
 
 /**

@@ -1,4 +1,4 @@
-import type { Weight } from '../../shared/model/gpt2-weights';
+import type { Weight } from '../../shared/model/weight';
 import type { OnnxGraph } from '../compiler/onnx-graph';
 import { DecoderGraphBuilder } from './decoder-graph-builder';
 import type { Gpt2LmConfig } from './hf-causal-lm-config';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseWeightMap } from '../../shared/model/hf-checkpoint';
-import type { Weight } from '../../shared/model/gpt2-weights';
+import { parseWeightMap } from '../../shared/model/checkpoint-folder';
+import type { Weight } from '../../shared/model/weight';
 import { readSafetensors, readSafetensorsHeader, type SafetensorsEntry } from '../../shared/model/safetensors';
 import { isFile } from './is-file';
 
