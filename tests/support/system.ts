@@ -101,6 +101,22 @@ export class RunningSystem {
     await exited;
   }
 
+  /** SIGSTOP: the process stops answering anything but keeps its connections open, as a hung host would. */
+  freezeProcess(name: string): void {
+    this.children.get(name)?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after freezeProcess. */
+  thawProcess(name: string): void {
+    this.children.get(name)?.kill('SIGCONT');
+  }
+
+  /** Whether a process started by the system is still running. */
+  isRunning(name: string): boolean {
+    const child = this.children.get(name);
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
   async startProcess(name: string): Promise<void> {
     const spec = this.specs.find((s) => s.name === name);
     if (spec === undefined) throw new Error(`no process named ${name}`);
