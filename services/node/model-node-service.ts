@@ -272,6 +272,10 @@ export class ModelNodeService {
 
   private enqueue(step: IncomingStep, owner: CoordinatorSession): void {
     const { stage } = this.runtime;
+    if (step.timeoutMs <= 0) {
+      this.reportFailure(owner, step.stepId, new ServiceError(grpc.status.DEADLINE_EXCEEDED, `step ${step.stepId} reached ${this.options.nodeId} with no time left`), this.options.nodeId, false);
+      return;
+    }
     const deadlineUnixMs = Date.now() + step.timeoutMs;
     let nextNodeId: string | undefined;
     if (!stage.isLast) {

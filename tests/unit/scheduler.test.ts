@@ -1,0 +1,185 @@
+import { status } from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { CoordinatorMetrics } from '../../services/coordinator/coordinator-metrics';
+import { ReplicaHealth } from '../../services/coordinator/replica-health';
+import { Scheduler, type SchedulerOptions } from '../../services/coordinator/scheduler';
+import type { FinishReason, Sequence, SequenceObserver } from '../../services/coordinator/sequence';
+import { DEFAULT_GENERATION_CONFIG } from '../../shared/generation-config';
+import type { ServiceError } from '../../shared/errors';
+import { readManifest } from '../../shared/model/manifest';
+import { InProcessNodes, TEST_LOGGER } from '../support/in-process-nodes';
+import { naiveGreedy } from '../support/naive-gpt2';
+import { tinyCheckpoint, tinyModel } from '../support/test-models';
+
+const TEST_TIMEOUT_MS = 180_000;
+const WAIT_MS = 30_000;
+const PROMPTS = [
+  [464, 2068, 7586, 21831, 18045],
+  [15496, 11, 616, 1438, 318],
+  [7, 50256, 3, 999, 12345, 42],
+  [40, 1101, 257],
+];
+
+interface Outcome {
+  readonly tokens: number[];
+  finish?: FinishReason;
+  error?: ServiceError;
+}
+
+function collect(onToken?: (index: number) => void): { observer: SequenceObserver; outcome: Outcome; done: Promise<Outcome> } {
+  const outcome: Outcome = { tokens: [] };
+  let resolve: (o: Outcome) => void = () => undefined;
+  const done = new Promise<Outcome>((r) => (resolve = r));
+  return {
+    outcome,
+    done,
+    observer: {
+      onToken: (index, token) => {
+        outcome.tokens.push(token.tokenId);
+        onToken?.(index);
+      },
+      onFinish: (reason) => {
+        outcome.finish = reason;
+        resolve(outcome);
+      },
+      onError: (error) => {
+        outcome.error = error;
+        resolve(outcome);
+      },
+    },
+  };
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + WAIT_MS;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('Scheduler on in-process nodes', () => {
+  let nodes: InProcessNodes;
+  let health: ReplicaHealth;
+  let scheduler: Scheduler;
+  let options: SchedulerOptions;
+
+  const submit = (prompt: number[], maxNewTokens: number, observer: SequenceObserver): Sequence =>
+    scheduler.submit(
+      {
+        requestId: `req-${prompt[0]}`,
+        promptIds: prompt,
+        sampling: { ...DEFAULT_GENERATION_CONFIG, maxNewTokens, stop: [], topLogprobs: 0 },
+        deadlineUnixMs: Date.now() + 120_000,
+        priority: 'interactive',
+      },
+      observer,
+    );
+
+  beforeAll(async () => {
+    const modelDir = await tinyModel({ stages: 2 });
+    nodes = await InProcessNodes.start(modelDir, 2, { replicas: [1, 2] });
+    health = new ReplicaHealth(nodes.directory, { breakerFailureThreshold: 3, breakerOpenMs: 2_000, breakerSuccessThreshold: 2, healthIntervalMs: 200, healthTimeoutMs: 500 }, TEST_LOGGER, (state) => {
+      if (!state.serving && state.checked) scheduler?.replicaLost(state.replica.id, { code: status.UNAVAILABLE, message: state.detail } as ServiceError);
+    });
+    health.start();
+    options = {
+      stages: 2,
+      lanesPerRoute: 2,
+      step: { maxRows: 8, maxTokens: 64 },
+      maxQueuedRequests: 4,
+      maxRunningSequences: 4,
+      stepTimeoutMaxMs: 3_000,
+      openTimeoutMs: 2_000,
+      releaseTimeoutMs: 2_000,
+      recoveryWindowMs: 2_500,
+    };
+    scheduler = new Scheduler((await readManifest(modelDir)).shape, nodes.directory, health, 'test-coordinator', options, new CoordinatorMetrics(new Registry()), TEST_LOGGER);
+    await health.checkAll();
+  }, TEST_TIMEOUT_MS);
+
+  afterAll(async () => {
+    scheduler?.close();
+    health?.stop();
+    await nodes?.stop();
+  });
+
+  const kvHeld = (): number[] => nodes.nodes.map((n) => n.runtime.kvStats().sequences);
+
+  test(
+    'sequences step together, and one joining mid-batch leaves the tokens of the others unchanged (each equals its naive greedy run)',
+    async () => {
+      const expected = PROMPTS.map((p) => naiveGreedy(tinyCheckpoint(), p, 20));
+      let joined = false;
+      const late = collect();
+      const first = collect((index) => {
+        if (index === 6 && !joined) {
+          joined = true;
+          submit(PROMPTS[2], 20, late.observer);
+        }
+      });
+      const second = collect();
+      submit(PROMPTS[0], 20, first.observer);
+      submit(PROMPTS[1], 20, second.observer);
+      const [a, b, c] = await Promise.all([first.done, second.done, late.done]);
+      expect([a.error, b.error, c.error]).toEqual([undefined, undefined, undefined]);
+      expect(a.tokens).toEqual(expected[0]);
+      expect(b.tokens).toEqual(expected[1]);
+      expect(c.tokens).toEqual(expected[2]);
+      await until(() => kvHeld().every((n) => n === 0), 'every stage to release');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'cancel mid-generation releases the sequence in every stage that holds it',
+    async () => {
+      let sequence: Sequence | undefined;
+      const run = collect((index) => {
+        if (index === 3 && sequence !== undefined) scheduler.cancel(sequence);
+      });
+      sequence = submit(PROMPTS[3], 100, run.observer);
+      await until(() => sequence?.done === true, 'the cancel');
+      await until(() => kvHeld().every((n) => n === 0), 'every stage to release');
+      expect(run.outcome.finish).toBeUndefined();
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'a replica that dies mid-generation costs no sequence: its sequences are replayed elsewhere and finish with their naive tokens',
+    async () => {
+      const expected = PROMPTS.map((p) => naiveGreedy(tinyCheckpoint(), p, 40));
+      let crashed = false;
+      const runs = PROMPTS.map((_, i) =>
+        collect((index) => {
+          if (i === 0 && index === 10 && !crashed) {
+            crashed = true;
+            void nodes.crash('node2a');
+          }
+        }),
+      );
+      PROMPTS.forEach((p, i) => submit(p, 40, runs[i].observer));
+      const outcomes = await Promise.all(runs.map((r) => r.done));
+      outcomes.forEach((outcome, i) => expect({ i, error: outcome.error?.message, tokens: outcome.tokens }).toEqual({ i, error: undefined, tokens: expected[i] }));
+      await until(() => nodes.nodes.filter((n) => n.entry.id !== 'node2a').every((n) => n.runtime.kvStats().sequences === 0), 'the live stages to release');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test('a full queue answers RESOURCE_EXHAUSTED at once, with a retry hint', () => {
+    const blockers = Array.from({ length: options.maxQueuedRequests + options.maxRunningSequences }, () => collect());
+    let refused: unknown;
+    const started = performance.now();
+    const submitted: Sequence[] = [];
+    try {
+      for (const blocker of [...blockers, collect()]) submitted.push(submit(PROMPTS[0], 100, blocker.observer));
+    } catch (error) {
+      refused = error;
+    }
+    expect(performance.now() - started).toBeLessThan(50);
+    expect((refused as ServiceError).code).toBe(status.RESOURCE_EXHAUSTED);
+    expect((refused as ServiceError).retryAfterMs).toBeGreaterThanOrEqual(1_000);
+    for (const sequence of submitted) scheduler.cancel(sequence);
+  });
+});
