@@ -1,5 +1,6 @@
 import http from 'node:http';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { restartsOfThisProcess } from './shutdown';
 
 /**
  * The one metrics registry factory. Every metric of a process carries `service` (and a node's
@@ -9,6 +10,8 @@ export function createMetricsRegistry(service: string, labels: Record<string, st
   const registry = new Registry();
   registry.setDefaultLabels({ service, ...labels });
   collectDefaultMetrics({ register: registry });
+  // Counted by the launcher, which restarts a service that died: a rising value is a crash loop.
+  new Gauge({ name: 'service_restarts', help: 'Times the launcher has restarted this service', registers: [registry] }).set(restartsOfThisProcess());
   return registry;
 }
 

@@ -1,28 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { loadConfig, type AppConfig } from '../shared/config';
 import { UsageError } from '../shared/errors';
+import { watchProcess } from '../shared/shutdown';
+import { listenPorts, takenPorts } from './launcher/port-check';
+import { Supervisor, type ChildSpec } from './launcher/supervisor';
 
 /** Loading GPT-2 small into three stages on a busy laptop takes a while; a stuck service should not wait forever. */
 const DEFAULT_READY_TIMEOUT_MS = 300_000;
 const READY_POLL_INTERVAL_MS = 500;
 /** Each /ready probe; the api's own checks use 1 s deadlines. */
 const READY_PROBE_TIMEOUT_MS = 3_000;
-/** Children get this long after SIGTERM to close their streams before SIGKILL. */
-const STOP_GRACE_MS = 10_000;
 
 /** SIGHUP too: a closed terminal must stop the children, which no longer share its session. */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 const USAGE = 'usage: start [--ready-timeout-ms <ms>]   (reads config.json, or the file named by CONFIG_PATH)';
-
-interface ChildSpec {
-  readonly name: string;
-  readonly script: string;
-  readonly args: readonly string[];
-}
 
 /** Ctrl-C or SIGTERM while starting: a clean stop, not a failure. */
 class StopRequested extends Error {}
@@ -60,87 +53,11 @@ function childSpecs(config: AppConfig): ChildSpec[] {
   ];
 }
 
-/**
- * The children of this launcher: spawns them with their output prefixed by name, reports the
- * first one that exits on its own, and stops them all (SIGTERM, then SIGKILL after a grace period).
- *
- * Each child runs in a process group of its own (`detached`), so Ctrl-C in a terminal, which
- * signals the whole foreground group, reaches only the launcher, and each child gets exactly one
- * signal: the launcher's SIGTERM. Left in the launcher's group, a child would get the terminal's
- * SIGINT and then the SIGTERM, which it takes as an impatient second signal and exits at once,
- * without a graceful shutdown. The price: a signal sent to the group no longer reaches the
- * children by itself, so the launcher kills whatever is left when it exits (`killRemaining`);
- * only a SIGKILL of the launcher, which no process can intercept, leaves them running.
- */
-class ChildGroup {
-  private readonly children = new Map<string, ChildProcess>();
-  private readonly nameWidth: number;
-  private stopping = false;
-
-  constructor(
-    names: readonly string[],
-    private readonly onUnexpectedExit: (name: string, how: string) => void,
-  ) {
-    this.nameWidth = Math.max(...names.map((n) => n.length));
-  }
-
-  /** A child whose exit is expected (a one-shot build step) is not reported when it exits. */
-  start(spec: ChildSpec, exitIsExpected = false): ChildProcess {
-    const child = spawn(process.execPath, [spec.script, ...spec.args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env, detached: true });
-    this.children.set(spec.name, child);
-    const prefix = `[${spec.name.padEnd(this.nameWidth)}] `;
-    createInterface({ input: child.stdout! }).on('line', (line) => process.stdout.write(prefix + line + '\n'));
-    createInterface({ input: child.stderr! }).on('line', (line) => process.stderr.write(prefix + line + '\n'));
-    child.once('error', (error) => {
-      this.children.delete(spec.name);
-      if (!this.stopping) this.onUnexpectedExit(spec.name, `could not start: ${error.message}`);
-    });
-    child.once('exit', (code, signal) => {
-      this.children.delete(spec.name);
-      if (!this.stopping && !(exitIsExpected && code === 0)) this.onUnexpectedExit(spec.name, signal !== null ? `was killed by ${signal}` : `exited with code ${code}`);
-    });
-    return child;
-  }
-
-  async stopAll(): Promise<void> {
-    this.stopping = true;
-    await Promise.all(
-      [...this.children.entries()].map(
-        ([name, child]) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) {
-              resolve();
-              return;
-            }
-            const kill = setTimeout(() => {
-              process.stderr.write(`start: ${name} did not stop within ${STOP_GRACE_MS} ms; killing it\n`);
-              child.kill('SIGKILL');
-            }, STOP_GRACE_MS);
-            child.once('exit', (code, signal) => {
-              clearTimeout(kill);
-              process.stderr.write(`start: ${name} stopped ${signal !== null ? `by ${signal}` : `with exit code ${code}`}\n`);
-              resolve();
-            });
-            child.kill('SIGTERM');
-          }),
-      ),
-    );
-  }
-
-  /** Last resort when the launcher exits: children in groups of their own would otherwise outlive it. */
-  killRemaining(): void {
-    for (const child of this.children.values()) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
-  }
-}
-
 /** Builds the embedded default model when its folder has no manifest yet (first run). */
-async function ensureModel(config: AppConfig, group: ChildGroup): Promise<void> {
+async function ensureModel(config: AppConfig, group: Supervisor): Promise<void> {
   if (existsSync(path.join(config.modelDir, 'manifest.json'))) return;
   process.stdout.write(`start: no model at ${config.modelDir}; building the default model (about 10 s and 1.1 GB for GPT-2 small)\n`);
-  const init = group.start({ name: 'model-init', script: path.join(__dirname, 'model-init.js'), args: ['--out', config.modelDir] }, true);
-  const code = await new Promise<number | null>((resolve) => init.once('exit', (exitCode) => resolve(exitCode)));
+  const code = await group.runOnce({ name: 'model-init', script: path.join(__dirname, 'model-init.js'), args: ['--out', config.modelDir] });
   if (code !== 0 || !existsSync(path.join(config.modelDir, 'manifest.json'))) {
     throw new Error(`model-init exited with code ${code} and left no manifest.json in ${config.modelDir}`);
   }
@@ -178,14 +95,24 @@ async function main(): Promise<number> {
   for (const spec of specs) {
     if (!existsSync(spec.script)) throw new Error(`${spec.name}: ${spec.script} is missing; build first with: npx tsc -p .`);
   }
+  const taken = await takenPorts(listenPorts(config));
+  if (taken.length > 0) {
+    const list = taken.map((p) => `${p.host}:${p.port} (${p.owner})`).join(', ');
+    throw new Error(`ports already in use: ${list}. Is pipeserve (or something else) already running? Stop it, or change the ports in ${process.env.CONFIG_PATH ?? 'config.json'}`);
+  }
 
   let reportExit: (message: string) => void = () => undefined;
   const childFailed = new Promise<never>((_resolve, reject) => {
     reportExit = (message) => reject(new Error(message));
   });
   childFailed.catch(() => undefined);
-  const group = new ChildGroup(['model-init', ...specs.map((s) => s.name)], (name, how) => reportExit(`${name} ${how}`));
+  const group = new Supervisor(['model-init', ...specs.map((s) => s.name)], {
+    onFatal: (message) => reportExit(message),
+    onNotice: (message) => process.stderr.write(`start: ${message}\n`),
+  });
   process.once('exit', () => group.killRemaining());
+  // However the launcher's parents end (npm killed, the terminal gone), the launcher ends with them.
+  for (const ancestor of ancestors()) watchProcess(ancestor, () => reportExit(`parent process ${ancestor} is gone`));
 
   const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
     // The handlers stay installed: under `npm start` the launcher gets Ctrl-C's SIGINT twice (from
@@ -206,6 +133,7 @@ async function main(): Promise<number> {
     for (const spec of specs) group.start(spec);
     const url = apiUrl(config);
     await Promise.race([waitUntilReady(url, options.readyTimeoutMs, childFailed), childFailed, interrupted]);
+    group.markReady();
     process.stdout.write(
       `\npipeserve is ready at ${url}  (${config.nodes.length} model nodes, model ${config.modelName})\n` +
         `try:\n  curl -s ${url}/api/model/process -H 'content-type: application/json' -d '{"text": "Hello, my name is", "max_new_tokens": 16}'\n` +
@@ -219,6 +147,21 @@ async function main(): Promise<number> {
   const outcome = await Promise.race([stopRequested.then((signal) => ({ signal })), childFailed.catch((error: Error) => ({ error }))]);
   if ('signal' in outcome) return stop(`${outcome.signal} received`, 0);
   return stop(outcome.error.message, 1);
+}
+
+/** The launcher's parent and grandparent (npm runs it through a shell), where /proc tells them. */
+function ancestors(): number[] {
+  const parent = process.ppid;
+  const found = [parent];
+  try {
+    const stat = readFileSync(`/proc/${parent}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces) start after the last ')': state, ppid, …
+    const grandparent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (Number.isSafeInteger(grandparent) && grandparent > 1) found.push(grandparent);
+  } catch {
+    // Not Linux, or no /proc: the parent alone is watched.
+  }
+  return found.filter((pid) => pid > 1);
 }
 
 main().then(

@@ -3,6 +3,7 @@ import { createClient, useTransport } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { createLogger } from '../../shared/logger';
 import { createMetricsRegistry } from '../../shared/metrics';
+import { PARENT_PID_ENV, watchProcess } from '../../shared/shutdown';
 import { createApiServer } from './api-server';
 import { createApiApp } from './app';
 
@@ -45,7 +46,7 @@ function main(): void {
   });
 
   let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
+  const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info('stopping', { signal });
@@ -61,6 +62,8 @@ function main(): void {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  // Nothing outlives the launcher that started it, even a SIGKILLed one.
+  watchProcess(Number(process.env[PARENT_PID_ENV]), () => stop('launcher gone'));
 }
 
 try {

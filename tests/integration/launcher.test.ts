@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -9,8 +10,14 @@ import { tinyModel } from '../support/test-models';
 const STOP_TIMEOUT_MS = 20_000;
 
 /** Starts the launcher on a tiny 3-stage model; `detached` makes it lead a process group, as a terminal's foreground job does. */
-async function startLauncher(detached: boolean): Promise<{ launcher: ChildProcess; output: () => string; exited: Promise<number | null>; config: SystemConfig; dir: string }> {
-  const { dir, configPath, system: config } = await writeSystemConfig({ modelDir: await tinyModel({ stages: 3 }) });
+async function startLauncher(
+  detached: boolean,
+  options: { replicas?: number[]; configPath?: string; config?: SystemConfig; dir?: string } = {},
+): Promise<{ launcher: ChildProcess; output: () => string; exited: Promise<number | null>; config: SystemConfig; dir: string; configPath: string }> {
+  const written = options.configPath !== undefined ? undefined : await writeSystemConfig({ modelDir: await tinyModel({ stages: 3 }), replicas: options.replicas });
+  const configPath = options.configPath ?? (written?.configPath as string);
+  const config = options.config ?? (written?.system as SystemConfig);
+  const dir = options.dir ?? (written?.dir as string);
   const launcher = spawn(process.execPath, [path.join(PROJECT_DIR, 'dist/tools/start.js')], {
     cwd: PROJECT_DIR,
     env: { ...process.env, CONFIG_PATH: configPath },
@@ -21,7 +28,33 @@ async function startLauncher(detached: boolean): Promise<{ launcher: ChildProces
   launcher.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   launcher.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => launcher.once('exit', (code) => resolve(code)));
-  return { launcher, output: () => output, exited, config, dir };
+  return { launcher, output: () => output, exited, config, dir, configPath };
+}
+
+/** Pid of the launcher's child running `--node-id <id>` (from /proc). */
+function childPid(launcherPid: number, nodeId: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== launcherPid) continue;
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (args.includes('--node-id') && args[args.indexOf('--node-id') + 1] === nodeId) return Number(entry);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return undefined;
+}
+
+async function eventually(check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return check();
 }
 
 async function untilReady(launcher: ChildProcess, output: () => string, config: SystemConfig): Promise<void> {
@@ -107,4 +140,60 @@ it(
     }
   },
   SYSTEM_START_TIMEOUT_MS + STOP_TIMEOUT_MS * 2,
+);
+
+it(
+  'a service that dies is restarted with backoff while the others keep serving; its restart is counted in service_restarts',
+  async () => {
+    const { launcher, output, exited, config, dir } = await startLauncher(false, { replicas: [1, 2, 1] });
+    try {
+      await untilReady(launcher, output, config);
+      const victim = childPid(launcher.pid as number, 'node2a');
+      expect(victim).toBeDefined();
+      process.kill(victim as number, 'SIGKILL');
+      // The other replica of stage 1 keeps the system serving while node2a comes back.
+      for (let i = 0; i < 5; i++) {
+        const answer = await postJson(`${config.apiUrl}/api/model/process`, { text: `Still serving ${i}`, max_new_tokens: 6 });
+        expect(answer.status).toBe(200);
+      }
+      expect(await eventually(() => output().includes('node2a was killed by SIGKILL; restarting it'), 5_000)).toBe(true);
+      const node = config.nodes.find((n) => n.id === 'node2a');
+      const restarted = await eventually(async () => {
+        const text = await fetch(`http://127.0.0.1:${node?.metrics_port}/metrics`).then((r) => r.text(), () => '');
+        return /^service_restarts\{[^}]*\} 1$/m.test(text);
+      }, 20_000);
+      expect(restarted).toBe(true);
+      expect(childPid(launcher.pid as number, 'node2a')).not.toBe(victim);
+      expect(launcher.exitCode).toBeNull();
+      launcher.kill('SIGTERM');
+      expect(await exitOrTimeout(exited)).toBe(0);
+    } finally {
+      if (launcher.exitCode === null) launcher.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+  SYSTEM_START_TIMEOUT_MS + STOP_TIMEOUT_MS * 3,
+);
+
+it(
+  'a second start while one runs refuses at once, naming the ports in use; SIGKILL of the launcher leaves no service behind',
+  async () => {
+    const first = await startLauncher(false);
+    try {
+      await untilReady(first.launcher, first.output, first.config);
+      const second = await startLauncher(false, { configPath: first.configPath, config: first.config, dir: first.dir });
+      expect(await exitOrTimeout(second.exited)).toBe(1);
+      expect(second.output()).toMatch(/ports already in use: 127\.0\.0\.1:\d+ \(api\)/);
+      expect(second.output()).not.toContain('is ready at');
+
+      first.launcher.kill('SIGKILL');
+      const addresses = [first.config.tokenizerAddress, first.config.coordinatorAddress, ...first.config.nodes.map((n) => n.address), first.config.apiUrl.replace('http://', '')];
+      const allClosed = await eventually(async () => (await Promise.all(addresses.map((a) => portOpen(a)))).every((open) => !open), 15_000);
+      expect(allClosed).toBe(true);
+    } finally {
+      if (first.launcher.exitCode === null) first.launcher.kill('SIGKILL');
+      await rm(first.dir, { recursive: true, force: true });
+    }
+  },
+  SYSTEM_START_TIMEOUT_MS + STOP_TIMEOUT_MS * 3,
 );
