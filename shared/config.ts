@@ -17,6 +17,8 @@ export interface NodeEntry {
    * resolves to is a replica at that port (a Kubernetes headless Service), named `<id>@<ip>`.
    */
   readonly discovery: 'static' | 'dns';
+  /** Where the node listens, when that differs from where others reach it (a proxy in between); default `address`. */
+  readonly bindAddress?: string;
 }
 
 export interface ServiceEntry {
@@ -56,6 +58,8 @@ export interface ResilienceConfig {
   readonly breakerSuccessThreshold: number;
   readonly healthIntervalMs: number;
   readonly healthTimeoutMs: number;
+  /** Consecutive failed health checks before a replica counts as down (one slow answer on a busy host is not a death). */
+  readonly healthFailuresToDown: number;
 }
 
 /** Transport security of the gRPC channels and the REST API. */
@@ -128,7 +132,7 @@ export const DEFAULT_LIMITS: Limits = {
   httpHeadersTimeoutMs: 10_000,
   httpRequestTimeoutMs: 30_000,
   maxMessageBytes: 16 * 1024 * 1024,
-  stepTimeoutMaxMs: 3_000,
+  stepTimeoutMaxMs: 2_000,
   microBatches: 0,
 };
 
@@ -137,7 +141,8 @@ export const DEFAULT_RESILIENCE: ResilienceConfig = {
   breakerOpenMs: 2_000,
   breakerSuccessThreshold: 2,
   healthIntervalMs: 500,
-  healthTimeoutMs: 400,
+  healthTimeoutMs: 1_000,
+  healthFailuresToDown: 2,
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -181,6 +186,7 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
       modelPart: int(node.model_part, `${key}.model_part`, 0),
       metricsPort: port(node.metrics_port, `${key}.metrics_port`),
       discovery,
+      ...(node.bind_address === undefined ? {} : { bindAddress: address(node.bind_address, `${key}.bind_address`) }),
     };
   });
   checkUnique(nodes.map((n) => n.id), 'nodes[].id');
@@ -254,6 +260,7 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
       breakerSuccessThreshold: int(resilience.breaker_success_threshold ?? DEFAULT_RESILIENCE.breakerSuccessThreshold, 'resilience.breaker_success_threshold', 1),
       healthIntervalMs: int(resilience.health_interval_ms ?? DEFAULT_RESILIENCE.healthIntervalMs, 'resilience.health_interval_ms', 10),
       healthTimeoutMs: int(resilience.health_timeout_ms ?? DEFAULT_RESILIENCE.healthTimeoutMs, 'resilience.health_timeout_ms', 10),
+      healthFailuresToDown: int(resilience.health_failures_to_down ?? DEFAULT_RESILIENCE.healthFailuresToDown, 'resilience.health_failures_to_down', 1),
     },
     security: {
       clusterSecret: clusterSecret as string | undefined,

@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     }
 
     if (!values['skip-system']) {
-      const system = await SystemRunner.start(modelDir, path.resolve(process.env.CONFIG_PATH ?? 'config.json'));
+      const system = await SystemRunner.start({ modelDir });
       try {
         results.push({
           label: `6 processes over gRPC (REST in, ${manifest.stages.length} nodes)`,

@@ -11,6 +11,8 @@ export interface LoopbackConfigOptions {
   readonly limits?: Readonly<Record<string, number>>;
   /** Replicas of each stage (default one each); replicas are named node2a, node2b, … */
   readonly replicas?: readonly number[];
+  /** Each node listens on a port of its own behind its public address, for a proxy in between (the benchmark's link delay). */
+  readonly separateNodeListenPorts?: boolean;
 }
 
 export interface LoopbackNode {
@@ -18,6 +20,8 @@ export interface LoopbackNode {
   readonly address: string;
   readonly model_part: number;
   readonly metrics_port: number;
+  /** Where the node listens, when a proxy stands at `address`. */
+  readonly bind_address?: string;
 }
 
 /** Where the services of a loopback system listen. */
@@ -44,7 +48,8 @@ export async function writeLoopbackConfig(options: LoopbackConfigOptions): Promi
     const replicas = options.replicas?.[stage] ?? 1;
     for (let replica = 0; replica < replicas; replica++) {
       const id = replicas === 1 ? `node${stage + 1}` : `node${stage + 1}${String.fromCharCode(97 + replica)}`;
-      nodes.push({ id, address: `127.0.0.1:${await port()}`, model_part: stage, metrics_port: await port() });
+      const node: LoopbackNode = { id, address: `127.0.0.1:${await port()}`, model_part: stage, metrics_port: await port() };
+      nodes.push(options.separateNodeListenPorts === true ? { ...node, bind_address: `127.0.0.1:${await port()}` } : node);
     }
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-loopback-'));

@@ -13,6 +13,8 @@ export interface InFlightStep {
   readonly stepId: number;
   readonly lane: Lane;
   readonly rows: readonly PlannedRow[];
+  /** The node-side id each row was sent under: a result is for that incarnation only. */
+  readonly nodeSequenceIds: readonly string[];
   readonly tokens: number;
   readonly sentAt: number;
   readonly timer: NodeJS.Timeout;
@@ -60,7 +62,12 @@ export class Dispatcher {
     const timer = setTimeout(() => {
       this.settleFailure(stepId, { error: new ServiceError(grpc.status.DEADLINE_EXCEEDED, `step ${stepId} did not come back within ${timeoutMs} ms`), replicaId: '', unreachable: false });
     }, timeoutMs);
-    const step: InFlightStep = { stepId, lane, rows, tokens, sentAt: performance.now(), timer };
+    const incarnations = rows.map((row) => {
+      const incarnation = row.sequence.incarnation;
+      if (incarnation === undefined) throw new Error(`sequence ${row.sequence.id} has no incarnation`);
+      return incarnation;
+    });
+    const step: InFlightStep = { stepId, lane, rows, nodeSequenceIds: incarnations.map((i) => i.nodeSequenceId), tokens, sentAt: performance.now(), timer };
     this.inFlight.set(stepId, step);
     for (const row of rows) row.sequence.inFlight = true;
     const first = lane.route[0];
@@ -68,9 +75,8 @@ export class Dispatcher {
       .get(first)
       .step({
         step_id: stepId,
-        rows: rows.map((row) => {
-          const incarnation = row.sequence.incarnation;
-          if (incarnation === undefined) throw new Error(`sequence ${row.sequence.id} has no incarnation`);
+        rows: rows.map((row, i) => {
+          const incarnation = incarnations[i];
           return {
             sequence_id: incarnation.nodeSequenceId,
             token: incarnation.token,

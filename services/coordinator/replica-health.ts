@@ -15,13 +15,21 @@ export interface ReplicaState {
   checked: boolean;
   detail: string;
   readonly breaker: CircuitBreaker;
+  /** Health checks failed in a row. */
+  failedChecks: number;
 }
 
+/** A probe after a step timed out answers within this, or the replica is taken for hung. */
+const MAX_PROBE_TIMEOUT_MS = 500;
+
 /**
- * What the coordinator knows of every replica: its last grpc.health.v1 answer (checked every
- * `healthIntervalMs`, each check bounded by `healthTimeoutMs`, so a frozen replica is marked
- * down within about a second) and a circuit breaker fed by the outcome of the steps routed
- * through it. A replica takes new traffic only while it is serving and its breaker allows.
+ * What the coordinator knows of every replica: its grpc.health.v1 answers (checked every
+ * `healthIntervalMs`, each check bounded by `healthTimeoutMs`; `healthFailuresToDown` misses in
+ * a row mark it down, so one slow answer from a busy host costs nothing while a frozen replica is
+ * down within a couple of seconds) and a circuit breaker fed by those checks and by the outcome
+ * of the steps routed through it. A replica takes new traffic only while it is serving and its
+ * breaker allows. A replica found dead for sure — its session broke, or it did not answer a
+ * probe after one of its steps timed out — is marked down at once and its breaker opened.
  */
 export class ReplicaHealth {
   private readonly states = new Map<string, ReplicaState>();
@@ -86,34 +94,37 @@ export class ReplicaHealth {
     this.states.get(replicaId)?.breaker.recordFailure(Date.now());
   }
 
-  /** One health check now; resolves whether the replica answered SERVING in time (and records it). */
+  /** One quick health check now (a step through the replica timed out); resolves whether it answered SERVING in time. */
   async probe(replicaId: string): Promise<boolean> {
     const state = this.states.get(replicaId);
     if (state === undefined) return false;
-    return this.check(state);
+    return this.check(state, Math.min(MAX_PROBE_TIMEOUT_MS, this.config.healthTimeoutMs));
   }
 
   async checkAll(): Promise<void> {
     await Promise.all(this.all().map((state) => this.check(state)));
   }
 
-  private async check(state: ReplicaState): Promise<boolean> {
+  private async check(state: ReplicaState, timeoutMs = this.config.healthTimeoutMs): Promise<boolean> {
     const client = this.clients.get(state.replica.id);
     if (client === undefined) return false;
+    let detail: string;
     try {
-      const response = await unary<{ service: string }, HealthCheckResponse__Output>(
-        client.Check.bind(client),
-        { service: '' },
-        requestMetadata(''),
-        callOptions(this.config.healthTimeoutMs),
-      );
-      const serving = response.status === 'SERVING';
-      this.update(state, serving, `health status ${response.status}`);
-      return serving;
+      const response = await unary<{ service: string }, HealthCheckResponse__Output>(client.Check.bind(client), { service: '' }, requestMetadata(''), callOptions(timeoutMs));
+      if (response.status === 'SERVING') {
+        state.failedChecks = 0;
+        state.breaker.recordSuccess(Date.now());
+        this.update(state, true, 'health status SERVING');
+        return true;
+      }
+      detail = `health status ${response.status}`;
     } catch (error) {
-      this.update(state, false, ServiceError.from(error).message);
-      return false;
+      detail = ServiceError.from(error).message;
     }
+    state.failedChecks += 1;
+    state.breaker.recordFailure(Date.now());
+    if (state.failedChecks >= this.config.healthFailuresToDown || !state.checked) this.update(state, false, detail);
+    return false;
   }
 
   private update(state: ReplicaState, serving: boolean, detail: string): void {
@@ -140,6 +151,7 @@ export class ReplicaHealth {
         serving: false,
         checked: false,
         detail: 'not checked yet',
+        failedChecks: 0,
         breaker: new CircuitBreaker({
           failureThreshold: this.config.breakerFailureThreshold,
           openMs: this.config.breakerOpenMs,

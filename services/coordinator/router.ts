@@ -17,13 +17,18 @@ export class Router {
     private readonly load: (replicaId: string) => number,
   ) {}
 
-  /** A route avoiding `avoid`; UNAVAILABLE naming the first stage left without a usable replica. */
+  /**
+   * A route, avoiding the replicas in `avoid` (the ones a sequence just failed on) where a stage
+   * has another usable one; UNAVAILABLE naming the first stage left without a usable replica.
+   */
   pick(avoid: ReadonlySet<string> = new Set()): NodeReplica[] {
     const now = Date.now();
     const route: NodeReplica[] = [];
     for (let stage = 0; stage < this.stages; stage++) {
       const replicas = this.directory.ofStage(stage);
-      const usable = replicas.filter((r) => !avoid.has(r.id) && this.health.routable(r.id, now));
+      const routable = replicas.filter((r) => this.health.routable(r.id, now));
+      const preferred = routable.filter((r) => !avoid.has(r.id));
+      const usable = preferred.length > 0 ? preferred : routable;
       if (usable.length === 0) {
         const detail = replicas.map((r) => `${r.id} at ${r.address}: ${this.health.state(r.id)?.detail ?? 'unknown'}`).join('; ');
         throw new ServiceError(grpc.status.UNAVAILABLE, `no serving replica of stage ${stage} (${detail || 'none configured'})`);

@@ -166,21 +166,23 @@ export class Scheduler implements DispatchListener {
       }
     }
     const tokens = new Map(result.tokens.map((t) => [t.sequence_id, t]));
-    for (const row of step.rows) {
+    step.rows.forEach((row, i) => {
       const { sequence } = row;
       if (sequence.done) {
         this.releaseIncarnation(sequence);
-        continue;
+        return;
       }
+      // A sequence moved to a new placement while this step travelled: the result is the old one's.
+      if (sequence.incarnation?.nodeSequenceId !== step.nodeSequenceIds[i]) return;
       sequence.fed = row.start + row.count;
-      if (!row.sample) continue;
-      const token = tokens.get(sequence.incarnation?.nodeSequenceId ?? '');
+      if (!row.sample) return;
+      const token = tokens.get(step.nodeSequenceIds[i]);
       if (token === undefined) {
         this.fail(sequence, new ServiceError(grpc.status.INTERNAL, `the last stage returned no token for sequence ${sequence.id}`));
-        continue;
+        return;
       }
       this.accept(sequence, { tokenId: token.token_id, logprob: token.logprob, topLogprobs: token.top_logprobs.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) });
-    }
+    });
     this.pump();
   }
 
@@ -189,7 +191,13 @@ export class Scheduler implements DispatchListener {
     const { error } = failure;
     this.metrics.stepFailures.inc({ code: grpc.status[error.code] });
     this.logger.warn('step failed', { step_id: step.stepId, rows: step.rows.length, code: grpc.status[error.code], error: error.message, replica: failure.replicaId, unreachable: failure.unreachable });
-    const sequences = step.rows.map((r) => r.sequence);
+    const sequences = step.rows.map((r) => r.sequence).filter((s, i) => s.incarnation?.nodeSequenceId === step.nodeSequenceIds[i] || s.done);
+    // Out of the schedule at once: no new step may go out on the old placement while the route is examined.
+    for (const sequence of sequences) {
+      if (sequence.done) continue;
+      this.leaveLane(sequence);
+      sequence.state = 'recovering';
+    }
     const settle = (avoid: Set<string>): void => {
       for (const sequence of sequences) {
         if (sequence.done) this.releaseIncarnation(sequence);
@@ -334,20 +342,9 @@ export class Scheduler implements DispatchListener {
       this.fail(sequence, new ServiceError(grpc.status.UNAVAILABLE, `no route for ${this.options.recoveryWindowMs} ms: ${error.message}`));
       return;
     }
-    // Replicas avoided for this sequence get another chance if nothing else comes up.
-    const retry = avoid.size > 0 && !this.routeExists(avoid) ? new Set<string>() : avoid;
     setTimeout(() => {
-      if (!sequence.done && sequence.state === 'recovering') this.place(sequence, retry);
+      if (!sequence.done && sequence.state === 'recovering') this.place(sequence, avoid);
     }, ROUTE_RETRY_MS).unref();
-  }
-
-  private routeExists(avoid: ReadonlySet<string>): boolean {
-    try {
-      this.router.pick(avoid);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   private accept(sequence: Sequence, token: SampledToken): void {

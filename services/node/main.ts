@@ -38,10 +38,10 @@ async function main(): Promise<void> {
   const directory = new NodeDirectory(config.nodes);
   await directory.start();
   const service = new ModelNodeService(runtime, { nodeId: replicaId, kvBudgetBytes: config.limits.kvBudgetBytes, kvIdleTtlMs: config.limits.kvIdleTtlMs }, directory, registry, logger);
-  const server = await startServer(bindAddressFor(node.address), [
+  const server = await startServer(bindAddressFor(node.bindAddress ?? node.address), [
     { name: 'pipeserve.v1.ModelNode', definition: protos().node.pipeserve.v1.ModelNode.service, implementation: service.handlers() },
   ]);
-  const metricsServer = await startMetricsServer(registry, node.metricsPort, bindHostFor(node.address));
+  const metricsServer = await startMetricsServer(registry, node.metricsPort, bindHostFor(node.bindAddress ?? node.address));
   const { stage } = runtime;
   logger.info('node serving', { port: server.port, metrics_port: node.metricsPort, layers: `${stage.layerStart}-${stage.layerEnd}`, stages: runtime.manifest.stages.length });
   onShutdownSignal(logger, async () => {

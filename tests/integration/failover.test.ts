@@ -1,5 +1,5 @@
 import { postJson, postSse, type TimedSseEvent } from '../support/http';
-import { describeNode } from '../support/node-describe';
+import { describeNode } from '../../tools/describe-node';
 import { RunningSystem, SYSTEM_START_TIMEOUT_MS } from '../support/system';
 import { tinyModel } from '../support/test-models';
 

@@ -79,7 +79,7 @@ describe('Scheduler on in-process nodes', () => {
   beforeAll(async () => {
     const modelDir = await tinyModel({ stages: 2 });
     nodes = await InProcessNodes.start(modelDir, 2, { replicas: [1, 2] });
-    health = new ReplicaHealth(nodes.directory, { breakerFailureThreshold: 3, breakerOpenMs: 2_000, breakerSuccessThreshold: 2, healthIntervalMs: 200, healthTimeoutMs: 500 }, TEST_LOGGER, (state) => {
+    health = new ReplicaHealth(nodes.directory, { breakerFailureThreshold: 3, breakerOpenMs: 2_000, breakerSuccessThreshold: 2, healthIntervalMs: 200, healthTimeoutMs: 1_000, healthFailuresToDown: 2 }, TEST_LOGGER, (state) => {
       if (!state.serving && state.checked) scheduler?.replicaLost(state.replica.id, { code: status.UNAVAILABLE, message: state.detail } as ServiceError);
     });
     health.start();

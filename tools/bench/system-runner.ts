@@ -1,42 +1,127 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { writeLoopbackConfig } from '../loopback-config';
+import { childProcesses, peakRssBytes } from '../launcher/process-tree';
+import { writeLoopbackConfig, type LoopbackSystem } from '../loopback-config';
+import { DelayProxy } from './delay-proxy';
 
 const READY_TIMEOUT_MS = 300_000;
-const STOP_GRACE_MS = 10_000;
+const STOP_GRACE_MS = 15_000;
+
+export interface SystemRunnerOptions {
+  readonly modelDir: string;
+  /** config.json `limits` entries (snake_case). */
+  readonly limits?: Readonly<Record<string, number>>;
+  /** Replicas of each stage (default one each). */
+  readonly replicas?: readonly number[];
+  /** With D > 0, a delay proxy in front of every node adds D ms each way to every connection to it. */
+  readonly linkDelayMs?: number;
+}
+
+/** One streamed generation as a client saw it. */
+export interface StreamResult {
+  readonly status: number;
+  readonly tokens: readonly number[];
+  /** When each token event arrived, ms after the request was sent. */
+  readonly tokenTimesMs: readonly number[];
+  readonly done: boolean;
+  readonly error: string | undefined;
+}
 
 /**
  * The whole system started by the real launcher (dist/tools/start.js) with a config of its own
- * on free loopback ports, so a benchmark measures exactly what `npm start` runs.
+ * on free loopback ports, so a benchmark or the chaos run measures exactly what `npm start`
+ * runs. It knows the launcher's children (for signals and peak RSS) and streams requests over
+ * SSE with the arrival time of every token.
  */
 export class SystemRunner {
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly launcher: ChildProcess,
     private readonly dir: string,
-    readonly apiUrl: string,
+    readonly config: LoopbackSystem,
+    private readonly proxies: readonly DelayProxy[],
+    private readonly output: string[],
   ) {}
 
-  static async start(modelDir: string, baseConfigPath: string): Promise<SystemRunner> {
-    const base = JSON.parse(await readFile(baseConfigPath, 'utf8')) as { limits?: Record<string, number> };
-    const { dir, configPath, system } = await writeLoopbackConfig({ modelDir, modelName: 'bench', logLevel: 'warn', limits: base.limits });
-    const child = spawn(process.execPath, [path.join(__dirname, '..', 'start.js'), '--ready-timeout-ms', String(READY_TIMEOUT_MS)], {
+  static async start(options: SystemRunnerOptions): Promise<SystemRunner> {
+    const delay = options.linkDelayMs ?? 0;
+    const { dir, configPath, system } = await writeLoopbackConfig({
+      modelDir: options.modelDir,
+      modelName: path.basename(options.modelDir),
+      logLevel: 'warn',
+      limits: options.limits,
+      replicas: options.replicas,
+      separateNodeListenPorts: delay > 0,
+    });
+    const proxies: DelayProxy[] = [];
+    for (const node of system.nodes) {
+      if (node.bind_address === undefined) continue;
+      const [, listenPort] = node.address.split(':');
+      const [targetHost, targetPort] = node.bind_address.split(':');
+      proxies.push(await DelayProxy.start(Number(listenPort), { host: targetHost, port: Number(targetPort) }, delay));
+    }
+    const launcher = spawn(process.execPath, [path.join(__dirname, '..', 'start.js'), '--ready-timeout-ms', String(READY_TIMEOUT_MS)], {
       env: { ...process.env, CONFIG_PATH: configPath },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const runner = new SystemRunner(child, dir, system.apiUrl);
     const output: string[] = [];
-    child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    const keep = (chunk: Buffer): void => {
+      output.push(chunk.toString());
+      if (output.length > 5_000) output.splice(0, output.length - 5_000);
+    };
+    launcher.stdout?.on('data', keep);
+    launcher.stderr?.on('data', keep);
+    const runner = new SystemRunner(launcher, dir, system, proxies, output);
     const until = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < until) {
-      if (child.exitCode !== null) throw new Error(`the system exited with ${child.exitCode}:\n${output.join('')}`);
-      const ready = await fetch(`${runner.apiUrl}/ready`).then((r) => r.status === 200, () => false);
+      if (launcher.exitCode !== null) throw new Error(`the system exited with ${launcher.exitCode}:\n${output.join('')}`);
+      const ready = await fetch(`${system.apiUrl}/ready`).then((r) => r.status === 200, () => false);
       if (ready) return runner;
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 300));
     }
     await runner.stop();
     throw new Error(`the system was not ready after ${READY_TIMEOUT_MS} ms:\n${output.join('')}`);
+  }
+
+  get apiUrl(): string {
+    return this.config.apiUrl;
+  }
+
+  /** What the launcher and its children printed. */
+  log(): string {
+    return this.output.join('');
+  }
+
+  /** The launcher's children by service name (`tokenizer`, `coordinator`, `api`, and each node id). */
+  services(): Map<string, number> {
+    const services = new Map<string, number>();
+    for (const child of childProcesses(this.launcher.pid as number)) {
+      const nodeFlag = child.args.indexOf('--node-id');
+      if (nodeFlag >= 0) services.set(child.args[nodeFlag + 1], child.pid);
+      else {
+        const script = child.args.find((a) => a.endsWith('main.js'));
+        if (script !== undefined) services.set(path.basename(path.dirname(script)), child.pid);
+      }
+    }
+    return services;
+  }
+
+  /** Peak resident memory of every service so far, in bytes. */
+  peakRss(): Map<string, number> {
+    const rss = new Map<string, number>();
+    for (const [name, pid] of this.services()) {
+      const bytes = peakRssBytes(pid);
+      if (bytes !== undefined) rss.set(name, bytes);
+    }
+    return rss;
+  }
+
+  /** Sends a signal to one service (SIGKILL, SIGSTOP, SIGCONT); false when it is not running. */
+  signal(name: string, signal: NodeJS.Signals): boolean {
+    const pid = this.services().get(name);
+    if (pid === undefined) return false;
+    process.kill(pid, signal);
+    return true;
   }
 
   async process(text: string, maxNewTokens: number): Promise<number> {
@@ -50,17 +135,66 @@ export class SystemRunner {
     return body.tokens.generated;
   }
 
+  /** One generation over SSE (`POST /api/model/generate`), every token timed. */
+  async stream(body: Readonly<Record<string, unknown>>, options: { signal?: AbortSignal; onToken?: (index: number) => void } = {}): Promise<StreamResult> {
+    const started = performance.now();
+    const tokens: number[] = [];
+    const tokenTimesMs: number[] = [];
+    let done = false;
+    let error: string | undefined;
+    let status = 0;
+    try {
+      const response = await fetch(`${this.apiUrl}/api/model/generate`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+        body: JSON.stringify(body),
+        signal: options.signal,
+      });
+      status = response.status;
+      if (response.body === null || status !== 200) return { status, tokens, tokenTimesMs, done, error: `HTTP ${status}: ${await response.text()}` };
+      const decoder = new TextDecoder();
+      let buffered = '';
+      for await (const chunk of response.body) {
+        buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+        let end: number;
+        while ((end = buffered.indexOf('\n\n')) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const event = /^event: ?(.*)$/m.exec(block)?.[1] ?? 'message';
+          const data = block
+            .split('\n')
+            .filter((l) => l.startsWith('data:'))
+            .map((l) => l.slice(5).trimStart())
+            .join('\n');
+          if (event === 'token') {
+            tokens.push((JSON.parse(data) as { token_id: number }).token_id);
+            tokenTimesMs.push(performance.now() - started);
+            options.onToken?.(tokens.length - 1);
+          } else if (event === 'done') {
+            done = true;
+          } else if (event === 'error') {
+            error = data;
+          }
+        }
+      }
+    } catch (caught) {
+      error = error ?? (caught as Error).message;
+    }
+    return { status, tokens, tokenTimesMs, done, error };
+  }
+
   async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
+    if (this.launcher.exitCode === null && this.launcher.signalCode === null) {
       await new Promise<void>((resolve) => {
-        const kill = setTimeout(() => this.child.kill('SIGKILL'), STOP_GRACE_MS);
-        this.child.once('exit', () => {
+        const kill = setTimeout(() => this.launcher.kill('SIGKILL'), STOP_GRACE_MS);
+        this.launcher.once('exit', () => {
           clearTimeout(kill);
           resolve();
         });
-        this.child.kill('SIGTERM');
+        this.launcher.kill('SIGTERM');
       });
     }
+    await Promise.all(this.proxies.map((p) => p.close()));
     await rm(this.dir, { recursive: true, force: true });
   }
 }

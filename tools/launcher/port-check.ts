@@ -19,8 +19,9 @@ export function listenPorts(config: AppConfig): ListenPort[] {
     { owner: 'coordinator metrics', host: bindHostFor(config.coordinator.address), port: config.coordinator.metricsPort },
   ];
   for (const node of config.nodes) {
-    ports.push({ owner: node.id, host: bindHostFor(node.address), port: portOf(node.address) });
-    ports.push({ owner: `${node.id} metrics`, host: bindHostFor(node.address), port: node.metricsPort });
+    const listen = node.bindAddress ?? node.address;
+    ports.push({ owner: node.id, host: bindHostFor(listen), port: portOf(listen) });
+    ports.push({ owner: `${node.id} metrics`, host: bindHostFor(listen), port: node.metricsPort });
   }
   return ports;
 }

@@ -1,6 +1,6 @@
-import type { DescribeResponse__Output } from '../../protos/generated/pipeserve/v1/DescribeResponse';
-import { callOptions, createClient, requestMetadata, unary } from '../../shared/grpc/channel';
-import { protos } from '../../shared/grpc/proto-loader';
+import type { DescribeResponse__Output } from '../protos/generated/pipeserve/v1/DescribeResponse';
+import { callOptions, createClient, requestMetadata, unary } from '../shared/grpc/channel';
+import { protos } from '../shared/grpc/proto-loader';
 
 const DESCRIBE_DEADLINE_MS = 2_000;
 
