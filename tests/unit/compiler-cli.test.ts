@@ -56,7 +56,7 @@ describe('model-compile CLI', () => {
       (out) => ['--from', from, '--out', out, '--stages', '3', '--split', '0-3,3-6'],
       /--split: 0-3,3-6 has 2 ranges but --stages is 3/,
     ],
-    ['an unknown flag', (out) => ['--from', from, '--out', out, '--stages', '2', '--fast'], /Unknown option '--fast'/],
+    ['an unknown flag', (out) => ['--from', from, '--out', out, '--stages', '2', '--fast'], /unknown option '--fast'/],
     ['a --from that does not exist', (out) => ['--from', path.join(workDir, 'nope'), '--out', out, '--stages', '2'], /--from: .*nope is not a folder/],
     ['a --from without config.json', (out) => ['--from', workDir, '--out', out, '--stages', '2'], /--from: .*config\.json: missing file/],
   ])('%s: exits 2 with one line on stderr and creates no --out folder', async (name, args, message) => {

@@ -205,12 +205,13 @@ describe('hubDownload from a local Hub', () => {
     };
 
     test.each([
-      [[], 'expected one repository, got 0'],
-      [['a/b', 'c/d'], 'expected one repository, got 2'],
+      [[], "missing required argument 'repo'"],
+      [['a/b', 'c/d'], "unexpected argument 'c/d'"],
       [['../etc'], "repository '../etc' is not a Hub id"],
       [['a/b/c'], "repository 'a/b/c' is not a Hub id"],
       [[REPO, '--revision', ''], "--revision: '' is not a branch, tag or commit"],
-      [[REPO, '--bogus'], "Unknown option '--bogus'"],
+      [[REPO, '--bogus'], "unknown option '--bogus'"],
+      [[REPO, '--revison', 'v1'], "unknown option '--revison' (Did you mean --revision?)"],
     ])('%j exits 2 with one line and creates nothing', async (args, message) => {
       const out = freshOut();
       const result = await run([...args, '--out', out]);

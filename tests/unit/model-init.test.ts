@@ -46,9 +46,10 @@ describe('model-init', () => {
     [['--stages', '0'], "--stages: expected an integer from 1 to 12, got '0'"],
     [['--preset', 'tiny', '--stages', '7'], "--stages: expected an integer from 1 to 6, got '7'"],
     [['--ops', 'fast'], "--ops: expected plain or fused, got 'fast'"],
-    [['--bogus'], "Unknown option '--bogus'"],
-    [['extra'], 'Unexpected argument'],
-    [['--out'], "Option '--out <value>' argument missing"],
+    [['--bogus'], "unknown option '--bogus'"],
+    [['--seeds', '3'], "unknown option '--seeds' (Did you mean --seed?)"],
+    [['extra'], "unexpected argument 'extra'"],
+    [['--out'], "option '--out <dir>' argument missing"],
   ])('%j exits 2 with one line on stderr and writes nothing', async (args, message) => {
     const out = path.join(root, 'bad-args');
     const argv = args.includes('--out') ? args : [...args, '--out', out];
