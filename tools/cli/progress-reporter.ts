@@ -146,7 +146,8 @@ class LineTasks implements TaskFactory {
       update: (doneBytes, total) => {
         const now = Date.now();
         state = { done: doneBytes, total, rate: meter.bytesPerSecond(doneBytes, now) };
-        if (now - lastLineMs < PROGRESS_LINE_INTERVAL_MS) return;
+        // A complete transfer is reported by its "done" line.
+        if (now - lastLineMs < PROGRESS_LINE_INTERVAL_MS || (total !== undefined && doneBytes >= total)) return;
         lastLineMs = now;
         this.write(`${this.tool}: ${label} ${describeTransfer(state.done, state.total, state.rate)}\n`);
       },
@@ -163,7 +164,7 @@ class BarTasks implements TaskFactory {
   steps(label: string, total: number): StepProgress & Task {
     const bar = this.start(
       (options, params, payload: { what: string }) =>
-        `${label} ${Format.BarFormat(params.progress, options)} ${params.value}/${params.total} ${payload.what} (${seconds(params.startTime)})`,
+        `${label} ${Format.BarFormat(params.progress, options)} ${params.value}/${params.total}${payload.what === '' ? '' : ` ${payload.what}`} (${seconds(params.startTime)})`,
       total,
       { what: '' },
     );
@@ -202,9 +203,11 @@ class BarTasks implements TaskFactory {
         format: (options, params, current: P) => format(options, params, current),
         barsize: BAR_SIZE,
         fps: BAR_FPS,
-        // The terminal keeps its cursor and signals keep their handlers: a tool killed mid-bar
-        // must not leave a hidden cursor, and a launcher's own SIGINT handling stays in charge.
+        // The terminal keeps its settings and signals keep their handlers: a tool killed mid-bar
+        // must not leave a hidden cursor or line wrapping turned off, and a launcher's own SIGINT
+        // handling stays in charge. linewrap: true cuts a line to the terminal's width instead.
         hideCursor: false,
+        linewrap: true,
         gracefulExit: false,
         clearOnComplete: false,
         emptyOnZero: true,
