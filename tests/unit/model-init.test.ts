@@ -92,6 +92,24 @@ describe('model-init', () => {
   );
 
   test(
+    '--progress reports each step of the build as a plain line on stderr: random weights, checkpoint, every stage',
+    async () => {
+      const out = path.join(root, 'progress');
+      const result = await run(['--preset', 'tiny', '--out', out, '--stages', '2', '--ops', 'plain', '--progress']);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^wrote gpt2-tiny-random-seed42 /);
+      expect(result.stderr.split('\n')).toEqual([
+        expect.stringMatching(/^model-init: build 1\/4: random weights drawn \(\d+\.\d s\)$/),
+        expect.stringMatching(/^model-init: build 2\/4: checkpoint written \(\d+\.\d s\)$/),
+        expect.stringMatching(/^model-init: build 3\/4: stage 0 of 2 compiled \(\d+\.\d s\)$/),
+        expect.stringMatching(/^model-init: build 4\/4: stage 1 of 2 compiled \(\d+\.\d s\)$/),
+        '',
+      ]);
+    },
+    INIT_TINY_TIMEOUT_MS,
+  );
+
+  test(
     '--force replaces an existing folder and leaves no temporary folder behind',
     async () => {
       const out = path.join(root, 'replace');
