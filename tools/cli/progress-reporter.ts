@@ -12,6 +12,8 @@ export type ProgressMode = 'bars' | 'lines' | 'off';
 export const PROGRESS_LINE_INTERVAL_MS = 5_000;
 /** Width of the bar glyphs; the text around them needs about 60 more columns. */
 const BAR_SIZE = 24;
+/** Byte bars of one tool line up: file names up to this long (tokenizer_config.json is 21). */
+const BYTE_LABEL_WIDTH = 24;
 /** Redraws per second at most; each redraw is a terminal write. */
 const BAR_FPS = 10;
 
@@ -181,7 +183,7 @@ class BarTasks implements TaskFactory {
       (options, params, payload: { totalKnown: boolean; rate: number | undefined }) => {
         const glyphs = payload.totalKnown ? ` ${Format.BarFormat(params.progress, options)}` : '';
         const eta = payload.totalKnown && params.value < params.total ? `, ETA ${Format.TimeFormat(params.eta, options, 1)}` : '';
-        return `${label}${glyphs} ${describeTransfer(params.value, payload.totalKnown ? params.total : undefined, payload.rate)}${eta}`;
+        return `${label.padEnd(BYTE_LABEL_WIDTH)}${glyphs} ${describeTransfer(params.value, payload.totalKnown ? params.total : undefined, payload.rate)}${eta}`;
       },
       totalBytes ?? 0,
       { totalKnown: totalBytes !== undefined, rate: undefined },
