@@ -88,12 +88,6 @@ export class CliCommand<const O extends CliOptionSpecs> {
     return [this.spec.name, ...args, ...options].join(' ');
   }
 
-  helpText(): string {
-    const sink = { text: '' };
-    this.build(sink).outputHelp();
-    return sink.text;
-  }
-
   /** Parses `argv`; a malformed command line throws a one-line `UsageError` ending with the usage. */
   parse(argv: readonly string[]): CliArgs<O> {
     const sink = { text: '' };
