@@ -3,9 +3,9 @@ import { UsageError } from '../shared/errors';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
 import { ensureTransformersJsExport } from './bench/transformers-js-model-folder';
 import { TransformersJsRunner, type TransformersJsRun } from './bench/transformers-js-runner';
-import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
+import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 
-const USAGE = 'usage: bench-transformers-js [--model dir] [--streams 1,16] [--tokens N] [--prompt-tokens N] [--threads N] [--no-spinning] [--json]';
 const DEFAULTS = { model: path.join('models', 'default'), streams: '1,16', tokens: '32', promptTokens: '12', threads: '0' } as const;
 /** Prompts of a batch: different texts cut to one token length (as in tools/bench.ts), so no stream waits on padding. */
 const PROMPT_TEXTS = [
@@ -19,6 +19,26 @@ const PROMPT_TEXTS = [
   'The recipe calls for two cups of flour, a pinch of salt, and three eggs which',
 ];
 const MAX_STREAMS = 256;
+
+export const BENCH_TRANSFORMERS_JS_COMMAND = new CliCommand({
+  name: 'bench-transformers-js',
+  description:
+    "Measures greedy generation with transformers.js on a model's checkpoint (exported for it once, beside the model " +
+    'folder): per stream count a warm-up run, then the measured one; prints tokens/s, time to first token, inter-token latency and peak RSS.',
+  options: {
+    model: { value: 'dir', default: DEFAULTS.model, description: 'a model folder written by model:init (its checkpoint/ is exported)' },
+    streams: { value: 'list', default: DEFAULTS.streams, description: `stream counts to measure, comma-separated, each 1 to ${MAX_STREAMS}` },
+    tokens: { value: 'n', default: DEFAULTS.tokens, description: 'new tokens per stream' },
+    'prompt-tokens': { value: 'n', default: DEFAULTS.promptTokens, description: 'prompt length in tokens' },
+    threads: { value: 'n', default: DEFAULTS.threads, description: "onnxruntime's intra-op threads; 0 uses every core" },
+    'no-spinning': { description: 'idle onnxruntime threads sleep instead of spinning for work' },
+    json: { description: 'print the results as JSON' },
+  },
+  examples: [
+    { description: '1 and 16 streams on the default model', command: 'npm run bench:transformers-js' },
+    { description: 'Two threads, no spinning, as JSON', command: 'npm run bench:transformers-js -- --streams 1,4 --threads 2 --no-spinning --json' },
+  ],
+});
 
 interface BenchArgs {
   readonly modelDir: string;
@@ -37,8 +57,8 @@ interface BenchArgs {
  * tokens/s, time to first token, inter-token latency and the run's peak RSS per workload.
  */
 export function runBenchTransformersJsCli(argv: readonly string[], output: CliOutput): Promise<number> {
-  return runCliTool('bench-transformers-js', output, async () => {
-    const args = parseBenchArgs(argv);
+  return BENCH_TRANSFORMERS_JS_COMMAND.run(argv, output, async ({ values }) => {
+    const args = toBenchArgs(values);
     const exportDir = await ensureTransformersJsExport(args.modelDir);
     const tokenizer = await TextTokenizer.load(exportDir);
     const runner = await TransformersJsRunner.load(exportDir, { intraOpThreads: args.intraOpThreads, allowSpinning: args.allowSpinning });
@@ -66,21 +86,10 @@ export function runBenchTransformersJsCli(argv: readonly string[], output: CliOu
 }
 
 export function parseBenchArgs(argv: readonly string[]): BenchArgs {
-  const { values } = parseCliArgs(
-    argv,
-    {
-      options: {
-        model: { type: 'string', default: DEFAULTS.model },
-        streams: { type: 'string', default: DEFAULTS.streams },
-        tokens: { type: 'string', default: DEFAULTS.tokens },
-        'prompt-tokens': { type: 'string', default: DEFAULTS.promptTokens },
-        threads: { type: 'string', default: DEFAULTS.threads },
-        'no-spinning': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-      },
-    },
-    USAGE,
-  );
+  return toBenchArgs(BENCH_TRANSFORMERS_JS_COMMAND.parse(argv).values);
+}
+
+function toBenchArgs(values: CliValues<typeof BENCH_TRANSFORMERS_JS_COMMAND.spec.options>): BenchArgs {
   if (values.model.trim() === '') throw new UsageError('--model: expected a folder path');
   return {
     modelDir: values.model,

@@ -2,13 +2,10 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { ServiceError, UsageError } from '../shared/errors';
 import { InProcessPipeline } from '../services/node/in-process-pipeline';
-import { parseGenerationConfig, type GenerationConfig } from '../shared/generation-config';
+import { DEFAULT_GENERATION_CONFIG, parseGenerationConfig, type GenerationConfig } from '../shared/generation-config';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
-import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
-
-const USAGE =
-  'usage: generate --model <dir> --prompt "..." [--max-new-tokens N] [--temperature T] [--top-k K] ' +
-  '[--top-p P] [--repetition-penalty R] [--seed S] [--json]';
+import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 
 /** Numeric flags and the generation field each one sets. */
 const NUMERIC_FLAGS = {
@@ -19,6 +16,33 @@ const NUMERIC_FLAGS = {
   'repetition-penalty': 'repetitionPenalty',
   seed: 'seed',
 } as const satisfies Record<string, keyof GenerationConfig>;
+
+const DEFAULTS = DEFAULT_GENERATION_CONFIG;
+
+export const GENERATE_COMMAND = new CliCommand({
+  name: 'generate',
+  description:
+    'Generates a continuation of a prompt with every stage of a compiled model in this process (no services needed), ' +
+    'and prints it; with --json, one object: token_ids (generated only), text, prompt_token_ids, finish_reason.',
+  options: {
+    model: { value: 'dir', required: true, description: 'a compiled model folder (manifest.json and stage files), e.g. models/default' },
+    prompt: { value: 'text', required: true, description: 'the text to continue' },
+    'max-new-tokens': { value: 'n', default: String(DEFAULTS.maxNewTokens), description: 'tokens to generate at most (fewer when the end-of-text token comes first)' },
+    temperature: { value: 't', default: String(DEFAULTS.temperature), description: 'divides the logits; 0 is greedy and ignores --top-k and --top-p' },
+    'top-k': { value: 'k', default: String(DEFAULTS.topK), description: 'samples among the K most likely tokens; 0 = off' },
+    'top-p': { value: 'p', default: String(DEFAULTS.topP), description: 'samples among the most likely tokens whose probability adds up to P, in (0, 1]; 1 = off' },
+    'repetition-penalty': { value: 'r', default: String(DEFAULTS.repetitionPenalty), description: 'penalises tokens already in the sequence; 1 = off' },
+    seed: { value: 's', default: String(DEFAULTS.seed), description: 'seed of the sampler: the same seed gives the same sampled text' },
+    json: { description: 'print one JSON object instead of the text' },
+  },
+  examples: [
+    { description: 'Greedy, 16 tokens, on the default model', command: 'npm run generate -- --model models/default --prompt "Hello, my name is" --max-new-tokens 16' },
+    {
+      description: 'Sampled and reproducible, as JSON',
+      command: 'npm run generate -- --model models/default --prompt "Once upon a time" --temperature 0.8 --top-k 50 --seed 3 --json',
+    },
+  ],
+});
 
 interface GenerateArgs {
   readonly modelDir: string;
@@ -33,8 +57,8 @@ interface GenerateArgs {
  * prompt_token_ids, finish_reason. Returns the exit code: 0, 2 for bad arguments, 1 otherwise.
  */
 export function runGenerateCli(argv: readonly string[], output: CliOutput): Promise<number> {
-  return runCliTool('generate', output, async () => {
-    const args = parseGenerateArgs(argv);
+  return GENERATE_COMMAND.run(argv, output, async ({ values }) => {
+    const args = parseGenerateArgs(values);
     const tokenizer = await TextTokenizer.load(args.modelDir);
     const promptIds = tokenizer.encode(args.prompt);
     if (promptIds.length === 0) throw new UsageError('--prompt: encodes to no tokens; give some text');
@@ -51,36 +75,15 @@ export function runGenerateCli(argv: readonly string[], output: CliOutput): Prom
   });
 }
 
-function parseGenerateArgs(argv: readonly string[]): GenerateArgs {
-  const { values } = parseCliArgs(
-    argv,
-    {
-      options: {
-        model: { type: 'string' },
-        prompt: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        'max-new-tokens': { type: 'string' },
-        temperature: { type: 'string' },
-        'top-k': { type: 'string' },
-        'top-p': { type: 'string' },
-        'repetition-penalty': { type: 'string' },
-        seed: { type: 'string' },
-      },
-    },
-    USAGE,
-  );
-  const modelDir = values.model;
-  if (typeof modelDir !== 'string') throw new UsageError(`--model is required; ${USAGE}`);
+function parseGenerateArgs(values: CliValues<typeof GENERATE_COMMAND.spec.options>): GenerateArgs {
+  const { model: modelDir, prompt } = values;
   if (!existsSync(path.join(modelDir, 'manifest.json'))) {
     throw new UsageError(`--model: ${modelDir} is not a compiled model folder (no manifest.json)`);
   }
-  const prompt = values.prompt;
-  if (typeof prompt !== 'string') throw new UsageError(`--prompt is required; ${USAGE}`);
 
   const fields: Partial<Record<keyof GenerationConfig, number>> = {};
   for (const [flag, field] of Object.entries(NUMERIC_FLAGS)) {
     const text = values[flag as keyof typeof NUMERIC_FLAGS];
-    if (typeof text !== 'string') continue;
     const value = Number(text);
     if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`--${flag}: expected a number, got '${text}'`);
     fields[field] = value;
@@ -91,7 +94,7 @@ function parseGenerateArgs(argv: readonly string[]): GenerateArgs {
   } catch (error) {
     throw new UsageError(renameField(ServiceError.from(error).message));
   }
-  return { modelDir, prompt, generation, json: values.json === true };
+  return { modelDir, prompt, generation, json: values.json };
 }
 
 /** Config errors name the config field ("topK: …"); a CLI user typed the flag ("--top-k: …"). */

@@ -4,11 +4,40 @@ import { UsageError } from '../shared/errors';
 import type { ModelManifest } from '../shared/model/manifest';
 import { checkCompileOptions, compileModel, type CompileModelOptions } from './compiler/compile-model';
 import { parseSplitSpec, type SplitSpec } from './compiler/split-plan';
-import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
+import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
+import { formatBytes } from './cli/format-bytes';
 
-const USAGE =
-  'usage: model-compile --from <hf-dir> --out <dir> --stages N [--split even|balanced|0-4,4-8,8-12] ' +
-  '[--ops plain|fused] [--force]';
+export const MODEL_COMPILE_COMMAND = new CliCommand({
+  name: 'model-compile',
+  description:
+    'Compiles a Hugging Face checkpoint folder (config.json, safetensors weights, tokenizer files) into one ONNX graph ' +
+    "per pipeline stage plus manifest.json, written straight from the weights; --out is written whole or not at all.",
+  options: {
+    from: { value: 'hf-dir', required: true, description: 'the checkpoint folder, e.g. one written by model:pull' },
+    out: { value: 'dir', required: true, description: 'the compiled model folder to write' },
+    stages: { value: 'n', required: true, description: 'number of pipeline stages, at most the number of layers' },
+    split: {
+      value: 'even|balanced|ranges',
+      default: 'balanced',
+      description:
+        'how layers are shared out: even (equal layer counts), balanced (equal cost, counting embeddings and lm_head), ' +
+        'or explicit layer ranges like 0-4,4-8,8-12 (one per stage, covering every layer)',
+    },
+    ops: {
+      value: 'plain|fused',
+      default: 'fused',
+      description: 'fused: onnxruntime contrib ops (attention with past, fused layer norm, FastGelu); plain: standard ONNX ops, the reference',
+    },
+    force: { description: 'replace an --out folder that is not empty' },
+  },
+  progress: true,
+  examples: [
+    { description: 'GPT-2 pulled from the Hub, in 3 balanced stages', command: 'npm run model:compile -- --from models/hf/openai-community/gpt2 --out models/gpt2 --stages 3' },
+    { description: 'The monolithic 1-stage reference with plain ops', command: 'npm run model:compile -- --from models/default/checkpoint --out models/mono --stages 1 --ops plain' },
+    { description: 'Explicit layer ranges for a 12-layer model', command: 'npm run model:compile -- --from models/default/checkpoint --out models/split --stages 2 --split 0-8,8-12 --force' },
+  ],
+});
 
 /**
  * Compiles a Hugging Face GPT-2 folder into N ONNX stage graphs plus manifest.json, then prints
@@ -17,33 +46,18 @@ const USAGE =
  */
 export function runModelCompileCli(argv: readonly string[], output: CliOutput): Promise<number> {
   const started = process.hrtime.bigint();
-  return runCliTool('model-compile', output, async () => {
-    const options = await parseModelCompileArgs(argv);
-    const manifest = await compileModel(options);
+  return MODEL_COMPILE_COMMAND.run(argv, output, async ({ values, progress }) => {
+    const options = await parseModelCompileArgs(values);
+    const stages = progress.steps('compile', options.stages);
+    const manifest = await compileModel({ ...options, onStage: (index, count) => stages.step(`stage ${index} of ${count} written`) });
+    stages.finish();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     output.stdout(describeCompiledModel(manifest, path.resolve(options.out), splitName(options.split), seconds));
   });
 }
 
-export async function parseModelCompileArgs(argv: readonly string[]): Promise<CompileModelOptions> {
-  const { values } = parseCliArgs(
-    argv,
-    {
-      options: {
-        from: { type: 'string' },
-        out: { type: 'string' },
-        stages: { type: 'string' },
-        split: { type: 'string', default: 'balanced' },
-        ops: { type: 'string', default: 'fused' },
-        force: { type: 'boolean', default: false },
-      },
-    },
-    USAGE,
-  );
+async function parseModelCompileArgs(values: CliValues<typeof MODEL_COMPILE_COMMAND.spec.options>): Promise<CompileModelOptions> {
   const { from, out, stages: stagesText, split: splitText, ops, force } = values;
-  if (from === undefined) throw new UsageError(`--from is required; ${USAGE}`);
-  if (out === undefined) throw new UsageError(`--out is required; ${USAGE}`);
-  if (stagesText === undefined) throw new UsageError(`--stages is required; ${USAGE}`);
   const stages = Number(stagesText);
   if (!/^\d+$/.test(stagesText.trim()) || stages < 1) {
     throw new UsageError(`--stages: expected a positive integer, got '${stagesText}'`);
@@ -92,13 +106,6 @@ function describeCompiledModel(manifest: ModelManifest, out: string, split: stri
   }
   for (const file of manifest.tokenizerFiles) lines.push(`  ${file.path.padEnd(24)} ${formatBytes(file.bytes)}`);
   return `${lines.join('\n')}\n`;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 if (require.main === module) exitWhenDone(runModelCompileCli(process.argv.slice(2), PROCESS_OUTPUT));

@@ -2,14 +2,47 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { UsageError } from '../shared/errors';
 import { MANIFEST_FILE_NAME, readManifest, verifyStageFiles, type ModelManifest } from '../shared/model/manifest';
-import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
-import { CHECKPOINT_FOLDER, INIT_DEFAULTS, initDefaultModel, type InitDefaultModelOptions } from './init/init-default-model';
+import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
+import { CHECKPOINT_FOLDER, INIT_DEFAULTS, initDefaultModel, initStepCount, type InitDefaultModelOptions, type InitStep } from './init/init-default-model';
 import { MAX_SEED } from './init/random-gpt2';
 import { isPresetName, MODEL_PRESETS } from './init/model-presets';
 
 const DEFAULT_OUT = path.join('models', 'default');
-const USAGE =
-  'usage: model-init [--preset small|tiny] [--out dir] [--seed N] [--stages N] [--ops plain|fused] [--force] [--if-missing]';
+
+export const MODEL_INIT_COMMAND = new CliCommand({
+  name: 'model-init',
+  description:
+    'Writes the offline default model: a seeded, randomly initialised checkpoint of a preset shape with the real GPT-2 ' +
+    'tokenizer, saved as a Hugging Face checkpoint in <out>/checkpoint/ and compiled into pipeline stages (balanced split).',
+  options: {
+    preset: {
+      value: 'name',
+      default: INIT_DEFAULTS.preset,
+      description: `the model's shape: ${Object.entries(MODEL_PRESETS)
+        .map(([name, preset]) => `${name} (${preset.description})`)
+        .join('; ')}`,
+    },
+    out: { value: 'dir', default: DEFAULT_OUT, description: 'the model folder to write: manifest.json, one ONNX file per stage, checkpoint/' },
+    seed: { value: 'n', default: String(INIT_DEFAULTS.seed), description: `seed of the random weights, 0 to ${MAX_SEED}: the same seed writes the same weights` },
+    stages: { value: 'n', default: String(INIT_DEFAULTS.stages), description: "pipeline stages, from 1 to the preset's layer count" },
+    ops: {
+      value: 'plain|fused',
+      default: INIT_DEFAULTS.ops,
+      description: 'fused: onnxruntime contrib ops (attention with past, fused layer norm, FastGelu); plain: standard ONNX ops, the reference',
+    },
+    force: { description: 'replace an --out folder that is not empty' },
+    'if-missing': {
+      description: 'keep an --out that already holds a complete model (its manifest parses and every stage file matches it), rebuild a broken one',
+    },
+  },
+  progress: true,
+  examples: [
+    { description: 'The default model (GPT-2 small shape, 3 stages) into models/default', command: 'npm run model:init' },
+    { description: 'A tiny 2-stage model for tests, plain ONNX ops', command: 'npm run model:init -- --preset tiny --out models/tiny --stages 2 --ops plain' },
+    { description: 'In a container that runs it on every start: build only the first time', command: 'node dist/tools/model-init.js --out /models/default --if-missing' },
+  ],
+});
 
 export interface ModelInitArgs extends InitDefaultModelOptions {
   /**
@@ -27,8 +60,8 @@ export interface ModelInitArgs extends InitDefaultModelOptions {
  */
 export function runModelInitCli(argv: readonly string[], output: CliOutput): Promise<number> {
   const started = process.hrtime.bigint();
-  return runCliTool('model-init', output, async () => {
-    const args = parseModelInitArgs(argv);
+  return MODEL_INIT_COMMAND.run(argv, output, async ({ values, progress }) => {
+    const args = parseModelInitArgs(values);
     let force = args.force === true;
     if (args.ifMissing && existsSync(path.join(args.out, MANIFEST_FILE_NAME))) {
       const existing = await readVerifiedManifest(args.out).then(
@@ -42,28 +75,15 @@ export function runModelInitCli(argv: readonly string[], output: CliOutput): Pro
       output.stdout(`model-init: ${args.out} holds a broken model (${existing.problem}); rebuilding it\n`);
       force = true;
     }
-    const manifest = await initDefaultModel({ ...args, force });
+    const steps = progress.steps('build', initStepCount(args.stages));
+    const manifest = await initDefaultModel({ ...args, force, onStep: (step) => steps.step(describeStep(step)) });
+    steps.finish();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     output.stdout(describe(manifest, args, seconds));
   });
 }
 
-export function parseModelInitArgs(argv: readonly string[]): ModelInitArgs {
-  const { values } = parseCliArgs(
-    argv,
-    {
-      options: {
-        preset: { type: 'string', default: INIT_DEFAULTS.preset },
-        out: { type: 'string', default: DEFAULT_OUT },
-        seed: { type: 'string', default: String(INIT_DEFAULTS.seed) },
-        stages: { type: 'string', default: String(INIT_DEFAULTS.stages) },
-        ops: { type: 'string', default: INIT_DEFAULTS.ops },
-        force: { type: 'boolean', default: false },
-        'if-missing': { type: 'boolean', default: false },
-      },
-    },
-    USAGE,
-  );
+function parseModelInitArgs(values: CliValues<typeof MODEL_INIT_COMMAND.spec.options>): ModelInitArgs & { readonly stages: number } {
   const { preset, out, seed, stages, ops, force } = values;
   if (!isPresetName(preset)) throw new UsageError(`--preset: expected one of ${Object.keys(MODEL_PRESETS).join(', ')}, got '${preset}'`);
   if (out.trim() === '') throw new UsageError('--out: expected a folder path');
@@ -78,6 +98,12 @@ export function parseModelInitArgs(argv: readonly string[]): ModelInitArgs {
     force,
     ifMissing: values['if-missing'],
   };
+}
+
+function describeStep(step: InitStep): string {
+  if (step.kind === 'weights') return 'random weights drawn';
+  if (step.kind === 'checkpoint') return 'checkpoint written';
+  return `stage ${step.index} of ${step.count} compiled`;
 }
 
 /** The manifest of the model folder `dir`, once every stage file is checked against it. */

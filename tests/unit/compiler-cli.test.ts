@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { writeCheckpoint } from '../../tools/families/checkpoint';
 import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import { runModelCompileCli } from '../../tools/model-compile';
+import { FakeTerminal } from '../support/fake-terminal';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
 const COMPILE_TEST_TIMEOUT_MS = 120_000;
@@ -26,12 +27,13 @@ afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(argv: string[], terminal?: FakeTerminal): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   const code = await runModelCompileCli(argv, {
     stdout: (text) => (stdout += text),
     stderr: (text) => (stderr += text),
+    terminal,
   });
   return { code, stdout, stderr };
 }
@@ -56,7 +58,7 @@ describe('model-compile CLI', () => {
       (out) => ['--from', from, '--out', out, '--stages', '3', '--split', '0-3,3-6'],
       /--split: 0-3,3-6 has 2 ranges but --stages is 3/,
     ],
-    ['an unknown flag', (out) => ['--from', from, '--out', out, '--stages', '2', '--fast'], /Unknown option '--fast'/],
+    ['an unknown flag', (out) => ['--from', from, '--out', out, '--stages', '2', '--fast'], /unknown option '--fast'/],
     ['a --from that does not exist', (out) => ['--from', path.join(workDir, 'nope'), '--out', out, '--stages', '2'], /--from: .*nope is not a folder/],
     ['a --from without config.json', (out) => ['--from', workDir, '--out', out, '--stages', '2'], /--from: .*config\.json: missing file/],
   ])('%s: exits 2 with one line on stderr and creates no --out folder', async (name, args, message) => {
@@ -93,6 +95,30 @@ describe('model-compile CLI', () => {
       expect((await readdir(out)).sort()).toEqual(
         ['manifest.json', 'stage-0.onnx', 'stage-0.onnx.data', 'stage-1.onnx', 'stage-1.onnx.data', 'tokenizer.json', 'tokenizer_config.json'].sort(),
       );
+    },
+    COMPILE_TEST_TIMEOUT_MS,
+  );
+
+  test(
+    '--progress prints a line per stage written; on a terminal a bar is drawn instead, and stderr stays empty',
+    async () => {
+      const lines = await run(['--from', from, '--out', path.join(workDir, 'progress-lines'), '--stages', '2', '--ops', 'plain', '--progress']);
+      expect(lines.code).toBe(0);
+      expect(lines.stderr.split('\n')).toEqual([
+        expect.stringMatching(/^model-compile: compile 1\/2: stage 0 of 2 written \(\d+\.\d s\)$/),
+        expect.stringMatching(/^model-compile: compile 2\/2: stage 1 of 2 written \(\d+\.\d s\)$/),
+        '',
+      ]);
+
+      const terminal = new FakeTerminal();
+      const bars = await run(['--from', from, '--out', path.join(workDir, 'progress-bars'), '--stages', '2', '--ops', 'plain'], terminal);
+      expect(bars.code).toBe(0);
+      expect(bars.stderr).toBe('');
+      expect(terminal.visibleLines).toEqual([expect.stringMatching(/^compile █+ 2\/2 stage 1 of 2 written \(\d+\.\d s\)$/)]);
+
+      const quiet = new FakeTerminal();
+      const off = await run(['--from', from, '--out', path.join(workDir, 'progress-off'), '--stages', '2', '--ops', 'plain', '--no-progress'], quiet);
+      expect([off.code, off.stderr, quiet.text]).toEqual([0, '', '']);
     },
     COMPILE_TEST_TIMEOUT_MS,
   );

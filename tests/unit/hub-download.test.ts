@@ -146,6 +146,36 @@ describe('hubDownload from a local Hub', () => {
     await expectSameFiles(out);
   });
 
+  test('onProgress reports each downloaded file from 0 to its announced size, never going back', async () => {
+    const events: [string, number, number | undefined][] = [];
+    await hubDownload({ repo: REPO, revision: 'main', out: freshOut(), endpoint, onProgress: (file, done, total) => events.push([file, done, total]) });
+    expect([...new Set(events.map(([file]) => file))].sort()).toEqual([...single.keys()].sort());
+    for (const [name, body] of single) {
+      const mine = events.filter(([file]) => file === name);
+      expect(mine[0]).toEqual([name, 0, body.length]);
+      expect(mine[mine.length - 1]).toEqual([name, body.length, body.length]);
+      expect(mine.every(([, done], i) => i === 0 || done >= mine[i - 1][1])).toBe(true);
+    }
+  });
+
+  test('a resumed file reports progress from the bytes it already had; one the server restarts, from 0', async () => {
+    const weights = single.get('model.safetensors') as Buffer;
+    const progressOf = async (ignoreRange: boolean): Promise<number[]> => {
+      const out = freshOut();
+      await mkdir(`${out}.download`, { recursive: true });
+      await writeFile(`${out}.download/model.safetensors.incomplete`, weights.subarray(0, 100));
+      behaviour.ignoreRange = ignoreRange;
+      const done: number[] = [];
+      await hubDownload({ repo: REPO, revision: 'main', out, endpoint, onProgress: (file, bytes) => file === 'model.safetensors' && done.push(bytes) });
+      await expectSameFiles(out);
+      return done;
+    };
+    const resumed = await progressOf(false);
+    expect([resumed[0], resumed[resumed.length - 1]]).toEqual([100, weights.length]);
+    const restarted = await progressOf(true);
+    expect([restarted[0], restarted[restarted.length - 1]]).toEqual([0, weights.length]);
+  });
+
   test('a size mismatch is rejected and nothing is written to out', async () => {
     const out = freshOut();
     behaviour.wrongLinkedSize = 'model.safetensors';
@@ -205,12 +235,13 @@ describe('hubDownload from a local Hub', () => {
     };
 
     test.each([
-      [[], 'expected one repository, got 0'],
-      [['a/b', 'c/d'], 'expected one repository, got 2'],
+      [[], "missing required argument 'repo'"],
+      [['a/b', 'c/d'], "unexpected argument 'c/d'"],
       [['../etc'], "repository '../etc' is not a Hub id"],
       [['a/b/c'], "repository 'a/b/c' is not a Hub id"],
       [[REPO, '--revision', ''], "--revision: '' is not a branch, tag or commit"],
-      [[REPO, '--bogus'], "Unknown option '--bogus'"],
+      [[REPO, '--bogus'], "unknown option '--bogus'"],
+      [[REPO, '--revison', 'v1'], "unknown option '--revison' (Did you mean --revision?)"],
     ])('%j exits 2 with one line and creates nothing', async (args, message) => {
       const out = freshOut();
       const result = await run([...args, '--out', out]);
@@ -235,6 +266,18 @@ describe('hubDownload from a local Hub', () => {
       expect(result.stdout).toContain(`pulled ${REPO}@main into ${out}`);
       expect(result.stdout).toContain('model.safetensors');
       expect(seen.every((r) => r.authorization === 'Bearer t0k')).toBe(true);
+    });
+
+    test('--progress prints, per downloaded file, a line with its bytes done / total and the rate; without it stderr stays empty', async () => {
+      const result = await run([REPO, '--out', freshOut(), '--progress']);
+      expect(result.code).toBe(0);
+      const lines = result.stderr.trimEnd().split('\n');
+      expect(lines.map((line) => line.split(' ')[1])).toEqual(['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors']);
+      for (const line of lines) expect(line).toMatch(/^model-pull: \S+ ([\d.]+ [KMG]?i?B) \/ \1 \(100%\)(, [\d.]+ [KMG]?i?B\/s)?, done in \d+\.\d s$/);
+      const weightBytes = (single.get('model.safetensors') as Buffer).length;
+      const size = weightBytes < 1024 ** 2 ? `${(weightBytes / 1024).toFixed(1)} KiB` : `${(weightBytes / 1024 ** 2).toFixed(1)} MiB`;
+      expect(lines[3]).toContain(`model.safetensors ${size} / ${size} (100%)`);
+      expect((await run([REPO, '--out', freshOut()])).stderr).toBe('');
     });
 
     test('a missing remote file exits 1 naming it', async () => {

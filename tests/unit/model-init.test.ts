@@ -46,9 +46,10 @@ describe('model-init', () => {
     [['--stages', '0'], "--stages: expected an integer from 1 to 12, got '0'"],
     [['--preset', 'tiny', '--stages', '7'], "--stages: expected an integer from 1 to 6, got '7'"],
     [['--ops', 'fast'], "--ops: expected plain or fused, got 'fast'"],
-    [['--bogus'], "Unknown option '--bogus'"],
-    [['extra'], 'Unexpected argument'],
-    [['--out'], "Option '--out <value>' argument missing"],
+    [['--bogus'], "unknown option '--bogus'"],
+    [['--seeds', '3'], "unknown option '--seeds' (Did you mean --seed?)"],
+    [['extra'], "unexpected argument 'extra'"],
+    [['--out'], "option '--out <dir>' argument missing"],
   ])('%j exits 2 with one line on stderr and writes nothing', async (args, message) => {
     const out = path.join(root, 'bad-args');
     const argv = args.includes('--out') ? args : [...args, '--out', out];
@@ -86,6 +87,24 @@ describe('model-init', () => {
       expect(again.stderr).toContain('exists and is not empty; pass --force');
       expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'))).toEqual(manifest);
       expect((await readdir(root)).filter((name) => name.startsWith('tiny.'))).toEqual([]);
+    },
+    INIT_TINY_TIMEOUT_MS,
+  );
+
+  test(
+    '--progress reports each step of the build as a plain line on stderr: random weights, checkpoint, every stage',
+    async () => {
+      const out = path.join(root, 'progress');
+      const result = await run(['--preset', 'tiny', '--out', out, '--stages', '2', '--ops', 'plain', '--progress']);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^wrote gpt2-tiny-random-seed42 /);
+      expect(result.stderr.split('\n')).toEqual([
+        expect.stringMatching(/^model-init: build 1\/4: random weights drawn \(\d+\.\d s\)$/),
+        expect.stringMatching(/^model-init: build 2\/4: checkpoint written \(\d+\.\d s\)$/),
+        expect.stringMatching(/^model-init: build 3\/4: stage 0 of 2 compiled \(\d+\.\d s\)$/),
+        expect.stringMatching(/^model-init: build 4\/4: stage 1 of 2 compiled \(\d+\.\d s\)$/),
+        '',
+      ]);
     },
     INIT_TINY_TIMEOUT_MS,
   );

@@ -16,6 +16,19 @@ export interface InitDefaultModelOptions {
   readonly ops?: OpsVariant;
   /** Replace a non-empty `out`. */
   readonly force?: boolean;
+  /** Called as each step of the build ends (for progress bars); there are `initStepCount(stages)` of them. */
+  readonly onStep?: (step: InitStep) => void;
+}
+
+/** A step of a build: the random weights drawn, the checkpoint written, one stage compiled. */
+export type InitStep =
+  | { readonly kind: 'weights' }
+  | { readonly kind: 'checkpoint' }
+  | { readonly kind: 'stage'; readonly index: number; readonly count: number };
+
+/** How many `onStep` calls a build of `stages` stages makes. */
+export function initStepCount(stages: number): number {
+  return stages + 2;
 }
 
 export const INIT_DEFAULTS = { preset: 'small', seed: 42, stages: 3, ops: 'fused' } as const;
@@ -40,10 +53,12 @@ export async function initDefaultModel(options: InitDefaultModelOptions): Promis
     const checkpointDir = path.join(staging, modelName);
     const tokenizer = buildGpt2TokenizerFiles();
     const checkpoint = preset.build(seed);
+    options.onStep?.({ kind: 'weights' });
     await writeCheckpoint(checkpointDir, checkpoint, {
       tokenizerJson: tokenizer.tokenizerJson,
       tokenizerConfigJson: { ...tokenizer.tokenizerConfigJson, model_max_length: checkpoint.model.shape.contextLength },
     });
+    options.onStep?.({ kind: 'checkpoint' });
     const compiled = path.join(staging, 'model');
     const manifest = await compileModel({
       from: checkpointDir,
@@ -51,6 +66,7 @@ export async function initDefaultModel(options: InitDefaultModelOptions): Promis
       stages: options.stages ?? INIT_DEFAULTS.stages,
       split: { kind: 'balanced' },
       ops: options.ops ?? INIT_DEFAULTS.ops,
+      onStage: (index, count) => options.onStep?.({ kind: 'stage', index, count }),
     });
     await rename(checkpointDir, path.join(compiled, CHECKPOINT_FOLDER));
     await moveIntoPlace(compiled, target, targetExists);

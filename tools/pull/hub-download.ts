@@ -28,7 +28,15 @@ export interface HubDownloadOptions {
   /** Replace an existing non-empty `out`. */
   readonly force?: boolean;
   readonly onFileDone?: (file: string, bytes: number) => void;
+  /**
+   * Called as a file's bytes arrive, and once when its transfer starts: the bytes it has on disk
+   * (a resumed file starts where the last attempt stopped) and its announced size, when known.
+   * A file already complete from an earlier run reports only `onFileDone`.
+   */
+  readonly onProgress?: (file: string, doneBytes: number, totalBytes: number | undefined) => void;
 }
+
+type ProgressListener = (doneBytes: number, totalBytes: number | undefined) => void;
 
 /** A failed HTTP answer for one file; `status` lets callers tell "not there" (404) from other failures. */
 export class HubFileError extends Error {
@@ -60,7 +68,8 @@ export async function hubDownload(options: HubDownloadOptions): Promise<Checkpoi
   await mkdir(staging, { recursive: true });
 
   const fetchFile = async (file: string): Promise<void> => {
-    const bytes = await downloadResumable(fileUrl(options, file), path.join(staging, file), file, options.token);
+    const onProgress: ProgressListener = (done, total) => options.onProgress?.(file, done, total);
+    const bytes = await downloadResumable(fileUrl(options, file), path.join(staging, file), file, options.token, onProgress);
     options.onFileDone?.(file, bytes);
   };
   for (const file of REQUIRED_FILES) await fetchFile(file);
@@ -106,14 +115,14 @@ function fileUrl(options: HubDownloadOptions, file: string): string {
  * request. A server that answers 200 to a Range restarts the file. The byte count is checked
  * against x-linked-size (the Hub's size of an LFS file) or Content-Length. Returns the file size.
  */
-async function downloadResumable(url: string, dest: string, file: string, token: string | undefined): Promise<number> {
+async function downloadResumable(url: string, dest: string, file: string, token: string | undefined, onProgress: ProgressListener): Promise<number> {
   const done = await stat(dest).catch(() => undefined);
   if (done?.isFile()) return done.size;
   const partial = `${dest}${INCOMPLETE_SUFFIX}`;
   let lastError: unknown;
   for (let attempt = 0; attempt < MAX_ATTEMPTS_PER_FILE; attempt++) {
     try {
-      const size = await downloadOnce(url, partial, file, token);
+      const size = await downloadOnce(url, partial, file, token, onProgress);
       await rename(partial, dest);
       return size;
     } catch (error) {
@@ -125,7 +134,7 @@ async function downloadResumable(url: string, dest: string, file: string, token:
   throw new Error(`${file}: download from ${url} failed ${MAX_ATTEMPTS_PER_FILE} times: ${describeError(lastError)}`, { cause: lastError });
 }
 
-async function downloadOnce(url: string, partial: string, file: string, token: string | undefined): Promise<number> {
+async function downloadOnce(url: string, partial: string, file: string, token: string | undefined, onProgress: ProgressListener): Promise<number> {
   const have = (await stat(partial).catch(() => undefined))?.size ?? 0;
   // Byte ranges and size checks refer to the stored bytes, so ask for no content encoding.
   const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
@@ -137,7 +146,7 @@ async function downloadOnce(url: string, partial: string, file: string, token: s
     // The partial file is not a prefix of what the server has now: start over.
     await response.body?.cancel();
     await rm(partial, { force: true });
-    return downloadOnce(url, partial, file, token);
+    return downloadOnce(url, partial, file, token, onProgress);
   }
   if (response.status === 404) {
     await response.body?.cancel();
@@ -165,7 +174,7 @@ async function downloadOnce(url: string, partial: string, file: string, token: s
     expected = headerNumber(response, 'x-linked-size') ?? headerNumber(response, 'content-length');
   }
   if (response.body === null) throw new HubFileError(file, response.status, `${file}: empty response body from ${url}`);
-  await appendBody(response.body, partial, resuming);
+  await appendBody(response.body, partial, resuming ? have : 0, (done) => onProgress(done, expected));
   const written = (await stat(partial)).size;
   if (expected !== undefined && written !== expected) {
     await rm(partial, { force: true });
@@ -177,13 +186,18 @@ async function downloadOnce(url: string, partial: string, file: string, token: s
 /**
  * Each chunk is on disk before the next is read, so when the connection drops every byte received
  * so far is kept for the next Range request (a piped write stream may drop its queued writes).
+ * Appends to the `have` bytes already in `partial` (0 starts it over), reporting the total on disk.
  */
-async function appendBody(body: ReadableStream<Uint8Array>, partial: string, append: boolean): Promise<void> {
-  const handle = await open(partial, append ? 'a' : 'w');
+async function appendBody(body: ReadableStream<Uint8Array>, partial: string, have: number, onWritten: (doneBytes: number) => void): Promise<void> {
+  const handle = await open(partial, have > 0 ? 'a' : 'w');
+  let onDisk = have;
+  onWritten(onDisk);
   try {
     for await (const chunk of body as AsyncIterable<Uint8Array>) {
       let done = 0;
       while (done < chunk.length) done += (await handle.write(chunk, done)).bytesWritten;
+      onDisk += chunk.length;
+      onWritten(onDisk);
     }
   } finally {
     await handle.close();
