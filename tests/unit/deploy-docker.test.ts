@@ -108,7 +108,7 @@ describe('Dockerfile', () => {
     expect(fromStages).toEqual(['--from=production-dependencies /app/node_modules ./node_modules', '--from=build /app/dist ./dist']);
     expect(runtimeLines).toEqual(expect.arrayContaining(['WORKDIR /app', 'COPY package.json ./', 'COPY protos ./protos', 'COPY config.json ./config.json']));
     // Neither the lockfile nor .npmrc: nothing installs here.
-    expect(contextSources([runtime]).sort()).toEqual(['config.json', 'package.json', 'protos']);
+    expect(contextSources([runtime]).sort()).toEqual(['config.json', 'package.json', 'protos', 'services/api/public']);
     const env = runtime.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
     expect(env).toContain('NODE_ENV=production');
     expect(env).toContain('CONFIG_PATH=/app/config.json');
