@@ -6,6 +6,7 @@ import type { ProtoGrpcType as HealthProto } from '../../protos/generated/health
 import type { ProtoGrpcType as NodeProto } from '../../protos/generated/node';
 import type { ProtoGrpcType as TokenizerProto } from '../../protos/generated/tokenizer';
 import { PROJECT_ROOT } from '../project-root';
+import { withProtocMapEntryNames } from './map-entry-names';
 
 export const PROTOS_DIR = path.join(PROJECT_ROOT, 'protos');
 
@@ -31,9 +32,12 @@ const SERVED_PROTO_FILES = ['tokenizer.proto', 'coordinator.proto', 'node.proto'
 
 let definition: protoLoader.PackageDefinition | undefined;
 
-/** The package definition of every served .proto, loaded once with PROTO_LOADER_OPTIONS. */
+/**
+ * The package definition of every served .proto, loaded once with PROTO_LOADER_OPTIONS; its file
+ * descriptors (what reflection serves) name map entries as protoc does.
+ */
 export function packageDefinition(): protoLoader.PackageDefinition {
-  definition ??= protoLoader.loadSync(SERVED_PROTO_FILES, PROTO_LOADER_OPTIONS);
+  definition ??= withProtocMapEntryNames(protoLoader.loadSync(SERVED_PROTO_FILES, PROTO_LOADER_OPTIONS));
   return definition;
 }
 
