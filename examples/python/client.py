@@ -55,55 +55,74 @@ def summary_fields(summary):
     }
 
 
-def emit(args, kind, fields):
-    if args.jsonl:
+class TextOutput:
+    """For people: the generated text as it streams, then one line about each answer."""
+
+    def encoded(self, prompt, ids):
+        print(f"prompt: {prompt!r} ({len(ids)} tokens: {' '.join(map(str, ids))})\n")
+        print("Generate (streamed):")
+
+    def token(self, token):
+        print(token.text, end="", flush=True)
+
+    def summary(self, summary):
+        print(f"\n[{summary.generated_tokens} tokens, finish_reason={summary.finish_reason}, ids: {' '.join(map(str, summary.token_ids))}]\n")
+
+    def processed(self, processed):
+        nodes = ", ".join(f"{n.node_id} (stage {n.stage}) {n.forward_ms:.1f} ms" for n in processed.timings.nodes)
+        print(f"Process:\n{processed.text}")
+        print(f"[{processed.generated_tokens} tokens, finish_reason={processed.finish_reason}, {processed.timings.total_ms:.1f} ms: {nodes}]")
+
+
+class JsonLinesOutput:
+    """For scripts: one JSON object per line, {kind: fields}, each flushed as it happens."""
+
+    def _line(self, kind, fields):
         print(json.dumps({kind: fields}), flush=True)
 
+    def encoded(self, prompt, ids):
+        self._line("encoded", {"token_ids": ids})
 
-def run(args, pb):
+    def token(self, token):
+        self._line("token", {"index": token.index, "token_id": token.token_id, "text": token.text, "logprob": token.logprob})
+
+    def summary(self, summary):
+        self._line("summary", summary_fields(summary))
+
+    def processed(self, processed):
+        self._line("processed", summary_fields(processed))
+
+
+def run(args, pb, output):
     request_id = f"python-{uuid.uuid4().hex[:12]}"
+    metadata = call_metadata(request_id)
     with grpc.insecure_channel(args.tokenizer) as tokenizer_channel, grpc.insecure_channel(args.coordinator) as coordinator_channel:
         tokenizer = pb.tokenizer_pb2_grpc.TokenizerStub(tokenizer_channel)
         coordinator = pb.coordinator_pb2_grpc.CoordinatorStub(coordinator_channel)
 
-        encoded = tokenizer.Encode(pb.tokenizer_pb2.EncodeRequest(text=args.prompt), timeout=args.timeout, metadata=call_metadata(request_id))
+        encoded = tokenizer.Encode(pb.tokenizer_pb2.EncodeRequest(text=args.prompt), timeout=args.timeout, metadata=metadata)
         prompt_ids = list(encoded.token_ids)
-        emit(args, "encoded", {"token_ids": prompt_ids})
-        if not args.jsonl:
-            print(f"prompt: {args.prompt!r} ({len(prompt_ids)} tokens: {' '.join(map(str, prompt_ids))})\n")
+        output.encoded(args.prompt, prompt_ids)
 
         # Each field of GenerationParameters may be left unset (it then takes the service's default).
         parameters = pb.coordinator_pb2.GenerationParameters(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
         request = pb.coordinator_pb2.GenerateRequest(request_id=request_id, prompt_token_ids=prompt_ids, parameters=parameters)
 
-        if not args.jsonl:
-            print("Generate (streamed):")
-        summary = None
-        for event in coordinator.Generate(request, timeout=args.timeout, metadata=call_metadata(request_id)):
+        # One TokenEvent per generated token, then one GenerationSummary.
+        for event in coordinator.Generate(request, timeout=args.timeout, metadata=metadata):
             if event.WhichOneof("event") == "token":
-                token = event.token
-                emit(args, "token", {"index": token.index, "token_id": token.token_id, "text": token.text, "logprob": token.logprob})
-                if not args.jsonl:
-                    print(token.text, end="", flush=True)
+                output.token(event.token)
             else:
-                summary = event.summary
-        emit(args, "summary", summary_fields(summary))
-        if not args.jsonl:
-            print(f"\n[{summary.generated_tokens} tokens, finish_reason={summary.finish_reason}, ids: {' '.join(map(str, summary.token_ids))}]\n")
+                output.summary(event.summary)
 
-        processed = coordinator.Process(request, timeout=args.timeout, metadata=call_metadata(request_id))
-        emit(args, "processed", summary_fields(processed))
-        if not args.jsonl:
-            nodes = ", ".join(f"{n.node_id} (stage {n.stage}) {n.forward_ms:.1f} ms" for n in processed.timings.nodes)
-            print(f"Process:\n{processed.text}")
-            print(f"[{processed.generated_tokens} tokens, finish_reason={processed.finish_reason}, {processed.timings.total_ms:.1f} ms: {nodes}]")
+        output.processed(coordinator.Process(request, timeout=args.timeout, metadata=metadata))
 
 
 def main(argv):
     args = parse_args(argv)
     pb = pipeserve_protos.load()
     try:
-        run(args, pb)
+        run(args, pb, JsonLinesOutput() if args.jsonl else TextOutput())
     except grpc.RpcError as error:
         print(f"\nerror: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
