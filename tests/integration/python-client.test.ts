@@ -30,7 +30,7 @@ interface ClientRun {
 
 function runClient(args: string[]): Promise<ClientRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(python ?? 'python3', [CLIENT, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+    const child = spawn(python ?? 'python3', [CLIENT, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' } });
     const kill = setTimeout(() => child.kill('SIGKILL'), CLIENT_TIMEOUT_MS);
     let stdout = '';
     let stderr = '';
