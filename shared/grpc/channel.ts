@@ -2,9 +2,11 @@ import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { AppConfig } from '../config';
 import { ServiceError } from '../errors';
+import { packageDefinition } from './proto-loader';
 
 export const MAX_RECONNECT_BACKOFF_MS = 1_000;
 /** Default largest message: a prefill chunk of 4096 tokens of a 1024-wide model, with room to spare. */
@@ -153,14 +155,22 @@ export interface RunningServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
+const HEALTH_SERVICE = 'grpc.health.v1.Health';
+
 /**
- * The one server factory: registers the given services and grpc.health.v1, binds with the
- * configured transport, and reports SERVING for each service name (and "" for the whole server).
+ * The one server factory: registers the given services, grpc.health.v1 and server reflection
+ * (v1 and v1alpha, describing exactly those services, from the project's package definition),
+ * binds with the configured transport, and reports SERVING for each service name (and "" for
+ * the whole server).
  */
 export async function startServer(
   bindAddress: string,
   services: ReadonlyArray<{ readonly name: string; readonly definition: grpc.ServiceDefinition; readonly implementation: grpc.UntypedServiceImplementation }>,
 ): Promise<RunningServer> {
+  const described = packageDefinition();
+  // Reflection can describe only what protos/ declares: a service from elsewhere is a mistake.
+  const undescribed = services.map((service) => service.name).filter((name) => !(name in described));
+  if (undescribed.length > 0) throw new Error(`startServer: ${undescribed.join(', ')} is not a service of protos/`);
   const server = new grpc.Server(serverOptions());
   const health = new HealthImplementation({ '': 'SERVING' });
   for (const service of services) {
@@ -168,6 +178,7 @@ export async function startServer(
     health.setStatus(service.name, 'SERVING');
   }
   health.addToServer(server);
+  new ReflectionService(described, { services: [...services.map((service) => service.name), HEALTH_SERVICE] }).addToServer(server);
   const { tls } = transport;
   const credentials = tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
   const port = await new Promise<number>((resolve, reject) => {

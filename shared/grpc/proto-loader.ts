@@ -6,6 +6,7 @@ import type { ProtoGrpcType as HealthProto } from '../../protos/generated/health
 import type { ProtoGrpcType as NodeProto } from '../../protos/generated/node';
 import type { ProtoGrpcType as TokenizerProto } from '../../protos/generated/tokenizer';
 import { PROJECT_ROOT } from '../project-root';
+import { withProtocMapEntryNames } from './map-entry-names';
 
 export const PROTOS_DIR = path.join(PROJECT_ROOT, 'protos');
 
@@ -23,20 +24,31 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTOS_DIR],
 };
 
-function load<T>(file: string): T {
-  const definition = protoLoader.loadSync(file, PROTO_LOADER_OPTIONS);
-  return grpc.loadPackageDefinition(definition) as unknown as T;
+/**
+ * Every .proto a service serves, health included. They are loaded as one package definition
+ * because gRPC reflection describes exactly one (it cannot merge several).
+ */
+const SERVED_PROTO_FILES = ['tokenizer.proto', 'coordinator.proto', 'node.proto', 'grpc/health/v1/health.proto'];
+
+let definition: protoLoader.PackageDefinition | undefined;
+
+/**
+ * The package definition of every served .proto, loaded once with PROTO_LOADER_OPTIONS; its file
+ * descriptors (what reflection serves) name map entries as protoc does.
+ */
+export function packageDefinition(): protoLoader.PackageDefinition {
+  definition ??= withProtocMapEntryNames(protoLoader.loadSync(SERVED_PROTO_FILES, PROTO_LOADER_OPTIONS));
+  return definition;
 }
 
 let cache: { tokenizer: TokenizerProto; coordinator: CoordinatorProto; node: NodeProto; health: HealthProto } | undefined;
 
 /** Every service definition of the project, loaded once from protos/. */
 export function protos(): NonNullable<typeof cache> {
-  cache ??= {
-    tokenizer: load<TokenizerProto>('tokenizer.proto'),
-    coordinator: load<CoordinatorProto>('coordinator.proto'),
-    node: load<NodeProto>('node.proto'),
-    health: load<HealthProto>('grpc/health/v1/health.proto'),
-  };
+  if (cache === undefined) {
+    // One object holds every file's services and messages: each file's generated type is a view of it.
+    const all = grpc.loadPackageDefinition(packageDefinition()) as unknown;
+    cache = { tokenizer: all as TokenizerProto, coordinator: all as CoordinatorProto, node: all as NodeProto, health: all as HealthProto };
+  }
   return cache;
 }
