@@ -141,6 +141,7 @@ function generateRequest(request: GenerationSettings, promptTokenIds: readonly n
       seed: request.seed,
       stop: [...request.stop],
       top_logprobs: request.topLogprobs,
+      ignore_eos: request.ignoreEos,
     },
     priority: request.priority,
   };

@@ -21,5 +21,7 @@ export interface GenerationSettings {
   readonly stop: readonly string[];
   /** Most likely alternatives to report with each token (0-MAX_TOP_LOGPROBS). */
   readonly topLogprobs: number;
+  /** Generate past EOS up to maxNewTokens (benchmarks). */
+  readonly ignoreEos: boolean;
   readonly priority: Priority;
 }

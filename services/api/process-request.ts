@@ -44,6 +44,7 @@ export function parseProcessQuery(query: Readonly<Record<string, unknown>>, limi
   const body: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(query)) {
     if (key === 'stop') body[key] = Array.isArray(value) ? value : [value];
+    else if (key === 'ignore_eos' && (value === 'true' || value === 'false')) body[key] = value === 'true';
     else if (numeric.has(key) && typeof value === 'string' && NUMBER_TEXT.test(value)) body[key] = Number(value);
     else body[key] = value;
   }
@@ -64,6 +65,7 @@ function toProcessRequest(body: ProcessBody, limits: Pick<Limits, 'maxNewTokens'
     seed: body.seed,
     stop: body.stop ?? [],
     topLogprobs: 0,
+    ignoreEos: body.ignore_eos ?? false,
     priority: body.priority ?? 'interactive',
   };
 }

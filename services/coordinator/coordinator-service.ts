@@ -151,7 +151,7 @@ function parsePriority(value: string): Priority {
 
 /** Parses the optional parameters into full settings; errors name the proto field. */
 export function parseParameters(parameters: GenerationParameters__Output | null, limits: Limits): SamplingSettings {
-  const p: GenerationParameters__Output = parameters ?? { stop: [], top_logprobs: 0 };
+  const p: GenerationParameters__Output = parameters ?? { stop: [], top_logprobs: 0, ignore_eos: false };
   // An omitted field takes the default, lowered to the configured ceiling: the caller did not ask for more.
   const maxNewTokens = p.max_new_tokens ?? Math.min(DEFAULTS.maxNewTokens, limits.maxNewTokens);
   if (maxNewTokens < 1 || maxNewTokens > limits.maxNewTokens) {
@@ -180,6 +180,7 @@ export function parseParameters(parameters: GenerationParameters__Output | null,
     seed: p.seed ?? DEFAULTS.seed,
     stop: p.stop,
     topLogprobs: p.top_logprobs,
+    ignoreEos: p.ignore_eos,
   };
 }
 

@@ -362,7 +362,7 @@ export class Scheduler implements DispatchListener {
     sequence.generated.push(token.tokenId);
     this.metrics.generatedTokens.inc();
     const { maxNewTokens } = sequence.request.sampling;
-    const reason: FinishReason | undefined = isEos(this.shape, token.tokenId)
+    const reason: FinishReason | undefined = !sequence.request.sampling.ignoreEos && isEos(this.shape, token.tokenId)
       ? 'stop'
       : sequence.generated.length >= maxNewTokens || sequence.historyLength >= this.shape.contextLength
         ? 'length'

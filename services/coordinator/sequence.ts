@@ -12,6 +12,8 @@ export interface SamplingSettings extends GenerationConfig {
   readonly stop: readonly string[];
   /** Alternatives to report with each token (0-5). */
   readonly topLogprobs: number;
+  /** EOS does not end the sequence: it runs to maxNewTokens (or the context's end). */
+  readonly ignoreEos: boolean;
 }
 
 export interface SequenceRequest {

@@ -278,6 +278,7 @@ export const BAD_BODIES: ReadonlyArray<readonly [string, unknown, string]> = [
   ['five stop strings', { text: 'a', stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop: must be an array of at most 4 non-empty strings'],
   ['empty stop string', { text: 'a', stop: ['a', ''] }, 'stop[1]: must be an array of at most 4 non-empty strings'],
   ['unknown priority', { text: 'a', priority: 'urgent' }, 'priority: must be one of "interactive", "batch", got "urgent"'],
+  ['ignore_eos not a boolean', { text: 'a', ignore_eos: 1 }, 'ignore_eos: must be a boolean, got 1'],
   ['infinite temperature', { text: 'a', temperature: 1e400 }, 'temperature: must be a number >= 0'],
   ['null metadata', { text: 'a', metadata: null }, 'metadata: must be a JSON object'],
 ];

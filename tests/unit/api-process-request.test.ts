@@ -39,6 +39,7 @@ describe('parseProcessRequest', () => {
       seed: undefined,
       stop: [],
       topLogprobs: 0,
+      ignoreEos: false,
       priority: 'interactive',
     });
   });
@@ -58,6 +59,7 @@ describe('parseProcessRequest', () => {
       repetition_penalty: 1.3,
       seed: 2 ** 32 - 1,
       stop: ['\n', 'END', 'a', 'b'],
+      ignore_eos: true,
       priority: 'batch',
     };
     expect(parseProcessRequest(body, LIMITS)).toEqual({
@@ -71,6 +73,7 @@ describe('parseProcessRequest', () => {
       seed: 4294967295,
       stop: ['\n', 'END', 'a', 'b'],
       topLogprobs: 0,
+      ignoreEos: true,
       priority: 'batch',
     });
   });
@@ -82,6 +85,7 @@ describe('parseProcessQuery', () => {
       ...parseProcessRequest({ text: 'hi', max_new_tokens: 8, temperature: 0.5, seed: 3, stop: ['.', '!'], priority: 'batch' }, LIMITS),
     });
     expect(parseProcessQuery({ text: 'hi', stop: '.' }, LIMITS).stop).toEqual(['.']);
+    expect(parseProcessQuery({ text: 'hi', ignore_eos: 'true' }, LIMITS).ignoreEos).toBe(true);
     expect(parseProcessQuery({ text: 'hi' }, LIMITS)).toEqual(parseProcessRequest({ text: 'hi' }, LIMITS));
   });
 
@@ -90,6 +94,7 @@ describe('parseProcessQuery', () => {
     [{ text: 'a', max_new_tokens: '' }, 'max_new_tokens: must be an integer between 1 and 512'],
     [{ text: 'a', temperature: ['1', '2'] }, 'temperature: must be a number >= 0 (0 = greedy), got an array'],
     [{ text: 'a', metadata: '{}' }, 'unknown field: metadata'],
+    [{ text: 'a', ignore_eos: 'yes' }, 'ignore_eos: must be a boolean'],
     [{}, 'text: must be a non-empty string'],
   ])('rejects %j naming the field', (query, message) => {
     expect(() => parseProcessQuery(query, LIMITS)).toThrow(message);

@@ -7,14 +7,14 @@ import { DEFAULT_GENERATION_CONFIG } from '../../shared/generation-config';
 describe('parseParameters', () => {
   it('an omitted max_new_tokens takes the default when the limit is above it', () => {
     const limits = { ...DEFAULT_LIMITS, maxNewTokens: DEFAULT_GENERATION_CONFIG.maxNewTokens + 100 };
-    expect(parseParameters({ stop: [], top_logprobs: 0 }, limits).maxNewTokens).toBe(DEFAULT_GENERATION_CONFIG.maxNewTokens);
+    expect(parseParameters({ stop: [], top_logprobs: 0, ignore_eos: false }, limits).maxNewTokens).toBe(DEFAULT_GENERATION_CONFIG.maxNewTokens);
     expect(parseParameters(null, limits).maxNewTokens).toBe(DEFAULT_GENERATION_CONFIG.maxNewTokens);
   });
 
   it('an omitted max_new_tokens is lowered to a configured limit below the default instead of being rejected', () => {
     const limits = { ...DEFAULT_LIMITS, maxNewTokens: 8 };
     expect(DEFAULT_GENERATION_CONFIG.maxNewTokens).toBeGreaterThan(8);
-    expect(parseParameters({ stop: [], top_logprobs: 0 }, limits).maxNewTokens).toBe(8);
+    expect(parseParameters({ stop: [], top_logprobs: 0, ignore_eos: false }, limits).maxNewTokens).toBe(8);
     expect(parseParameters(null, limits).maxNewTokens).toBe(8);
   });
 
@@ -22,7 +22,7 @@ describe('parseParameters', () => {
     const limits = { ...DEFAULT_LIMITS, maxNewTokens: 8 };
     let thrown: unknown;
     try {
-      parseParameters({ max_new_tokens: 9, stop: [], top_logprobs: 0 }, limits);
+      parseParameters({ max_new_tokens: 9, stop: [], top_logprobs: 0, ignore_eos: false }, limits);
     } catch (error) {
       thrown = error;
     }

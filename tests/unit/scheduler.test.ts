@@ -63,13 +63,14 @@ describe('Scheduler on in-process nodes', () => {
   let health: ReplicaHealth;
   let scheduler: Scheduler;
   let options: SchedulerOptions;
+  let modelDir: string;
 
   const submit = (prompt: number[], maxNewTokens: number, observer: SequenceObserver): Sequence =>
     scheduler.submit(
       {
         requestId: `req-${prompt[0]}`,
         promptIds: prompt,
-        sampling: { ...DEFAULT_GENERATION_CONFIG, maxNewTokens, stop: [], topLogprobs: 0 },
+        sampling: { ...DEFAULT_GENERATION_CONFIG, maxNewTokens, stop: [], topLogprobs: 0, ignoreEos: false },
         deadlineUnixMs: Date.now() + 120_000,
         priority: 'interactive',
       },
@@ -77,7 +78,7 @@ describe('Scheduler on in-process nodes', () => {
     );
 
   beforeAll(async () => {
-    const modelDir = await tinyModel({ stages: 2 });
+    modelDir = await tinyModel({ stages: 2 });
     nodes = await InProcessNodes.start(modelDir, 2, { replicas: [1, 2] });
     health = new ReplicaHealth(nodes.directory, { breakerFailureThreshold: 3, breakerOpenMs: 2_000, breakerSuccessThreshold: 2, healthIntervalMs: 200, healthTimeoutMs: 1_000, healthFailuresToDown: 2 }, TEST_LOGGER, (state) => {
       if (!state.serving && state.checked) scheduler?.replicaLost(state.replica.id, { code: status.UNAVAILABLE, message: state.detail } as ServiceError);
@@ -142,6 +143,42 @@ describe('Scheduler on in-process nodes', () => {
       await until(() => sequence?.done === true, 'the cancel');
       await until(() => kvHeld().every((n) => n === 0), 'every stage to release');
       expect(run.outcome.finish).toBeUndefined();
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'EOS ends a sequence with finish "stop", unless it asked for ignore_eos: then it runs to max_new_tokens',
+    async () => {
+      const expected = naiveGreedy(tinyCheckpoint(), PROMPTS[1], 12);
+      // A shape whose EOS is the 4th greedy token of this prompt (and no earlier one).
+      const eos = expected[3];
+      expect(expected.slice(0, 3)).not.toContain(eos);
+      const shape = { ...(await readManifest(modelDir)).shape, eosTokenIds: [eos] };
+      const eosScheduler = new Scheduler(shape, nodes.directory, health, 'test-coordinator-eos', options, new CoordinatorMetrics(new Registry()), TEST_LOGGER);
+      try {
+        const run = (ignoreEos: boolean) => {
+          const outcome = collect();
+          eosScheduler.submit(
+            {
+              requestId: `eos-${ignoreEos}`,
+              promptIds: PROMPTS[1],
+              sampling: { ...DEFAULT_GENERATION_CONFIG, maxNewTokens: 12, stop: [], topLogprobs: 0, ignoreEos },
+              deadlineUnixMs: Date.now() + 120_000,
+              priority: 'interactive',
+            },
+            outcome.observer,
+          );
+          return outcome.done;
+        };
+        const stopped = await run(false);
+        expect({ tokens: stopped.tokens, finish: stopped.finish }).toEqual({ tokens: expected.slice(0, 4), finish: 'stop' });
+        const ignored = await run(true);
+        expect({ tokens: ignored.tokens, finish: ignored.finish }).toEqual({ tokens: expected, finish: 'length' });
+        await until(() => kvHeld().every((n) => n === 0), 'every stage to release');
+      } finally {
+        eosScheduler.close();
+      }
     },
     TEST_TIMEOUT_MS,
   );

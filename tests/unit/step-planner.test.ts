@@ -6,7 +6,7 @@ const OBSERVER: SequenceObserver = { onToken: () => undefined, onFinish: () => u
 
 function running(prompt: number[], generated: number[], fed: number): Sequence {
   const sequence = new Sequence(
-    { requestId: 'r', promptIds: prompt, sampling: { ...DEFAULT_GENERATION_CONFIG, stop: [], topLogprobs: 0 }, deadlineUnixMs: Date.now() + 60_000, priority: 'interactive' },
+    { requestId: 'r', promptIds: prompt, sampling: { ...DEFAULT_GENERATION_CONFIG, stop: [], topLogprobs: 0, ignoreEos: false }, deadlineUnixMs: Date.now() + 60_000, priority: 'interactive' },
     OBSERVER,
   );
   sequence.generated.push(...generated);

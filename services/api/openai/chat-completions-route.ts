@@ -29,6 +29,7 @@ export function chatCompletionsRoute(deps: OpenAiRouteDeps, schemas: OpenAiSchem
         repetitionPenalty: body.repetition_penalty ?? undefined,
         stop: typeof body.stop === 'string' ? [body.stop] : (body.stop ?? []),
         topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : 0,
+        ignoreEos: body.ignore_eos ?? false,
         priority: body.priority ?? 'interactive',
       },
       body.seed ?? undefined,

@@ -26,6 +26,7 @@ export function completionsRoute(deps: OpenAiRouteDeps, schemas: OpenAiSchemas):
         repetitionPenalty: body.repetition_penalty ?? undefined,
         stop: typeof body.stop === 'string' ? [body.stop] : (body.stop ?? []),
         topLogprobs: body.logprobs ?? 0,
+        ignoreEos: body.ignore_eos ?? false,
         priority: body.priority ?? 'interactive',
       },
       body.seed ?? undefined,

@@ -24,7 +24,7 @@ const EXAMPLE_USAGE = { prompt_tokens: 4, completion_tokens: 7, total_tokens: 11
  * The OpenAI-compatible bodies (`/v1/completions`, `/v1/chat/completions`, `/v1/models`),
  * declared once for the parser, the types and the OpenAPI document. Fields OpenAI's API has and
  * this server does not implement are rejected as unknown rather than silently ignored. Extensions
- * (as vLLM has them): `top_k`, `repetition_penalty`, `priority`.
+ * (as vLLM has them): `top_k`, `repetition_penalty`, `ignore_eos`, `priority`.
  */
 export function openAiSchemas(limits: Pick<Limits, 'maxNewTokens'>, modelName: string) {
   const maxTokensProblem = `must be an integer between 1 and ${limits.maxNewTokens}`;
@@ -50,6 +50,7 @@ export function openAiSchemas(limits: Pick<Limits, 'maxNewTokens'>, modelName: s
     user: nullish(z.string({ error: 'must be a string' }).max(256, { error: 'must be at most 256 characters' })).openapi({ description: 'Accepted for compatibility; not used' }),
     top_k: nullish(fields.topK()).openapi({ description: 'Extension: keep the K most likely tokens; 0 = off (the default)' }),
     repetition_penalty: nullish(fields.repetitionPenalty()).openapi({ description: 'Extension: 1 = off (the default)' }),
+    ignore_eos: nullish(fields.ignoreEos()).openapi({ description: 'Extension: keep generating past the end-of-text token up to max_tokens', default: false }),
     priority: nullish(fields.priority()).openapi({ default: 'interactive' }),
   };
   const objectProblem = { error: (issue: { code: string }) => (issue.code === 'invalid_type' ? 'must be a JSON object' : undefined) };

@@ -38,6 +38,7 @@ export function processSchemas(limits: Pick<Limits, 'maxNewTokens'>) {
     repetition_penalty: fields.repetitionPenalty().optional(),
     seed: fields.seed().optional().openapi({ description: 'Makes sampling reproducible (default 0)' }),
     stop: fields.stopList().optional(),
+    ignore_eos: fields.ignoreEos().optional().openapi({ default: false }),
     priority: fields.priority().optional().openapi({ default: 'interactive' }),
   };
   const text = z.string({ error: textProblem }).min(1, { error: textProblem }).openapi({ description: 'The prompt', example: 'The history of the world' });

@@ -51,6 +51,10 @@ export const fields = {
     return fields.integer(0, MAX_TOP_LOGPROBS, `must be an integer between 0 and ${MAX_TOP_LOGPROBS}`);
   },
 
+  ignoreEos() {
+    return z.boolean({ error: 'must be a boolean' }).openapi({ description: 'Keep generating past the end-of-text token up to the token limit (benchmarks)' });
+  },
+
   priority() {
     return z
       .enum(PRIORITIES, { error: `must be one of ${PRIORITIES.map((p) => `"${p}"`).join(', ')}` })

@@ -10,6 +10,7 @@ export interface GenerationParameters {
   'seed'?: (number);
   'stop'?: (string)[];
   'top_logprobs'?: (number);
+  'ignore_eos'?: (boolean);
   '_max_new_tokens'?: "max_new_tokens";
   '_temperature'?: "temperature";
   '_top_k'?: "top_k";
@@ -27,6 +28,7 @@ export interface GenerationParameters__Output {
   'seed'?: (number);
   'stop': (string)[];
   'top_logprobs': (number);
+  'ignore_eos': (boolean);
   '_max_new_tokens'?: "max_new_tokens";
   '_temperature'?: "temperature";
   '_top_k'?: "top_k";
