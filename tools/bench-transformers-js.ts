@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { UsageError } from '../shared/errors';
+import { benchPrompts } from './bench/bench-prompts';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
 import { ensureTransformersJsExport } from './bench/transformers-js-model-folder';
 import { TransformersJsRunner, type TransformersJsRun } from './bench/transformers-js-runner';
@@ -7,17 +8,6 @@ import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
 import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 
 const DEFAULTS = { model: path.join('models', 'default'), streams: '1,16', tokens: '32', promptTokens: '12', threads: '0' } as const;
-/** Prompts of a batch: different texts cut to one token length (as in tools/bench.ts), so no stream waits on padding. */
-const PROMPT_TEXTS = [
-  'The history of the world is the memory of the past experience of Homo sapiens',
-  'Once upon a time, in a kingdom by the sea, there lived a young princess who',
-  'The quarterly report shows that revenue grew faster than expected in every',
-  'To install the package, run the following command in a terminal and then',
-  'Photosynthesis is the process by which green plants use sunlight to make',
-  'The committee met on Tuesday to discuss the budget for the coming fiscal year',
-  'In mathematics, a prime number is a natural number greater than one that',
-  'The recipe calls for two cups of flour, a pinch of salt, and three eggs which',
-];
 const MAX_STREAMS = 256;
 
 export const BENCH_TRANSFORMERS_JS_COMMAND = new CliCommand({
@@ -65,11 +55,7 @@ export function runBenchTransformersJsCli(argv: readonly string[], output: CliOu
     const results: { streams: number; run: TransformersJsRun }[] = [];
     try {
       for (const streams of args.streams) {
-        const prompts = Array.from({ length: streams }, (_, i) => {
-          const ids = tokenizer.encode(`${PROMPT_TEXTS[i % PROMPT_TEXTS.length]} ${i}`);
-          if (ids.length < args.promptTokens) throw new UsageError(`--prompt-tokens: the prompts have only ${ids.length} tokens`);
-          return ids.slice(0, args.promptTokens);
-        });
+        const prompts = benchPrompts(tokenizer, streams, args.promptTokens).map((p) => p.ids);
         await runner.generate(prompts, args.newTokens);
         results.push({ streams, run: await runner.generate(prompts, args.newTokens) });
       }

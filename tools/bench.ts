@@ -1,146 +1,226 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { DEFAULT_GENERATION_CONFIG } from '../shared/generation-config';
-import { readManifest } from '../shared/model/manifest';
-import { InProcessPipeline } from '../services/node/in-process-pipeline';
+import { UsageError } from '../shared/errors';
+import { readManifest, type ModelManifest } from '../shared/model/manifest';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
-import { bareOnnxLoop } from './bench/bare-onnx-loop';
-import { SystemRunner } from './bench/system-runner';
+import { benchPrompts, type BenchPrompt } from './bench/bench-prompts';
+import { resultsMarkdown, systemLabel, type BenchContext } from './bench/bench-report';
+import { BENCH_SYSTEMS, medianRun, summarize, withRatios, type BenchSystem, type WorkloadRun, type WorkloadSummary } from './bench/bench-stats';
+import { BenchWorker, type InProcessSystem } from './bench/bench-worker';
+import { PipelineWorkload } from './bench/pipeline-workload';
 import { ensureTransformersJsExport } from './bench/transformers-js-model-folder';
-import { TransformersJsRunner } from './bench/transformers-js-runner';
+import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 import { compileModel } from './compiler/compile-model';
 
-/** Prompts of a benchmark batch: different texts, cut to one token length so the baseline needs no padding. */
-const PROMPT_TEXTS = [
-  'The history of the world is the memory of the past experience of Homo sapiens',
-  'Once upon a time, in a kingdom by the sea, there lived a young princess who',
-  'The quarterly report shows that revenue grew faster than expected in every',
-  'To install the package, run the following command in a terminal and then',
-  'Photosynthesis is the process by which green plants use sunlight to make',
-  'The committee met on Tuesday to discuss the budget for the coming fiscal year',
-  'In mathematics, a prime number is a natural number greater than one that',
-  'The recipe calls for two cups of flour, a pinch of salt, and three eggs which',
-];
-const PROMPT_TOKENS = 12;
+const MAX_STREAMS = 256;
+const README = 'README.md';
+const README_START = '<!-- bench:results:start -->';
+const README_END = '<!-- bench:results:end -->';
 
-interface Measurement {
-  readonly label: string;
-  readonly tokensPerSecond: number;
+export const BENCH_COMMAND = new CliCommand({
+  name: 'bench',
+  description:
+    'Runs the same greedy workloads, side by side in one run on the same weights, through a bare onnxruntime loop on the ' +
+    '1-stage compile, transformers.js, the in-process pipeline and the whole system over REST (every stage its own process); ' +
+    'reports tokens/s, time to first token, inter-token latency and peak RSS, with ratios to the bare loop and to transformers.js.',
+  options: {
+    model: { value: 'dir', default: path.join('models', 'default'), description: 'a compiled model folder with its checkpoint/ (written by model:init)' },
+    streams: { value: 'list', default: '1,16,64', description: `concurrent streams of each workload, comma-separated, each 1 to ${MAX_STREAMS}` },
+    tokens: { value: 'n', default: '48', description: 'new tokens per stream (EOS does not end a stream)' },
+    'prompt-tokens': { value: 'n', default: '12', description: 'prompt length in tokens (every prompt has this length)' },
+    systems: { value: 'list', default: BENCH_SYSTEMS.join(','), description: `which systems to run, of ${BENCH_SYSTEMS.join(', ')}` },
+    'link-delay-ms': { value: 'ms', default: '0', description: 'also run the pipeline with this delay added each way on every link to a node (a userspace proxy)' },
+    rounds: { value: 'n', default: '1', description: 'measured runs of every workload per system; the median one is reported' },
+    out: { value: 'file', default: path.join('bench', 'results.md'), description: 'where the markdown table is written' },
+    'update-readme': { description: `also put the table into ${README}, between its bench markers` },
+    json: { description: 'print the results as one JSON object on the last line' },
+  },
+  progress: true,
+  examples: [
+    { description: 'The default workloads on the default model', command: 'npm run bench' },
+    { description: 'What a 2 ms link costs', command: 'npm run bench -- --streams 1,64 --link-delay-ms 2' },
+    { description: 'Only the in-process systems, as JSON', command: 'npm run bench -- --systems bare-onnxruntime,in-process --streams 16 --json' },
+  ],
+});
+
+export interface BenchArgs {
+  readonly modelDir: string;
+  readonly streams: readonly number[];
+  readonly newTokens: number;
+  readonly promptTokens: number;
+  readonly systems: readonly BenchSystem[];
+  readonly linkDelayMs: number;
+  readonly rounds: number;
+  readonly out: string;
+  readonly updateReadme: boolean;
+  readonly json: boolean;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string', default: 'models/default' },
-      tokens: { type: 'string', default: '48' },
-      batch: { type: 'string', default: '16' },
-      'skip-system': { type: 'boolean', default: false },
-    },
-  });
-  const modelDir = path.resolve(values.model);
-  const newTokens = Number(values.tokens);
-  const batch = Number(values.batch);
-  if (!existsSync(path.join(modelDir, 'manifest.json'))) throw new Error(`${modelDir}/manifest.json is missing: run npm run model:init first`);
-  const manifest = await readManifest(modelDir);
-  const monolithic = await ensureMonolithic(modelDir, manifest.ops);
-  const transformersJsDir = await ensureTransformersJsExport(modelDir);
+export function parseBenchArgs(argv: readonly string[]): BenchArgs {
+  return toBenchArgs(BENCH_COMMAND.parse(argv).values);
+}
 
-  const tokenizer = await TextTokenizer.load(modelDir);
-  const prompts = Array.from({ length: batch }, (_, i) => tokenizer.encode(`${PROMPT_TEXTS[i % PROMPT_TEXTS.length]} ${i}`).slice(0, PROMPT_TOKENS));
-  const promptTexts = prompts.map((ids) => tokenizer.decode(ids));
-  const config = { ...DEFAULT_GENERATION_CONFIG, maxNewTokens: newTokens, temperature: 0 };
+function toBenchArgs(values: CliValues<typeof BENCH_COMMAND.spec.options>): BenchArgs {
+  if (values.model.trim() === '') throw new UsageError('--model: expected a folder path');
+  const systems = values.systems.split(',').map((name) => name.trim());
+  for (const name of systems) {
+    if (!(BENCH_SYSTEMS as readonly string[]).includes(name)) throw new UsageError(`--systems: unknown system '${name}'; the systems are ${BENCH_SYSTEMS.join(', ')}`);
+  }
+  const linkDelayMs = parseInteger('--link-delay-ms', values['link-delay-ms'], 0, 1_000);
+  if (linkDelayMs > 0 && !systems.includes('pipeline')) throw new UsageError('--link-delay-ms: only the pipeline has links; add it to --systems');
+  return {
+    modelDir: path.resolve(values.model),
+    streams: [...new Set(values.streams.split(',').map((part) => parseInteger('--streams', part, 1, MAX_STREAMS)))],
+    newTokens: parseInteger('--tokens', values.tokens, 1, 4_096),
+    promptTokens: parseInteger('--prompt-tokens', values['prompt-tokens'], 1, 1_024),
+    // In the order of BENCH_SYSTEMS, so that tables and ratios read the same way every run.
+    systems: BENCH_SYSTEMS.filter((s) => systems.includes(s)),
+    linkDelayMs,
+    rounds: parseInteger('--rounds', values.rounds, 1, 20),
+    out: values.out,
+    updateReadme: values['update-readme'],
+    json: values.json,
+  };
+}
 
-  console.log(`model ${manifest.modelName}: ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages (${manifest.ops}); ${newTokens} new tokens, greedy`);
-  const rows: { workload: string; results: Measurement[] }[] = [];
-  for (const [workload, set] of [
-    ['1 stream', prompts.slice(0, 1)],
-    [`${batch} streams`, prompts],
-  ] as const) {
-    const results: Measurement[] = [];
-    const bare = await secondRun(async () => {
-      const run = await bareOnnxLoop(monolithic, set, newTokens);
-      return { tokens: run.generatedTokens, seconds: run.seconds };
-    });
-    results.push({ label: 'bare onnxruntime loop, 1-stage graph', tokensPerSecond: bare });
+/** A system as the benchmark drives it: a worker process, or the pipeline's processes. */
+interface Contender {
+  readonly system: BenchSystem;
+  readonly linkDelayMs: number;
+  run(prompts: readonly BenchPrompt[], newTokens: number, measure: boolean): Promise<WorkloadRun>;
+  close(): Promise<void>;
+}
 
-    const pipeline = await InProcessPipeline.load(modelDir);
-    results.push({
-      label: `in-process pipeline, ${manifest.stages.length} stages`,
-      tokensPerSecond: await secondRun(async () => {
-        const started = performance.now();
-        const generated = await pipeline.generateBatch(set, config);
-        return { tokens: count(generated.map((g) => g.tokenIds.length)), seconds: (performance.now() - started) / 1000 };
-      }),
-    });
-    await pipeline.close();
+export function runBenchCli(argv: readonly string[], output: CliOutput): Promise<number> {
+  return BENCH_COMMAND.run(argv, output, async ({ values, progress }) => {
+    const args = toBenchArgs(values);
+    if (!existsSync(path.join(args.modelDir, 'manifest.json'))) throw new Error(`${args.modelDir}/manifest.json is missing: run npm run model:init first`);
+    const manifest = await readManifest(args.modelDir);
+    const tokenizer = await TextTokenizer.load(args.modelDir);
+    const prompts = benchPrompts(tokenizer, Math.max(...args.streams), args.promptTokens);
+    const say = (line: string): void => (args.json ? output.stderr : output.stdout)(`${line}\n`);
+    say(
+      `bench: ${manifest.modelName} (${manifest.architecture}, ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages, ${manifest.ops} ops); ` +
+        `${args.promptTokens}-token prompts, ${args.newTokens} new tokens, greedy; streams ${args.streams.join(', ')}`,
+    );
 
-    // The outside reference on the same weights: transformers.js, every stream in one batched generate().
-    const transformersJs = await TransformersJsRunner.load(transformersJsDir);
+    const contenders: Contender[] = [];
     try {
-      results.push({
-        label: 'transformers.js, batched generate, plain graph',
-        tokensPerSecond: await secondRun(async () => {
-          const run = await transformersJs.generate(set, newTokens);
-          return { tokens: run.generatedTokens, seconds: run.seconds };
-        }),
-      });
-    } finally {
-      await transformersJs.close();
-    }
-
-    if (!values['skip-system']) {
-      const system = await SystemRunner.start({ modelDir });
-      try {
-        results.push({
-          label: `6 processes over gRPC (REST in, ${manifest.stages.length} nodes)`,
-          tokensPerSecond: await secondRun(async () => {
-            const started = performance.now();
-            const counts = await Promise.all(promptTexts.slice(0, set.length).map((text) => system.process(text, newTokens)));
-            return { tokens: count(counts), seconds: (performance.now() - started) / 1000 };
-          }),
-        });
-      } finally {
-        await system.stop();
+      for (const system of args.systems) {
+        say(`  starting ${system} ...`);
+        if (system === 'pipeline') {
+          for (const delay of args.linkDelayMs > 0 ? [0, args.linkDelayMs] : [0]) {
+            const pipeline = await PipelineWorkload.start(args.modelDir, delay);
+            contenders.push({ system, linkDelayMs: delay, run: (p, n, m) => pipeline.run(p, n, m), close: () => pipeline.stop() });
+          }
+        } else {
+          const worker = await BenchWorker.start({ system, modelDir: await systemModelDir(system, args.modelDir, manifest, say) });
+          contenders.push({ system, linkDelayMs: 0, run: (p, n, m) => worker.run(p.map((x) => x.ids), n, m), close: () => worker.close() });
+        }
       }
-    }
-    rows.push({ workload, results });
-  }
 
-  for (const { workload, results } of rows) {
-    const base = results[0].tokensPerSecond;
-    console.log(`\n${workload}`);
-    for (const r of results) console.log(`  ${r.label.padEnd(48)} ${r.tokensPerSecond.toFixed(1).padStart(8)} tokens/s   ${(r.tokensPerSecond / base).toFixed(2)}x`);
-  }
+      const steps = progress.steps('workloads', args.streams.length * contenders.length * (args.rounds + 1));
+      const workloads: WorkloadSummary[] = [];
+      for (const streams of args.streams) {
+        const set = prompts.slice(0, streams);
+        const runs = contenders.map((): WorkloadRun[] => []);
+        // Warm-up: onnxruntime sizes its buffers on the first runs of a shape, which a server pays once.
+        for (const contender of contenders) {
+          steps.step(`${streams} streams: warm-up ${systemLabel({ system: contender.system, link_delay_ms: contender.linkDelayMs })}`);
+          await contender.run(set, args.newTokens, false);
+        }
+        // Rounds interleave the systems, so a slow spell on a shared machine hits all of them alike.
+        for (let round = 0; round < args.rounds; round++) {
+          for (const [i, contender] of contenders.entries()) {
+            steps.step(`${streams} streams: ${systemLabel({ system: contender.system, link_delay_ms: contender.linkDelayMs })}`);
+            runs[i].push(await contender.run(set, args.newTokens, true));
+          }
+        }
+        const medians = runs.map(medianRun);
+        const bare = medians[contenders.findIndex((c) => c.system === 'bare-onnxruntime')] as WorkloadRun | undefined;
+        const systems = withRatios(contenders.map((c, i) => summarize(c.system, c.linkDelayMs, medians[i], bare)));
+        workloads.push({ streams, systems });
+        for (const s of systems) {
+          say(
+            `  ${String(streams).padStart(3)} streams  ${systemLabel(s).padEnd(34)} ${s.tokens_per_second.toFixed(1).padStart(7)} tok/s` +
+              `  TTFT p50 ${s.ttft_ms_p50.toFixed(0).padStart(5)} ms  ITL p50 ${s.itl_ms_p50.toFixed(1).padStart(6)} ms` +
+              (s.vs_bare === null ? '' : `  ${s.vs_bare.toFixed(2)}x bare`) +
+              (s.vs_transformers_js === null ? '' : `  ${s.vs_transformers_js.toFixed(2)}x transformers.js`),
+          );
+        }
+      }
+      steps.finish();
+
+      const markdown = resultsMarkdown(benchContext(args, manifest, argv), workloads);
+      await mkdir(path.dirname(path.resolve(args.out)), { recursive: true });
+      await writeFile(args.out, markdown);
+      say(`wrote ${args.out}`);
+      if (args.updateReadme) {
+        await updateReadme(markdown);
+        say(`updated ${README}`);
+      }
+      if (args.json) output.stdout(`${JSON.stringify({ workloads })}\n`);
+    } finally {
+      for (const contender of contenders) await contender.close();
+    }
+  });
+}
+
+/** The folder a worker loads: the 1-stage baseline, the transformers.js export, or the model itself. */
+async function systemModelDir(system: InProcessSystem, modelDir: string, manifest: ModelManifest, say: (line: string) => void): Promise<string> {
+  if (system === 'in-process') return modelDir;
+  if (system === 'transformers.js') return ensureTransformersJsExport(modelDir);
+  return ensureBaseline(modelDir, manifest, say);
 }
 
 /**
- * Runs a workload twice and reports the second run's tokens per second: onnxruntime's first
- * run of each shape allocates and plans, which a long-running server pays once.
+ * The 1-stage compile of the model's checkpoint with the model's own ops and weight format, beside
+ * the model folder; compiled again when the model was (a new `model:init` replaces the weights).
  */
-async function secondRun(run: () => Promise<{ tokens: number; seconds: number }>): Promise<number> {
-  await run();
-  const { tokens, seconds } = await run();
-  return tokens / seconds;
-}
-
-/** The 1-stage compile of the same checkpoint, next to the model folder (made once). */
-async function ensureMonolithic(modelDir: string, ops: 'plain' | 'fused'): Promise<string> {
-  const out = `${modelDir}-1stage-${ops}`;
-  if (!existsSync(path.join(out, 'manifest.json'))) {
-    const from = path.join(modelDir, 'checkpoint');
-    if (!existsSync(path.join(from, 'config.json'))) throw new Error(`${from} is missing: the baseline is compiled from the model's checkpoint`);
-    console.log(`compiling the 1-stage baseline into ${out} ...`);
-    await compileModel({ from, out, stages: 1, split: { kind: 'even' }, ops });
-  }
+async function ensureBaseline(modelDir: string, manifest: ModelManifest, say: (line: string) => void): Promise<string> {
+  const out = `${modelDir}-1stage`;
+  const built = path.join(out, 'manifest.json');
+  if (existsSync(built) && statSync(built).mtimeMs >= statSync(path.join(modelDir, 'manifest.json')).mtimeMs) return out;
+  const from = path.join(modelDir, 'checkpoint');
+  if (!existsSync(path.join(from, 'config.json'))) throw new Error(`${from} is missing: the baseline is compiled from the model's checkpoint`);
+  say(`  compiling the 1-stage baseline into ${out} ...`);
+  await compileModel({ from, out, stages: 1, split: { kind: 'even' }, ops: manifest.ops, weights: manifest.stages[0].weights, force: true });
   return out;
 }
 
-function count(values: readonly number[]): number {
-  return values.reduce((a, b) => a + b, 0);
+function benchContext(args: BenchArgs, manifest: ModelManifest, argv: readonly string[]): BenchContext {
+  const cpu = cpus();
+  return {
+    command: ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' '),
+    date: new Date().toISOString().slice(0, 10),
+    cpu: cpu[0]?.model.trim() ?? 'unknown CPU',
+    cores: cpu.length,
+    node: process.versions.node,
+    onnxruntime: (require('onnxruntime-node/package.json') as { version: string }).version,
+    model: `${manifest.modelName} (${manifest.architecture}, ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages, ${manifest.ops} ops, ${manifest.stages[0].weights.format})`,
+    promptTokens: args.promptTokens,
+    newTokens: args.newTokens,
+    rounds: args.rounds,
+  };
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+async function updateReadme(markdown: string): Promise<void> {
+  const readme = await readFile(README, 'utf8');
+  const start = readme.indexOf(README_START);
+  const end = readme.indexOf(README_END);
+  if (start < 0 || end < start) throw new Error(`${README} has no ${README_START} … ${README_END} section`);
+  // The table and its notes, without the file's own title.
+  const body = markdown.replace(/^# .*\n\n/, '');
+  await writeFile(README, `${readme.slice(0, start + README_START.length)}\n${body}${readme.slice(end)}`);
+}
+
+function parseInteger(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > max) throw new UsageError(`${flag}: expected an integer from ${min} to ${max}, got '${text}'`);
+  return value;
+}
+
+if (require.main === module) exitWhenDone(runBenchCli(process.argv.slice(2), PROCESS_OUTPUT));

@@ -24,7 +24,15 @@ export interface InProcessPipelineOptions {
 /** Enough for a few hundred GPT-2 small sequences of full length per stage, in one process. */
 export const DEFAULT_KV_BUDGET_BYTES = 1 << 30;
 
+export interface GenerateBatchOptions {
+  /** EOS does not end a sequence: each runs to maxNewTokens or the context's end (benchmarks). */
+  readonly ignoreEos?: boolean;
+  /** Called as each token is sampled, with the index of its prompt. */
+  readonly onToken?: (promptIndex: number, tokenId: number) => void;
+}
+
 interface SequenceState {
+  readonly promptIndex: number;
   readonly sequenceId: string;
   /** Prompt and generated ids so far. */
   readonly ids: number[];
@@ -95,7 +103,7 @@ export class InProcessPipeline {
    * longest), then one decode step per token for the sequences still running, whose past lengths
    * differ. Each sequence gets what it would get alone.
    */
-  async generateBatch(prompts: readonly (readonly number[])[], config: GenerationConfig): Promise<GenerationResult[]> {
+  async generateBatch(prompts: readonly (readonly number[])[], config: GenerationConfig, options: GenerateBatchOptions = {}): Promise<GenerationResult[]> {
     prompts.forEach((prompt, i) => {
       if (prompt.length === 0) throw ServiceError.invalidArgument(`prompts[${i}]`, 'needs at least one token');
       if (prompt.length > this.shape.contextLength) {
@@ -103,7 +111,8 @@ export class InProcessPipeline {
       }
     });
     const sampler = createSampler(config);
-    const states: SequenceState[] = prompts.map((prompt) => ({
+    const states: SequenceState[] = prompts.map((prompt, promptIndex) => ({
+      promptIndex,
       sequenceId: randomUUID(),
       ids: [...prompt],
       generated: [],
@@ -120,7 +129,8 @@ export class InProcessPipeline {
           state.ids.push(token.tokenId);
           state.generated.push(token.tokenId);
           state.logprobs.push(token.logprob);
-          if (isEos(this.shape, token.tokenId)) state.finishReason = 'stop';
+          options.onToken?.(state.promptIndex, token.tokenId);
+          if (options.ignoreEos !== true && isEos(this.shape, token.tokenId)) state.finishReason = 'stop';
           else if (state.generated.length >= config.maxNewTokens || state.ids.length >= this.shape.contextLength) state.finishReason = 'length';
         });
         running = running.filter((s) => s.finishReason === undefined);

@@ -2,34 +2,49 @@ import path from 'node:path';
 import { readManifest } from '../../shared/model/manifest';
 import { stageIoNames } from '../../shared/model/stage-io-names';
 import { float32Tensor, int64Tensor, type Tensor } from '../../shared/tensor';
-import { OnnxSession } from '../../services/node/onnx-session';
+import { OnnxSession, type OnnxSessionOptions } from '../../services/node/onnx-session';
+import type { ModelShape } from '../../shared/model/model-shape';
 
 export interface LoopResult {
-  readonly generatedTokens: number;
+  /** Each stream's new token ids, `newTokens` of them (EOS does not stop a stream). */
+  readonly tokens: number[][];
+  /** When each step's tokens were picked, ms after the call began: one time per step, shared by every stream. */
+  readonly stepTimesMs: number[];
   readonly seconds: number;
 }
 
 /**
  * The baseline: a plain greedy loop on the 1-stage (monolithic) graph, every row the same
- * prompt length, each step's present tensors fed back as the next step's past with no copy and
- * no KV bookkeeping. What a bare onnxruntime-node script does; what the pipeline must beat.
+ * prompt length, a static cache per layer that each step's new keys and values are written
+ * into, no other bookkeeping. What a bare onnxruntime-node script does; what the pipeline must
+ * beat. One session, opened once, serves every call (onnxruntime plans a shape on its first run).
  */
-export async function bareOnnxLoop(modelDir: string, prompts: readonly (readonly number[])[], newTokens: number): Promise<LoopResult> {
-  const manifest = await readManifest(modelDir);
-  if (manifest.stages.length !== 1) throw new Error(`${modelDir}: the baseline needs a 1-stage compile, found ${manifest.stages.length} stages`);
-  const { shape } = manifest;
-  const session = await OnnxSession.open(path.join(modelDir, manifest.stages[0].files[0].path));
-  try {
+export class BareOnnxLoop {
+  private constructor(
+    private readonly session: OnnxSession,
+    private readonly shape: ModelShape,
+  ) {}
+
+  static async open(modelDir: string, options: OnnxSessionOptions = {}): Promise<BareOnnxLoop> {
+    const manifest = await readManifest(modelDir);
+    if (manifest.stages.length !== 1) throw new Error(`${modelDir}: the baseline needs a 1-stage compile, found ${manifest.stages.length} stages`);
+    return new BareOnnxLoop(await OnnxSession.open(path.join(modelDir, manifest.stages[0].files[0].path), options), manifest.shape);
+  }
+
+  async generate(prompts: readonly (readonly number[])[], newTokens: number): Promise<LoopResult> {
     const batch = prompts.length;
+    if (batch === 0) throw new RangeError('generate: give at least one prompt');
     const promptLength = prompts[0].length;
-    if (prompts.some((p) => p.length !== promptLength)) throw new Error('the baseline loop needs prompts of one length');
-    const { kvHeads, headDim, layers, vocabSize } = shape;
+    if (prompts.some((p) => p.length !== promptLength)) throw new RangeError('the baseline loop needs prompts of one length');
+    const { kvHeads, headDim, layers, vocabSize } = this.shape;
     // A static cache, as a bare script keeps one: [B, kvHeads, capacity, D] per layer, each
-    // step's new keys and values written after the ones before; no other bookkeeping.
+    // step's new keys and values written after the ones before.
     const capacity = promptLength + newTokens;
     const rowStride = kvHeads * capacity * headDim;
     const keys = Array.from({ length: layers }, () => new Float32Array(batch * rowStride));
     const values = Array.from({ length: layers }, () => new Float32Array(batch * rowStride));
+    const tokens: number[][] = prompts.map(() => []);
+    const stepTimesMs: number[] = [];
     let ids: number[] = prompts.flat();
     let length = 0;
     let seq = promptLength;
@@ -51,7 +66,7 @@ export async function bareOnnxLoop(modelDir: string, prompts: readonly (readonly
         feeds[stageIoNames.pastKey(layer)] = float32Tensor([batch, kvHeads, pastWidth, headDim], pastWidth === 0 ? new Float32Array(0) : keys[layer]);
         feeds[stageIoNames.pastValue(layer)] = float32Tensor([batch, kvHeads, pastWidth, headDim], pastWidth === 0 ? new Float32Array(0) : values[layer]);
       }
-      const outputs = await session.run(feeds);
+      const outputs = await this.session.run(feeds);
       for (let layer = 0; layer < layers; layer++) {
         const newKeys = outputs[stageIoNames.presentKey(layer)].data as Float32Array;
         const newValues = outputs[stageIoNames.presentValue(layer)].data as Float32Array;
@@ -67,11 +82,15 @@ export async function bareOnnxLoop(modelDir: string, prompts: readonly (readonly
       length += seq;
       const logits = outputs[stageIoNames.logits].data as Float32Array;
       ids = Array.from({ length: batch }, (_, row) => argmax(logits, row * vocabSize, vocabSize));
+      ids.forEach((id, row) => tokens[row].push(id));
+      stepTimesMs.push(performance.now() - started);
       seq = 1;
     }
-    return { generatedTokens: batch * newTokens, seconds: (performance.now() - started) / 1000 };
-  } finally {
-    await session.close();
+    return { tokens, stepTimesMs, seconds: (performance.now() - started) / 1000 };
+  }
+
+  async close(): Promise<void> {
+    await this.session.close();
   }
 }
 

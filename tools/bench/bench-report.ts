@@ -1,0 +1,94 @@
+import type { SystemSummary, WorkloadSummary } from './bench-stats';
+
+/** Where and on what a benchmark ran: the head of bench/results.md. */
+export interface BenchContext {
+  readonly command: string;
+  readonly date: string;
+  readonly cpu: string;
+  readonly cores: number;
+  readonly node: string;
+  readonly onnxruntime: string;
+  readonly model: string;
+  readonly promptTokens: number;
+  readonly newTokens: number;
+  readonly rounds: number;
+}
+
+const MIB = 2 ** 20;
+
+/** A system's name in tables: the pipeline with a link delay says so. */
+export function systemLabel(s: Pick<SystemSummary, 'system' | 'link_delay_ms'>): string {
+  return s.link_delay_ms > 0 ? `${s.system} (+${s.link_delay_ms} ms links)` : s.system;
+}
+
+/** One markdown table per workload, with what the figures mean. */
+export function resultsMarkdown(context: BenchContext, workloads: readonly WorkloadSummary[]): string {
+  const lines = [
+    '# Benchmark results',
+    '',
+    `\`${context.command}\` on ${context.date}: ${context.cpu}, ${context.cores} cores, Node ${context.node}, onnxruntime-node ${context.onnxruntime}.`,
+    `Model ${context.model}; ${context.promptTokens}-token prompts, ${context.newTokens} new tokens per stream, greedy` +
+      (context.rounds > 1 ? `; the median of ${context.rounds} rounds.` : '.'),
+    '',
+    'Every system runs the same weights and the same prompts, side by side in this one run; ratios',
+    'compare systems of the same workload. All streams of a workload start together. tok/s: tokens of',
+    'all streams over the time to the last one; per stream: the mean of each stream\'s own rate. TTFT:',
+    'time to first token; ITL: gap between consecutive tokens of a stream. Peak RSS: the high-water',
+    'mark during the measured run (model resident), summed over the system\'s processes. "= bare":',
+    'streams whose tokens equal the bare loop\'s.',
+    '',
+    '| streams | system | tok/s | per stream | TTFT p50 / p99 ms | ITL p50 / p99 ms | peak RSS MiB | = bare | vs bare | vs transformers.js |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const workload of workloads) {
+    for (const s of workload.systems) {
+      lines.push(
+        `| ${workload.streams} | ${systemLabel(s)} | ${s.tokens_per_second.toFixed(1)} | ${s.tokens_per_second_per_stream.toFixed(1)} | ` +
+          `${s.ttft_ms_p50.toFixed(0)} / ${s.ttft_ms_p99.toFixed(0)} | ${s.itl_ms_p50.toFixed(1)} / ${s.itl_ms_p99.toFixed(1)} | ` +
+          `${(s.peak_rss_bytes / MIB).toFixed(0)} | ${s.streams_equal_to_bare ?? '–'}/${workload.streams} | ${ratio(s.vs_bare)} | ${ratio(s.vs_transformers_js)} |`,
+      );
+    }
+  }
+  const pipeline = workloads.flatMap((w) => w.systems).find((s) => s.system === 'pipeline' && s.link_delay_ms === 0);
+  if (pipeline !== undefined && Object.keys(pipeline.peak_rss_bytes_by_process).length > 1) {
+    lines.push('', 'Peak RSS of the pipeline\'s processes (MiB, first workload): ' + Object.entries(pipeline.peak_rss_bytes_by_process).map(([name, bytes]) => `${name} ${(bytes / MIB).toFixed(0)}`).join(', ') + '.');
+  }
+  const delays = delayCosts(workloads);
+  if (delays.length > 0) {
+    lines.push('', 'What the link delay costs the pipeline:', '');
+    for (const d of delays) {
+      lines.push(`- ${d.streams} stream(s), +${d.delayMs} ms each way: inter-token p50 +${d.itlMs.toFixed(1)} ms, tokens/s ${d.throughputChangePercent >= 0 ? '+' : ''}${d.throughputChangePercent.toFixed(1)} %.`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export interface DelayCost {
+  readonly streams: number;
+  readonly delayMs: number;
+  /** Median inter-token latency with the delay minus without. */
+  readonly itlMs: number;
+  readonly throughputChangePercent: number;
+}
+
+/** The pipeline with a link delay against the pipeline without, per workload. */
+export function delayCosts(workloads: readonly WorkloadSummary[]): DelayCost[] {
+  const costs: DelayCost[] = [];
+  for (const w of workloads) {
+    const plain = w.systems.find((s) => s.system === 'pipeline' && s.link_delay_ms === 0);
+    for (const delayed of w.systems.filter((s) => s.system === 'pipeline' && s.link_delay_ms > 0)) {
+      if (plain === undefined) continue;
+      costs.push({
+        streams: w.streams,
+        delayMs: delayed.link_delay_ms,
+        itlMs: delayed.itl_ms_p50 - plain.itl_ms_p50,
+        throughputChangePercent: (delayed.tokens_per_second / plain.tokens_per_second - 1) * 100,
+      });
+    }
+  }
+  return costs;
+}
+
+function ratio(value: number | null): string {
+  return value === null ? '–' : `${value.toFixed(2)}x`;
+}

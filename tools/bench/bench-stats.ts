@@ -1,0 +1,104 @@
+/** The systems `npm run bench` runs side by side, by the names of its JSON output. */
+export const BENCH_SYSTEMS = ['bare-onnxruntime', 'transformers.js', 'in-process', 'pipeline'] as const;
+export type BenchSystem = (typeof BENCH_SYSTEMS)[number];
+
+/** One measured run of a workload, as a system's client saw it. */
+export interface WorkloadRun {
+  /** Each stream's new token ids. */
+  readonly tokens: readonly (readonly number[])[];
+  /** When each of a stream's tokens arrived, ms after the workload started (all streams start together). */
+  readonly tokenTimesMs: readonly (readonly number[])[];
+  /** From the start of the workload to its last token. */
+  readonly seconds: number;
+  /** Peak resident memory during the measured run, per process. */
+  readonly peakRssBytes: Readonly<Record<string, number>>;
+}
+
+/** The figures of one system on one workload (snake_case: they are the JSON output). */
+export interface SystemSummary {
+  readonly system: BenchSystem;
+  /** Added ms each way on every link between stages (pipeline only). */
+  readonly link_delay_ms: number;
+  readonly tokens_per_second: number;
+  /** Mean over streams of a stream's tokens over its own time to its last token. */
+  readonly tokens_per_second_per_stream: number;
+  readonly ttft_ms_p50: number;
+  readonly ttft_ms_p99: number;
+  readonly itl_ms_p50: number;
+  readonly itl_ms_p99: number;
+  /** Sum over the system's processes. */
+  readonly peak_rss_bytes: number;
+  readonly peak_rss_bytes_by_process: Readonly<Record<string, number>>;
+  readonly generated_tokens: number;
+  /** Streams whose tokens equal the bare loop's (greedy output should not depend on the system). */
+  readonly streams_equal_to_bare: number | null;
+  readonly vs_bare: number | null;
+  readonly vs_transformers_js: number | null;
+}
+
+export interface WorkloadSummary {
+  readonly streams: number;
+  readonly systems: SystemSummary[];
+}
+
+/** Nearest-rank percentile of `values` (p in [0, 1]); NaN for none. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+}
+
+/** Tokens/s, time to first token and inter-token latency of one run; ratios are filled in by `withRatios`. */
+export function summarize(system: BenchSystem, linkDelayMs: number, run: WorkloadRun, bare: WorkloadRun | undefined): SystemSummary {
+  const generated = run.tokens.reduce((sum, t) => sum + t.length, 0);
+  const firstTokens = run.tokenTimesMs.filter((times) => times.length > 0).map((times) => times[0]);
+  const gaps = run.tokenTimesMs.flatMap((times) => times.slice(1).map((time, i) => time - times[i]));
+  const perStream = run.tokenTimesMs.map((times, s) => (times.length === 0 ? 0 : run.tokens[s].length / (times[times.length - 1] / 1000)));
+  const rss = Object.values(run.peakRssBytes).reduce((sum, bytes) => sum + bytes, 0);
+  return {
+    system,
+    link_delay_ms: linkDelayMs,
+    tokens_per_second: round(generated / run.seconds, 1),
+    tokens_per_second_per_stream: round(perStream.reduce((a, b) => a + b, 0) / Math.max(1, perStream.length), 2),
+    ttft_ms_p50: round(percentile(firstTokens, 0.5), 1),
+    ttft_ms_p99: round(percentile(firstTokens, 0.99), 1),
+    itl_ms_p50: round(percentile(gaps, 0.5), 2),
+    itl_ms_p99: round(percentile(gaps, 0.99), 2),
+    peak_rss_bytes: rss,
+    peak_rss_bytes_by_process: run.peakRssBytes,
+    generated_tokens: generated,
+    streams_equal_to_bare: bare === undefined ? null : run.tokens.filter((tokens, s) => sameTokens(tokens, bare.tokens[s])).length,
+    vs_bare: null,
+    vs_transformers_js: null,
+  };
+}
+
+/** Each system's tokens/s over the bare loop's and transformers.js's in the same workload. */
+export function withRatios(systems: readonly SystemSummary[]): SystemSummary[] {
+  const bare = systems.find((s) => s.system === 'bare-onnxruntime')?.tokens_per_second;
+  const transformersJs = systems.find((s) => s.system === 'transformers.js')?.tokens_per_second;
+  return systems.map((s) => ({
+    ...s,
+    vs_bare: bare === undefined ? null : round(s.tokens_per_second / bare, 2),
+    vs_transformers_js: transformersJs === undefined ? null : round(s.tokens_per_second / transformersJs, 2),
+  }));
+}
+
+/**
+ * The median run of several rounds by tokens/s (the lower middle one of an even count), so one
+ * disturbed round on a shared machine does not decide the figures.
+ */
+export function medianRun(runs: readonly WorkloadRun[]): WorkloadRun {
+  if (runs.length === 0) throw new RangeError('medianRun: no runs');
+  const rate = (run: WorkloadRun): number => run.tokens.reduce((sum, t) => sum + t.length, 0) / run.seconds;
+  return [...runs].sort((a, b) => rate(a) - rate(b))[Math.floor((runs.length - 1) / 2)];
+}
+
+function sameTokens(a: readonly number[], b: readonly number[] | undefined): boolean {
+  return b !== undefined && a.length === b.length && a.every((id, i) => id === b[i]);
+}
+
+function round(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
