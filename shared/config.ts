@@ -19,6 +19,11 @@ export interface NodeEntry {
   readonly discovery: 'static' | 'dns';
   /** Where the node listens, when that differs from where others reach it (a proxy in between); default `address`. */
   readonly bindAddress?: string;
+  /**
+   * onnxruntime's intra-op threads for this stage (`intra_op_threads`, else `runtime.intra_op_threads`);
+   * 0 lets onnxruntime use every core.
+   */
+  readonly intraOpThreads: number;
 }
 
 export interface ServiceEntry {
@@ -116,6 +121,7 @@ export const ENV_OVERRIDES = {
   TLS_CERT_FILE: 'security.tls.cert_file',
   TLS_KEY_FILE: 'security.tls.key_file',
   REQUEST_TIMEOUT_MS: 'limits.request_timeout_ms',
+  INTRA_OP_THREADS: 'runtime.intra_op_threads (and every nodes[].intra_op_threads)',
   LOG_LEVEL: 'log_level',
 } as const;
 
@@ -135,6 +141,13 @@ export const DEFAULT_LIMITS: Limits = {
   stepTimeoutMaxMs: 2_000,
   microBatches: 0,
 };
+
+/**
+ * One onnxruntime thread per stage. Stages run side by side (micro-batches of different
+ * sequences are in different stages at once), so a node's own thread pool would only compete with
+ * the other nodes for the same cores; measured on 2 cores in tools/bench.ts.
+ */
+export const DEFAULT_INTRA_OP_THREADS = 1;
 
 export const DEFAULT_RESILIENCE: ResilienceConfig = {
   breakerFailureThreshold: 3,
@@ -170,6 +183,9 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
   const nodesJson = root.nodes;
   if (!Array.isArray(nodesJson) || nodesJson.length === 0) throw new ConfigError('nodes', 'must be a non-empty array');
   const nodeAddressOverrides = parseNodeAddresses(env.NODE_ADDRESSES);
+  const runtime = asObject(root.runtime ?? {}, 'runtime');
+  const threadsOverride = env.INTRA_OP_THREADS === undefined ? undefined : int(env.INTRA_OP_THREADS, 'INTRA_OP_THREADS', 0);
+  const defaultThreads = threadsOverride ?? int(runtime.intra_op_threads ?? DEFAULT_INTRA_OP_THREADS, 'runtime.intra_op_threads', 0);
 
   const nodes = nodesJson.map((entry, i): NodeEntry => {
     const key = `nodes[${i}]`;
@@ -187,6 +203,7 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
       metricsPort: port(node.metrics_port, `${key}.metrics_port`),
       discovery,
       ...(node.bind_address === undefined ? {} : { bindAddress: address(node.bind_address, `${key}.bind_address`) }),
+      intraOpThreads: threadsOverride ?? (node.intra_op_threads === undefined ? defaultThreads : int(node.intra_op_threads, `${key}.intra_op_threads`, 0)),
     };
   });
   checkUnique(nodes.map((n) => n.id), 'nodes[].id');

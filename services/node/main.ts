@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const replicaId = replicaIdOf(node, process.env);
   const labels = { node_id: replicaId, stage: String(node.modelPart) };
   const logger = createLogger('node', config.logLevel, labels);
-  const runtime = await StageWorker.load({ modelDir: config.modelDir, stageIndex: node.modelPart, kvBudgetBytes: config.limits.kvBudgetBytes });
+  const runtime = await StageWorker.load({ modelDir: config.modelDir, stageIndex: node.modelPart, kvBudgetBytes: config.limits.kvBudgetBytes, intraOpThreads: node.intraOpThreads });
   const registry = createMetricsRegistry('node', labels);
   const directory = new NodeDirectory(config.nodes);
   await directory.start();

@@ -35,7 +35,7 @@ export class InProcessNodes {
       const count = options.replicas?.[stage] ?? 1;
       for (let r = 0; r < count; r++) {
         const id = count === 1 ? `node${stage + 1}` : `node${stage + 1}${String.fromCharCode(97 + r)}`;
-        entries.push({ id, address: `127.0.0.1:${await freeLoopbackPort()}`, modelPart: stage, metricsPort: 1, discovery: 'static' });
+        entries.push({ id, address: `127.0.0.1:${await freeLoopbackPort()}`, modelPart: stage, metricsPort: 1, discovery: 'static', intraOpThreads: 1 });
       }
     }
     const directory = new NodeDirectory(entries);

@@ -62,6 +62,18 @@ describe('config.json', () => {
     expect(parseConfig({ ...shipped(), api: { cors_origins: '*' } }, { baseDir: ROOT }).api.corsOrigins).toEqual(['*']);
   });
 
+  it('onnxruntime threads per node: nodes[].intra_op_threads, else runtime.intra_op_threads, else one; INTRA_OP_THREADS overrides both', () => {
+    expect(parseConfig(shipped(), { baseDir: ROOT }).nodes.map((n) => n.intraOpThreads)).toEqual([1, 1, 1]);
+    const json = shipped();
+    json.runtime = { intra_op_threads: 2 };
+    (json.nodes as Record<string, unknown>[])[2].intra_op_threads = 0;
+    expect(parseConfig(json, { baseDir: ROOT }).nodes.map((n) => n.intraOpThreads)).toEqual([2, 2, 0]);
+    expect(parseConfig(json, { baseDir: ROOT, env: { INTRA_OP_THREADS: '3' } }).nodes.map((n) => n.intraOpThreads)).toEqual([3, 3, 3]);
+    (json.nodes as Record<string, unknown>[])[1].intra_op_threads = -1;
+    expect(() => parseConfig(json, { baseDir: ROOT })).toThrow(/config nodes\[1\]\.intra_op_threads: must be an integer >= 0/);
+    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { INTRA_OP_THREADS: 'many' } })).toThrow(/config INTRA_OP_THREADS: must be an integer >= 0/);
+  });
+
   it('NODE_ADDRESSES naming an unknown node is rejected', () => {
     expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { NODE_ADDRESSES: 'node9=x:1' } })).toThrow(/NODE_ADDRESSES: names unknown node "node9"/);
   });

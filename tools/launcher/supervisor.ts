@@ -112,7 +112,7 @@ export class Supervisor {
   }
 
   private spawnProcess(spec: ChildSpec, restarts: number): ChildProcess {
-    const child = spawn(process.execPath, [spec.script, ...spec.args], {
+    const child = spawn(process.execPath, [...profilingArgs(process.env), spec.script, ...spec.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, [PARENT_PID_ENV]: String(process.pid), [RESTARTS_ENV]: String(restarts) },
       detached: true,
@@ -160,4 +160,13 @@ export class Supervisor {
       child.kill('SIGTERM');
     });
   }
+}
+
+/**
+ * With PIPESERVE_PROFILE_DIR set, every service writes a V8 CPU profile there when it exits (one
+ * file per thread, for Chrome DevTools or speedscope): how a profile of the running system is taken.
+ */
+export function profilingArgs(env: NodeJS.ProcessEnv): string[] {
+  const dir = env.PIPESERVE_PROFILE_DIR;
+  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
