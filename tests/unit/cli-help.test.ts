@@ -1,3 +1,4 @@
+import { BENCH_COMMAND, runBenchCli } from '../../tools/bench';
 import { BENCH_TRANSFORMERS_JS_COMMAND, runBenchTransformersJsCli } from '../../tools/bench-transformers-js';
 import type { CliCommand, CliOptionSpecs } from '../../tools/cli/cli-command';
 import type { CliOutput } from '../../tools/cli/cli-output';
@@ -52,6 +53,13 @@ const TOOLS: Record<string, Tool> = {
     launchers: ['npm run bench:transformers-js --', 'npm run bench:transformers-js'],
     options: ['--model <dir>', '--streams <list>', '--tokens <n>', '--prompt-tokens <n>', '--threads <n>', '--no-spinning', '--json'],
     defaults: ['(default: models/default)', '(default: 1,16)', '(default: 32)', '(default: 12)', '(default: 0)'],
+  },
+  bench: {
+    command: BENCH_COMMAND,
+    run: runBenchCli,
+    launchers: ['npm run bench --', 'npm run bench'],
+    options: ['--model <dir>', '--streams <list>', '--tokens <n>', '--prompt-tokens <n>', '--systems <list>', '--link-delay-ms <ms>', '--rounds <n>', '--out <file>', '--update-readme', '--json', '--progress', '--no-progress'],
+    defaults: ['(default: models/default)', '(default: 1,16,64)', '(default: 48)', '(default: 12)', '(default: bare-onnxruntime,transformers.js,in-process,pipeline)', '(default: 0)', '(default: 1)', '(default: bench/results.md)'],
   },
 };
 

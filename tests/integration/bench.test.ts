@@ -1,0 +1,73 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { writeCheckpoint } from '../../tools/families/checkpoint';
+import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
+import { compileModel } from '../../tools/compiler/compile-model';
+import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
+import { tinyCheckpoint } from '../support/test-models';
+
+const PROJECT_DIR = path.resolve(__dirname, '../..');
+const TEST_TIMEOUT_MS = 600_000;
+const run = promisify(execFile);
+
+/**
+ * `npm run bench` end to end on the tiny model, as a user runs it (all four systems, the
+ * pipeline with and without a link delay): not a measurement, only that every system runs, the
+ * greedy tokens agree, and the JSON and the report have their documented shape.
+ */
+describe('npm run bench', () => {
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-bench-'));
+    // A model folder as model:init writes it: the compiled stages and checkpoint/ beside them.
+    await writeCheckpoint(path.join(dir, 'tiny'), gpt2Checkpoint(tinyCheckpoint()), buildGpt2TokenizerFiles());
+    await compileModel({ from: path.join(dir, 'tiny'), out: path.join(dir, 'model'), stages: 3, split: { kind: 'even' }, ops: 'fused' });
+    await writeCheckpoint(path.join(dir, 'model', 'checkpoint'), gpt2Checkpoint(tinyCheckpoint()), buildGpt2TokenizerFiles());
+  }, TEST_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test(
+    'every system runs the same workloads; --json ends with the documented object; results.md has a row per system',
+    async () => {
+      const out = path.join(dir, 'results.md');
+      const { stdout } = await run(
+        process.execPath,
+        [path.join(PROJECT_DIR, 'dist/tools/bench.js'), '--model', path.join(dir, 'model'), '--streams', '1,3', '--tokens', '5', '--prompt-tokens', '8', '--link-delay-ms', '1', '--out', out, '--json'],
+        { cwd: PROJECT_DIR, timeout: TEST_TIMEOUT_MS, maxBuffer: 16 << 20 },
+      );
+      const lines = stdout.trim().split('\n');
+      const result = JSON.parse(lines[lines.length - 1]) as { workloads: { streams: number; systems: Record<string, unknown>[] }[] };
+      expect(result.workloads.map((w) => w.streams)).toEqual([1, 3]);
+      for (const workload of result.workloads) {
+        expect(workload.systems.map((s) => [s.system, s.link_delay_ms])).toEqual([
+          ['bare-onnxruntime', 0],
+          ['transformers.js', 0],
+          ['in-process', 0],
+          ['pipeline', 0],
+          ['pipeline', 1],
+        ]);
+        for (const system of workload.systems) {
+          for (const key of ['tokens_per_second', 'ttft_ms_p50', 'ttft_ms_p99', 'itl_ms_p50', 'itl_ms_p99']) expect([key, typeof system[key]]).toEqual([key, 'number']);
+          expect(system.tokens_per_second).toBeGreaterThan(0);
+          expect(system.generated_tokens).toBe(workload.streams * 5);
+          // Greedy on the same weights and prompts: every system makes the bare loop's tokens.
+          expect(system.streams_equal_to_bare).toBe(workload.streams);
+          expect(system.peak_rss_bytes).toBeGreaterThan(0);
+        }
+      }
+      const markdown = await readFile(out, 'utf8');
+      expect(markdown).toMatch(/^# Benchmark results\n/);
+      expect(markdown.match(/^\| \d+ \| /gm)).toHaveLength(10);
+      expect(markdown).toContain('pipeline (+1 ms links)');
+      expect(markdown).toContain('What the link delay costs the pipeline');
+    },
+    TEST_TIMEOUT_MS,
+  );
+});

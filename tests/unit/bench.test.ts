@@ -1,0 +1,158 @@
+import path from 'node:path';
+import { TextTokenizer } from '../../services/tokenizer/text-tokenizer';
+import { parseBenchArgs } from '../../tools/bench';
+import { BareOnnxLoop } from '../../tools/bench/bare-onnx-loop';
+import { benchPrompts } from '../../tools/bench/bench-prompts';
+import { delayCosts, resultsMarkdown, type BenchContext } from '../../tools/bench/bench-report';
+import { medianRun, percentile, summarize, withRatios, type WorkloadRun } from '../../tools/bench/bench-stats';
+import { BenchWorker } from '../../tools/bench/bench-worker';
+import { naiveGreedy } from '../support/naive-gpt2';
+import { tinyCheckpoint, tinyModel } from '../support/test-models';
+
+const TEST_TIMEOUT_MS = 180_000;
+
+/** Two streams of three tokens: stream 0 at 10, 20, 30 ms; stream 1 at 10, 25, 50 ms. */
+const RUN: WorkloadRun = {
+  tokens: [
+    [1, 2, 3],
+    [4, 5, 6],
+  ],
+  tokenTimesMs: [
+    [10, 20, 30],
+    [10, 25, 50],
+  ],
+  seconds: 0.05,
+  peakRssBytes: { a: 100, b: 50 },
+};
+
+describe('bench statistics', () => {
+  test('nearest-rank percentiles', () => {
+    expect(percentile([5, 1, 4, 2, 3], 0.5)).toBe(3);
+    expect(percentile([5, 1, 4, 2, 3], 0.99)).toBe(5);
+    expect(percentile([5, 1, 4, 2, 3], 0)).toBe(1);
+    expect(percentile([], 0.5)).toBeNaN();
+  });
+
+  test('a run summarises into total and per-stream rates, TTFT, ITL, summed RSS and agreement with the bare run', () => {
+    const bare: WorkloadRun = { ...RUN, tokens: [[1, 2, 3], [4, 5, 7]] };
+    const s = summarize('pipeline', 0, RUN, bare);
+    expect(s).toMatchObject({
+      system: 'pipeline',
+      tokens_per_second: 120,
+      // 3 tokens in 30 ms and 3 in 50 ms.
+      tokens_per_second_per_stream: 80,
+      ttft_ms_p50: 10,
+      // Gaps 10, 10, 15, 25.
+      itl_ms_p50: 10,
+      itl_ms_p99: 25,
+      peak_rss_bytes: 150,
+      generated_tokens: 6,
+      streams_equal_to_bare: 1,
+    });
+    expect(summarize('bare-onnxruntime', 0, RUN, undefined).streams_equal_to_bare).toBeNull();
+  });
+
+  test('ratios are to the bare loop and to transformers.js of the same workload', () => {
+    const at = (system: 'bare-onnxruntime' | 'transformers.js' | 'pipeline', seconds: number) => summarize(system, 0, { ...RUN, seconds }, undefined);
+    const [bare, tjs, pipeline] = withRatios([at('bare-onnxruntime', 0.1), at('transformers.js', 0.2), at('pipeline', 0.05)]);
+    expect([bare.vs_bare, tjs.vs_bare, pipeline.vs_bare]).toEqual([1, 0.5, 2]);
+    expect([bare.vs_transformers_js, pipeline.vs_transformers_js]).toEqual([2, 4]);
+    expect(withRatios([at('pipeline', 1)])[0].vs_bare).toBeNull();
+  });
+
+  test('the median run of several rounds goes by tokens per second', () => {
+    const runs = [0.3, 0.1, 0.2].map((seconds) => ({ ...RUN, seconds }));
+    expect(medianRun(runs).seconds).toBe(0.2);
+    expect(medianRun(runs.slice(0, 2)).seconds).toBe(0.3);
+    expect(() => medianRun([])).toThrow(RangeError);
+  });
+
+  test('the report has a row per system and workload, and what a link delay costs', () => {
+    const context: BenchContext = { command: 'npm run bench', date: '2026-12-02', cpu: 'cpu', cores: 2, node: '22', onnxruntime: '1.30.0', model: 'm', promptTokens: 12, newTokens: 3, rounds: 1 };
+    const plain = summarize('pipeline', 0, RUN, undefined);
+    const delayed = summarize('pipeline', 2, { ...RUN, seconds: 0.1, tokenTimesMs: [[16, 32, 48], [16, 32, 48]] }, undefined);
+    const workloads = [{ streams: 2, systems: withRatios([plain, delayed]) }];
+    expect(delayCosts(workloads)).toEqual([{ streams: 2, delayMs: 2, itlMs: 6, throughputChangePercent: -50 }]);
+    const markdown = resultsMarkdown(context, workloads);
+    expect(markdown).toContain('| 2 | pipeline | 120.0 |');
+    expect(markdown).toContain('| 2 | pipeline (+2 ms links) | 60.0 |');
+    expect(markdown).toContain('2 stream(s), +2 ms each way: inter-token p50 +6.0 ms, tokens/s -50.0 %.');
+  });
+});
+
+describe('bench command line', () => {
+  test('defaults: every system, 1, 16 and 64 streams, 48 tokens, no link delay', () => {
+    const args = parseBenchArgs([]);
+    expect(args).toMatchObject({ streams: [1, 16, 64], newTokens: 48, promptTokens: 12, linkDelayMs: 0, rounds: 1, json: false });
+    expect(args.systems).toEqual(['bare-onnxruntime', 'transformers.js', 'in-process', 'pipeline']);
+    expect(args.modelDir).toBe(path.resolve('models/default'));
+  });
+
+  test('systems keep one order whatever order they are given in', () => {
+    expect(parseBenchArgs(['--systems', 'pipeline,bare-onnxruntime']).systems).toEqual(['bare-onnxruntime', 'pipeline']);
+  });
+
+  test.each([
+    [['--systems', 'vllm'], "--systems: unknown system 'vllm'"],
+    [['--streams', '0'], "--streams: expected an integer from 1 to 256, got '0'"],
+    [['--streams', '1,x'], "--streams: expected an integer from 1 to 256, got 'x'"],
+    [['--link-delay-ms', '2', '--systems', 'in-process'], '--link-delay-ms: only the pipeline has links'],
+    [['--rounds', '0'], "--rounds: expected an integer from 1 to 20, got '0'"],
+  ])('%j is refused: %s', (argv, message) => {
+    expect(() => parseBenchArgs(argv)).toThrow(message);
+  });
+});
+
+describe('bench workloads on the tiny model', () => {
+  let tokenizer: TextTokenizer;
+  let baselineDir: string;
+
+  beforeAll(async () => {
+    baselineDir = await tinyModel({ stages: 1, ops: 'fused' });
+    tokenizer = await TextTokenizer.load(baselineDir);
+  }, TEST_TIMEOUT_MS);
+
+  test('prompts are distinct, all of the asked length, and their text encodes back to the same ids', () => {
+    const prompts = benchPrompts(tokenizer, 40, 12);
+    expect(new Set(prompts.map((p) => p.ids.join(','))).size).toBe(40);
+    for (const prompt of prompts) {
+      expect(prompt.ids).toHaveLength(12);
+      expect(tokenizer.encode(prompt.text)).toEqual(prompt.ids);
+    }
+  });
+
+  test(
+    'the bare loop is a correct greedy loop: it generates the naive forward pass tokens, timing every step',
+    async () => {
+      const prompts = benchPrompts(tokenizer, 3, 8).map((p) => p.ids);
+      const loop = await BareOnnxLoop.open(baselineDir);
+      try {
+        const run = await loop.generate(prompts, 10);
+        expect(run.tokens).toEqual(prompts.map((p) => naiveGreedy(tinyCheckpoint(), p, 10)));
+        expect(run.stepTimesMs).toHaveLength(10);
+        expect([...run.stepTimesMs].sort((a, b) => a - b)).toEqual(run.stepTimesMs);
+      } finally {
+        await loop.close();
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'a system in a worker process of its own (the in-process pipeline) gives the same tokens, a time per token and its peak RSS',
+    async () => {
+      const prompts = benchPrompts(tokenizer, 2, 8).map((p) => p.ids);
+      const worker = await BenchWorker.start({ system: 'in-process', modelDir: await tinyModel({ stages: 3, ops: 'fused' }) });
+      try {
+        await worker.run(prompts, 6, false);
+        const run = await worker.run(prompts, 6, true);
+        expect(run.tokens).toEqual(prompts.map((p) => naiveGreedy(tinyCheckpoint(), p, 6)));
+        expect(run.tokenTimesMs.map((t) => t.length)).toEqual([6, 6]);
+        expect(run.peakRssBytes['in-process']).toBeGreaterThan(10 * 2 ** 20);
+      } finally {
+        await worker.close();
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
