@@ -1,14 +1,16 @@
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../shared/errors';
-import type { ModelManifest } from '../shared/model/manifest';
+import { WEIGHT_FORMATS, type ModelManifest, type WeightFormat, type WeightFormatName } from '../shared/model/manifest';
+import { isValidBlockSize } from './compiler/block-quantize';
 import { checkCompileOptions, compileModel, type CompileModelOptions } from './compiler/compile-model';
 import { parseSplitSpec, type SplitSpec } from './compiler/split-plan';
+import { DEFAULT_BLOCK_SIZE, WEIGHT_KINDS, type WeightKind } from './compiler/weight-quantization';
 import { exitWhenDone, parseCliArgs, PROCESS_OUTPUT, runCliTool, type CliOutput } from './cli';
 
 const USAGE =
   'usage: model-compile --from <hf-dir> --out <dir> --stages N [--split even|balanced|0-4,4-8,8-12] ' +
-  '[--ops plain|fused] [--force]';
+  '[--ops plain|fused] [--weights fp32|int8|int4] [--block-size N] [--keep-fp32 kind,...] [--force]';
 
 /**
  * Compiles a Hugging Face GPT-2 folder into N ONNX stage graphs plus manifest.json, then prints
@@ -35,12 +37,16 @@ export async function parseModelCompileArgs(argv: readonly string[]): Promise<Co
         stages: { type: 'string' },
         split: { type: 'string', default: 'balanced' },
         ops: { type: 'string', default: 'fused' },
+        weights: { type: 'string', default: 'fp32' },
+        'block-size': { type: 'string' },
+        'keep-fp32': { type: 'string' },
         force: { type: 'boolean', default: false },
       },
     },
     USAGE,
   );
   const { from, out, stages: stagesText, split: splitText, ops, force } = values;
+  const weights = parseWeightFlags(values.weights, values['block-size'], values['keep-fp32']);
   if (from === undefined) throw new UsageError(`--from is required; ${USAGE}`);
   if (out === undefined) throw new UsageError(`--out is required; ${USAGE}`);
   if (stagesText === undefined) throw new UsageError(`--stages is required; ${USAGE}`);
@@ -61,7 +67,7 @@ export async function parseModelCompileArgs(argv: readonly string[]): Promise<Co
   );
   if (!isFolder) throw new UsageError(`--from: ${from} is not a folder`);
   if (path.resolve(from) === path.resolve(out)) throw new UsageError('--out: must differ from --from');
-  const options: CompileModelOptions = { from, out, stages, split, ops, force };
+  const options: CompileModelOptions = { from, out, stages, split, ops, weights, force };
   try {
     await checkCompileOptions(options);
   } catch (error) {
@@ -70,8 +76,44 @@ export async function parseModelCompileArgs(argv: readonly string[]): Promise<Co
   return options;
 }
 
+/**
+ * `--weights fp32|int8|int4` (default fp32); for int8 / int4 only, `--block-size N` (a power of
+ * two >= 16, default 32) and `--keep-fp32 kind,...` (kinds of WEIGHT_KINDS left unquantized).
+ */
+function parseWeightFlags(formatText: string, blockSizeText: string | undefined, keepText: string | undefined): WeightFormat {
+  if (!WEIGHT_FORMATS.includes(formatText as WeightFormatName)) {
+    throw new UsageError(`--weights: expected ${WEIGHT_FORMATS.join(', ')}, got '${formatText}'`);
+  }
+  const format = formatText as WeightFormatName;
+  if (format === 'fp32') {
+    if (blockSizeText !== undefined) throw new UsageError('--block-size: applies only to --weights int8 or int4');
+    if (keepText !== undefined) throw new UsageError('--keep-fp32: applies only to --weights int8 or int4');
+    return { format };
+  }
+  let blockSize = DEFAULT_BLOCK_SIZE;
+  if (blockSizeText !== undefined) {
+    blockSize = /^\d+$/.test(blockSizeText.trim()) ? Number(blockSizeText) : Number.NaN;
+    if (!isValidBlockSize(blockSize)) {
+      throw new UsageError(`--block-size: expected a power of two >= 16 (what MatMulNBits takes), got '${blockSizeText}'`);
+    }
+  }
+  const keptFp32: WeightKind[] = [];
+  for (const kind of keepText === undefined ? [] : keepText.split(',').map((k) => k.trim())) {
+    if (!(WEIGHT_KINDS as readonly string[]).includes(kind)) {
+      throw new UsageError(`--keep-fp32: unknown tensor kind '${kind}'; expected a comma list of ${WEIGHT_KINDS.join(', ')}`);
+    }
+    if (!keptFp32.includes(kind as WeightKind)) keptFp32.push(kind as WeightKind);
+  }
+  return { format, blockSize, keptFp32 };
+}
+
 /** Option errors name the option ("split: …"); a CLI user typed the flag ("--split: …"). */
 function asFlag(message: string): string {
+  const weightField = /^weights\.(format|blockSize|keptFp32): /.exec(message);
+  if (weightField !== null) {
+    const flag = { format: 'weights', blockSize: 'block-size', keptFp32: 'keep-fp32' }[weightField[1] as 'format' | 'blockSize' | 'keptFp32'];
+    return `--${flag}: ${message.slice(weightField[0].length)}`;
+  }
   return /^(from|out|split|stages): /.test(message) ? `--${message}` : message;
 }
 
@@ -82,6 +124,7 @@ function splitName(split: SplitSpec): string {
 function describeCompiledModel(manifest: ModelManifest, out: string, split: string, seconds: number): string {
   const lines = [
     `compiled ${manifest.modelName} into ${out}: ${manifest.stages.length} stage(s), split ${split}, ${manifest.ops} ops, ` +
+      describeWeights(manifest.stages[0].weights) +
       `in ${seconds.toFixed(1)} s`,
   ];
   for (const stage of manifest.stages) {
@@ -92,6 +135,13 @@ function describeCompiledModel(manifest: ModelManifest, out: string, split: stri
   }
   for (const file of manifest.tokenizerFiles) lines.push(`  ${file.path.padEnd(24)} ${formatBytes(file.bytes)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** '' for fp32 (the line reads as before quantization existed), else e.g. 'int4 weights (blocks of 32, lm_head kept fp32), '. */
+function describeWeights(weights: WeightFormat): string {
+  if (weights.format === 'fp32') return '';
+  const kept = weights.keptFp32 ?? [];
+  return `${weights.format} weights (blocks of ${weights.blockSize ?? DEFAULT_BLOCK_SIZE}${kept.length > 0 ? `, ${kept.join(' + ')} kept fp32` : ''}), `;
 }
 
 function formatBytes(bytes: number): string {
