@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../shared/errors';
 import { WEIGHT_FORMATS, type ModelManifest, type WeightFormat, type WeightFormatName } from '../shared/model/manifest';
-import { isValidBlockSize } from './compiler/block-quantize';
+import { BLOCK_SIZES, isValidBlockSize } from './compiler/block-quantize';
 import { checkCompileOptions, compileModel, type CompileModelOptions } from './compiler/compile-model';
 import { parseSplitSpec, type SplitSpec } from './compiler/split-plan';
 import { DEFAULT_BLOCK_SIZE, WEIGHT_KINDS, type WeightKind } from './compiler/weight-quantization';
@@ -77,8 +77,8 @@ export async function parseModelCompileArgs(argv: readonly string[]): Promise<Co
 }
 
 /**
- * `--weights fp32|int8|int4` (default fp32); for int8 / int4 only, `--block-size N` (a power of
- * two >= 16, default 32) and `--keep-fp32 kind,...` (kinds of WEIGHT_KINDS left unquantized).
+ * `--weights fp32|int8|int4` (default fp32); for int8 / int4 only, `--block-size N` (16, 32, 64,
+ * 128 or 256, default 32) and `--keep-fp32 kind,...` (kinds of WEIGHT_KINDS left unquantized).
  */
 function parseWeightFlags(formatText: string, blockSizeText: string | undefined, keepText: string | undefined): WeightFormat {
   if (!WEIGHT_FORMATS.includes(formatText as WeightFormatName)) {
@@ -94,7 +94,7 @@ function parseWeightFlags(formatText: string, blockSizeText: string | undefined,
   if (blockSizeText !== undefined) {
     blockSize = /^\d+$/.test(blockSizeText.trim()) ? Number(blockSizeText) : Number.NaN;
     if (!isValidBlockSize(blockSize)) {
-      throw new UsageError(`--block-size: expected a power of two >= 16 (what MatMulNBits takes), got '${blockSizeText}'`);
+      throw new UsageError(`--block-size: expected a power of two from 16 to 256 (${BLOCK_SIZES.join(', ')}: what MatMulNBits takes), got '${blockSizeText}'`);
     }
   }
   const keptFp32: WeightKind[] = [];

@@ -37,9 +37,14 @@ export interface BlockQuantized {
   readonly zeroPoints?: Uint8Array;
 }
 
-/** MatMulNBits and GatherBlockQuantized take blocks of a power of two, at least 16. */
+/**
+ * Block sizes onnxruntime's CPU MatMulNBits takes: the schema asks for a power of two >= 16, and
+ * onnxruntime-node 1.30's kernel refuses a session with anything above 256 (measured).
+ */
+export const BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
+
 export function isValidBlockSize(blockSize: number): boolean {
-  return Number.isSafeInteger(blockSize) && blockSize >= 16 && (blockSize & (blockSize - 1)) === 0;
+  return (BLOCK_SIZES as readonly number[]).includes(blockSize);
 }
 
 /** Bytes of one packed block. */
@@ -64,7 +69,7 @@ export function zeroPointRowBytes(bits: QuantBits, blocks: number): number {
 export function quantizeBlockwise(weight: Weight, options: BlockQuantizeOptions): BlockQuantized {
   const { bits, blockSize, zeroPoints: asymmetric } = options;
   if (weight.dims.length !== 2) throw new Error(`block quantization needs a [rows, columns] matrix, got [${weight.dims.join(', ')}]`);
-  if (!isValidBlockSize(blockSize)) throw new Error(`block size must be a power of two >= 16, got ${blockSize}`);
+  if (!isValidBlockSize(blockSize)) throw new Error(`block size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
   const [rows, columns] = weight.dims;
   const blocks = Math.ceil(columns / blockSize);
   const blob = blobBytes(bits, blockSize);

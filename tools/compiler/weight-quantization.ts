@@ -1,5 +1,5 @@
 import { WEIGHT_FORMATS, type WeightFormat } from '../../shared/model/manifest';
-import { isValidBlockSize, type QuantBits } from './block-quantize';
+import { BLOCK_SIZES, isValidBlockSize, type QuantBits } from './block-quantize';
 
 /**
  * What a weight is used for, as `--keep-fp32` names it: the token (and position) embedding
@@ -68,7 +68,7 @@ export function resolveWeightFormat(weights: WeightFormat): WeightFormat {
     return { format: 'fp32' };
   }
   if (weights.blockSize !== undefined && !isValidBlockSize(weights.blockSize)) {
-    throw new Error(`weights.blockSize: expected a power of two >= 16 (what MatMulNBits takes), got ${weights.blockSize}`);
+    throw new Error(`weights.blockSize: expected a power of two from 16 to 256 (${BLOCK_SIZES.join(', ')}: what MatMulNBits takes), got ${weights.blockSize}`);
   }
   for (const kind of weights.keptFp32 ?? []) {
     if (!(WEIGHT_KINDS as readonly string[]).includes(kind)) {
