@@ -27,10 +27,10 @@ export interface QuantScheme {
  * The measured choices per format (docs/quantization.md has the figures and how they were taken):
  * - accuracy_level 4 for both. int8 at level 0 has no packed kernel in MLAS and dequantizes the
  *   whole matrix on every call (the LM head took 40x fp32's time at one row). int4 at level 0 was
- *   1.5x slower than level 4 at one row, 1.5x at 16, no faster at 64 and 256, and its KL against
+ *   1.4–2x slower than level 4 at 1 and 16 rows, no faster at 64 and 256, and its KL against
  *   fp32 the same (0.0110 vs 0.0110 on GPT-2 small at std 0.02).
  * - zero points for int4: asymmetric blocks lowered KL by 14–21% on three shapes (0.0110 against
- *   0.0128 symmetric on GPT-2 small) for ~5% of decode speed. None for int8: they lowered an
+ *   0.0128 symmetric on GPT-2 small) for 5–10% of decode speed. None for int8: they lowered an
  *   already negligible KL (8e-5) by 15% and cost 4–15% at one row.
  */
 const SCHEMES: Record<Exclude<WeightFormat['format'], 'fp32'>, Omit<QuantScheme, 'blockSize'>> = {
