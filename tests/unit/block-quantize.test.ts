@@ -9,6 +9,14 @@ import { attr, MICROSOFT_DOMAIN, OnnxGraph } from '../../tools/compiler/onnx-gra
 import { writeOnnxModel } from '../../tools/compiler/write-onnx-model';
 import { maxAbsDifference } from '../support/compiler-fixtures';
 
+/** Bits and whether blocks carry zero points: every combination the formats can use. */
+const FORMATS: [QuantBits, boolean][] = [
+  [4, false],
+  [4, true],
+  [8, false],
+  [8, true],
+];
+
 let workDir: string;
 
 beforeAll(async () => {
@@ -69,12 +77,7 @@ describe('quantizeBlockwise packs what onnxruntime reads', () => {
     expect(asymmetric.data[16]).toBe(asymmetric.zeroPoints?.[0]); // 0 is exactly representable
   });
 
-  test.each<[QuantBits, boolean]>([
-    [4, false],
-    [4, true],
-    [8, false],
-    [8, true],
-  ])('%i-bit, zero points %s: every weight comes back within half a step (one step where a symmetric block clips)', (bits, zeroPoints) => {
+  test.each(FORMATS)('%i-bit, zero points %s: every weight comes back within half a step (one step where a symmetric block clips)', (bits, zeroPoints) => {
     const weight = matrix(7, 100, bits * 10 + Number(zeroPoints));
     const q = quantizeBlockwise(weight, { bits, blockSize: 32, zeroPoints });
     const back = dequantizeBlockwise(q);
@@ -90,12 +93,7 @@ describe('quantizeBlockwise packs what onnxruntime reads', () => {
 });
 
 describe('onnxruntime reads the packed layout as dequantizeBlockwise does', () => {
-  test.each<[QuantBits, boolean]>([
-    [4, false],
-    [4, true],
-    [8, false],
-    [8, true],
-  ])('%i-bit, zero points %s: MatMulNBits (accuracy level 0) equals a float MatMul with the dequantized weight, K padded', async (bits, zeroPoints) => {
+  test.each(FORMATS)('%i-bit, zero points %s: MatMulNBits (accuracy level 0) equals a float MatMul with the dequantized weight, K padded', async (bits, zeroPoints) => {
     const [n, k, m] = [48, 80, 3];
     const q = quantizeBlockwise(matrix(n, k, 5), { bits, blockSize: 32, zeroPoints });
     const dequantized = dequantizeBlockwise(q).data;
@@ -122,12 +120,7 @@ describe('onnxruntime reads the packed layout as dequantizeBlockwise does', () =
     }
   });
 
-  test.each<[QuantBits, boolean]>([
-    [4, false],
-    [4, true],
-    [8, false],
-    [8, true],
-  ])('%i-bit, zero points %s: GatherBlockQuantized over [rows, blocks, blob] returns the dequantized rows', async (bits, zeroPoints) => {
+  test.each(FORMATS)('%i-bit, zero points %s: GatherBlockQuantized over [rows, blocks, blob] returns the dequantized rows', async (bits, zeroPoints) => {
     const [rows, width] = [20, 64];
     const q = quantizeBlockwise(matrix(rows, width, 8), { bits, blockSize: 32, zeroPoints });
     const dequantized = dequantizeBlockwise(q).data;
