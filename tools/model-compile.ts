@@ -1,9 +1,11 @@
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../shared/errors';
-import type { ModelManifest } from '../shared/model/manifest';
+import { WEIGHT_FORMATS, type ModelManifest, type WeightFormat, type WeightFormatName } from '../shared/model/manifest';
+import { BLOCK_SIZES, isValidBlockSize } from './compiler/block-quantize';
 import { checkCompileOptions, compileModel, type CompileModelOptions } from './compiler/compile-model';
 import { parseSplitSpec, type SplitSpec } from './compiler/split-plan';
+import { DEFAULT_BLOCK_SIZE, WEIGHT_KINDS, type WeightKind } from './compiler/weight-quantization';
 import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
 import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 import { formatBytes } from './cli/format-bytes';
@@ -29,6 +31,9 @@ export const MODEL_COMPILE_COMMAND = new CliCommand({
       default: 'fused',
       description: 'fused: onnxruntime contrib ops (attention with past, fused layer norm, FastGelu); plain: standard ONNX ops, the reference',
     },
+    weights: { value: 'fp32|int8|int4', default: 'fp32', description: 'weight format: int8 and int4 store block-quantized matmul and embedding weights (MatMulNBits, GatherBlockQuantized)' },
+    'block-size': { value: 'n', description: `int8/int4 only: weights per quantization block, one of ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})` },
+    'keep-fp32': { value: 'kinds', description: `int8/int4 only: tensor kinds left in fp32, a comma list of ${WEIGHT_KINDS.join(', ')}` },
     force: { description: 'replace an --out folder that is not empty' },
   },
   progress: true,
@@ -36,6 +41,7 @@ export const MODEL_COMPILE_COMMAND = new CliCommand({
     { description: 'GPT-2 pulled from the Hub, in 3 balanced stages', command: 'npm run model:compile -- --from models/hf/openai-community/gpt2 --out models/gpt2 --stages 3' },
     { description: 'The monolithic 1-stage reference with plain ops', command: 'npm run model:compile -- --from models/default/checkpoint --out models/mono --stages 1 --ops plain' },
     { description: 'Explicit layer ranges for a 12-layer model', command: 'npm run model:compile -- --from models/default/checkpoint --out models/split --stages 2 --split 0-8,8-12 --force' },
+    { description: 'int4 weights, the LM head kept in fp32', command: 'npm run model:compile -- --from models/default/checkpoint --out models/int4 --stages 3 --weights int4 --keep-fp32 lm_head' },
   ],
 });
 
@@ -58,6 +64,7 @@ export function runModelCompileCli(argv: readonly string[], output: CliOutput): 
 
 async function parseModelCompileArgs(values: CliValues<typeof MODEL_COMPILE_COMMAND.spec.options>): Promise<CompileModelOptions> {
   const { from, out, stages: stagesText, split: splitText, ops, force } = values;
+  const weights = parseWeightFlags(values.weights, values['block-size'], values['keep-fp32']);
   const stages = Number(stagesText);
   if (!/^\d+$/.test(stagesText.trim()) || stages < 1) {
     throw new UsageError(`--stages: expected a positive integer, got '${stagesText}'`);
@@ -75,7 +82,7 @@ async function parseModelCompileArgs(values: CliValues<typeof MODEL_COMPILE_COMM
   );
   if (!isFolder) throw new UsageError(`--from: ${from} is not a folder`);
   if (path.resolve(from) === path.resolve(out)) throw new UsageError('--out: must differ from --from');
-  const options: CompileModelOptions = { from, out, stages, split, ops, force };
+  const options: CompileModelOptions = { from, out, stages, split, ops, weights, force };
   try {
     await checkCompileOptions(options);
   } catch (error) {
@@ -84,8 +91,44 @@ async function parseModelCompileArgs(values: CliValues<typeof MODEL_COMPILE_COMM
   return options;
 }
 
+/**
+ * `--weights fp32|int8|int4` (default fp32); for int8 / int4 only, `--block-size N` (16, 32, 64,
+ * 128 or 256, default 32) and `--keep-fp32 kind,...` (kinds of WEIGHT_KINDS left unquantized).
+ */
+function parseWeightFlags(formatText: string, blockSizeText: string | undefined, keepText: string | undefined): WeightFormat {
+  if (!WEIGHT_FORMATS.includes(formatText as WeightFormatName)) {
+    throw new UsageError(`--weights: expected ${WEIGHT_FORMATS.join(', ')}, got '${formatText}'`);
+  }
+  const format = formatText as WeightFormatName;
+  if (format === 'fp32') {
+    if (blockSizeText !== undefined) throw new UsageError('--block-size: applies only to --weights int8 or int4');
+    if (keepText !== undefined) throw new UsageError('--keep-fp32: applies only to --weights int8 or int4');
+    return { format };
+  }
+  let blockSize = DEFAULT_BLOCK_SIZE;
+  if (blockSizeText !== undefined) {
+    blockSize = /^\d+$/.test(blockSizeText.trim()) ? Number(blockSizeText) : Number.NaN;
+    if (!isValidBlockSize(blockSize)) {
+      throw new UsageError(`--block-size: expected a power of two from 16 to 256 (${BLOCK_SIZES.join(', ')}: what MatMulNBits takes), got '${blockSizeText}'`);
+    }
+  }
+  const keptFp32: WeightKind[] = [];
+  for (const kind of keepText === undefined ? [] : keepText.split(',').map((k) => k.trim())) {
+    if (!(WEIGHT_KINDS as readonly string[]).includes(kind)) {
+      throw new UsageError(`--keep-fp32: unknown tensor kind '${kind}'; expected a comma list of ${WEIGHT_KINDS.join(', ')}`);
+    }
+    if (!keptFp32.includes(kind as WeightKind)) keptFp32.push(kind as WeightKind);
+  }
+  return { format, blockSize, keptFp32 };
+}
+
 /** Option errors name the option ("split: …"); a CLI user typed the flag ("--split: …"). */
 function asFlag(message: string): string {
+  const weightField = /^weights\.(format|blockSize|keptFp32): /.exec(message);
+  if (weightField !== null) {
+    const flag = { format: 'weights', blockSize: 'block-size', keptFp32: 'keep-fp32' }[weightField[1] as 'format' | 'blockSize' | 'keptFp32'];
+    return `--${flag}: ${message.slice(weightField[0].length)}`;
+  }
   return /^(from|out|split|stages): /.test(message) ? `--${message}` : message;
 }
 
@@ -96,6 +139,7 @@ function splitName(split: SplitSpec): string {
 function describeCompiledModel(manifest: ModelManifest, out: string, split: string, seconds: number): string {
   const lines = [
     `compiled ${manifest.modelName} into ${out}: ${manifest.stages.length} stage(s), split ${split}, ${manifest.ops} ops, ` +
+      describeWeights(manifest.stages[0].weights) +
       `in ${seconds.toFixed(1)} s`,
   ];
   for (const stage of manifest.stages) {
@@ -106,6 +150,13 @@ function describeCompiledModel(manifest: ModelManifest, out: string, split: stri
   }
   for (const file of manifest.tokenizerFiles) lines.push(`  ${file.path.padEnd(24)} ${formatBytes(file.bytes)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** '' for fp32 (the line reads as before quantization existed), else e.g. 'int4 weights (blocks of 32, lm_head kept fp32), '. */
+function describeWeights(weights: WeightFormat): string {
+  if (weights.format === 'fp32') return '';
+  const kept = weights.keptFp32 ?? [];
+  return `${weights.format} weights (blocks of ${weights.blockSize ?? DEFAULT_BLOCK_SIZE}${kept.length > 0 ? `, ${kept.join(' + ')} kept fp32` : ''}), `;
 }
 
 if (require.main === module) exitWhenDone(runModelCompileCli(process.argv.slice(2), PROCESS_OUTPUT));

@@ -8,6 +8,7 @@ import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import type { Gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-weights';
 import { compileModel } from '../../tools/compiler/compile-model';
 import type { SplitSpec } from '../../tools/compiler/split-plan';
+import type { WeightFormat } from '../../shared/model/manifest';
 import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
@@ -18,6 +19,8 @@ export interface TinyModelOptions {
   readonly stages: number;
   readonly split?: SplitSpec;
   readonly ops?: 'plain' | 'fused';
+  /** fp32 by default. */
+  readonly weights?: WeightFormat;
 }
 
 const CACHE_ROOT = path.join(os.tmpdir(), 'pipeserve-test-models');
@@ -49,10 +52,12 @@ export async function tinyModel(options: TinyModelOptions): Promise<string> {
   const split = options.split ?? { kind: 'even' };
   const ops = options.ops ?? 'plain';
   const splitKey = split.kind === 'explicit' ? split.ranges.map(([a, b]) => `${a}-${b}`).join('_') : split.kind;
+  const weights = options.weights ?? { format: 'fp32' };
+  const weightsKey = weights.format === 'fp32' ? '' : `-${weights.format}-b${weights.blockSize ?? 'default'}${(weights.keptFp32 ?? []).map((k) => `-${k}`).join('')}`;
   const from = await tinyCheckpointDir();
-  const dir = path.join(CACHE_ROOT, `tiny-${await sourceFingerprint()}-${options.stages}s-${splitKey}-${ops}`);
+  const dir = path.join(CACHE_ROOT, `tiny-${await sourceFingerprint()}-${options.stages}s-${splitKey}-${ops}${weightsKey}`);
   await buildOnce(dir, async (tmp) => {
-    await compileModel({ from, out: tmp, stages: options.stages, split, ops });
+    await compileModel({ from, out: tmp, stages: options.stages, split, ops, weights });
   });
   return dir;
 }

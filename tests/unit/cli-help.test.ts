@@ -2,6 +2,7 @@ import { BENCH_COMMAND, runBenchCli } from '../../tools/bench';
 import { BENCH_TRANSFORMERS_JS_COMMAND, runBenchTransformersJsCli } from '../../tools/bench-transformers-js';
 import type { CliCommand, CliOptionSpecs } from '../../tools/cli/cli-command';
 import type { CliOutput } from '../../tools/cli/cli-output';
+import { EVAL_COMMAND, runEvalCli } from '../../tools/eval';
 import { GENERATE_COMMAND, runGenerateCli } from '../../tools/generate';
 import { MODEL_COMPILE_COMMAND, runModelCompileCli } from '../../tools/model-compile';
 import { MODEL_INIT_COMMAND, runModelInitCli } from '../../tools/model-init';
@@ -36,7 +37,7 @@ const TOOLS: Record<string, Tool> = {
     command: MODEL_COMPILE_COMMAND,
     run: runModelCompileCli,
     launchers: ['npm run model:compile --'],
-    options: ['--from <hf-dir>', '--out <dir>', '--stages <n>', '--split <even|balanced|ranges>', '--ops <plain|fused>', '--force', '--progress', '--no-progress'],
+    options: ['--from <hf-dir>', '--out <dir>', '--stages <n>', '--split <even|balanced|ranges>', '--ops <plain|fused>', '--weights <fp32|int8|int4>', '--block-size <n>', '--keep-fp32 <kinds>', '--force', '--progress', '--no-progress'],
     defaults: ['(default: balanced)', '(default: fused)', '0-4,4-8,8-12', '(required)'],
   },
   generate: {
@@ -53,6 +54,13 @@ const TOOLS: Record<string, Tool> = {
     launchers: ['npm run bench:transformers-js --', 'npm run bench:transformers-js'],
     options: ['--model <dir>', '--streams <list>', '--tokens <n>', '--prompt-tokens <n>', '--threads <n>', '--no-spinning', '--json'],
     defaults: ['(default: models/default)', '(default: 1,16)', '(default: 32)', '(default: 12)', '(default: 0)'],
+  },
+  eval: {
+    command: EVAL_COMMAND,
+    run: runEvalCli,
+    launchers: ['npm run eval --'],
+    options: ['--model <dir>', '--reference <dir>', '--json'],
+    defaults: ['(required)'],
   },
   bench: {
     command: BENCH_COMMAND,

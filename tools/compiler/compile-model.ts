@@ -5,6 +5,7 @@ import { loadCheckpoint, readModelDefinition, type Checkpoint } from '../familie
 import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { planStages, type SplitSpec } from './split-plan';
 import { buildStageGraph } from './stage-graph';
+import { resolveWeightFormat } from './weight-quantization';
 import { writeOnnxModel } from './write-onnx-model';
 
 export const FP32_WEIGHTS: WeightFormat = { format: 'fp32' };
@@ -44,7 +45,7 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
   const { model } = checkpoint;
   checkTensorShapes(checkpoint);
   const plan = planStages(model, options.stages, options.split);
-  const weights = options.weights ?? FP32_WEIGHTS;
+  const weights = resolveWeightFormat(options.weights ?? FP32_WEIGHTS);
   const target = path.resolve(out);
   const targetExists = await checkOutputFolder(target, options.force === true);
   const tokenizerNames = options.tokenizerFiles.map((file) => path.basename(file));
@@ -118,6 +119,7 @@ export async function checkCompileOptions(options: CompileModelOptions): Promise
     throw new Error(message.includes('missing file') ? `from: ${message}` : message, { cause: error });
   });
   planStages(model, options.stages, options.split);
+  resolveWeightFormat(options.weights ?? FP32_WEIGHTS);
   await checkOutputFolder(path.resolve(options.out), options.force === true);
 }
 

@@ -117,6 +117,31 @@ export function randomGpt2Checkpoint(config: Gpt2Config, seed: number): Gpt2Chec
   return { config, weights: { wte, wpe, layers, lnF } };
 }
 
+/** GPT-2's own initializer range: the std of every weight matrix and embedding table. */
+const GPT2_INITIALIZER_RANGE = 0.02;
+
+/**
+ * A seeded GPT-2 checkpoint initialised at GPT-2's own scale: every weight and embedding N(0, 0.02),
+ * biases 0, layer-norm gains 1. Its greedy text is degenerate (see INIT), but its logits respond
+ * smoothly to small weight changes, unlike the default model whose chaotic blocks turn any
+ * perturbation into different tokens: quantization quality is measured on this one.
+ */
+export function gpt2ScaleCheckpoint(config: Gpt2Config, seed: number): Gpt2Checkpoint {
+  const random = new NormalGenerator(seed);
+  const { nEmbd: e, nInner: inner } = config;
+  const normal = (dims: number[]): Weight => ({ dims, data: random.fill(dims, GPT2_INITIALIZER_RANGE, 0) });
+  const constant = (dims: number[], value: number): Weight => ({ dims, data: new Float32Array(dims.reduce((n, d) => n * d, 1)).fill(value) });
+  const linear = (fanIn: number, outputs: number): LinearWeights => ({ weight: normal([fanIn, outputs]), bias: constant([outputs], 0) });
+  const layerNorm = (): LayerNormWeights => ({ weight: constant([e], 1), bias: constant([e], 0) });
+  const wte = normal([config.vocabSize, e]);
+  const wpe = normal([config.nPositions, e]);
+  const layers: Gpt2LayerWeights[] = [];
+  for (let l = 0; l < config.nLayer; l++) {
+    layers.push({ ln1: layerNorm(), attnQkv: linear(e, 3 * e), attnProj: linear(e, e), ln2: layerNorm(), mlpFc: linear(e, inner), mlpProj: linear(inner, e) });
+  }
+  return { config, weights: { wte, wpe, layers, lnF: layerNorm() } };
+}
+
 /**
  * Standard normal numbers from xoshiro128** (seeded through splitmix32) and the polar
  * Box–Muller transform. 32-bit integer arithmetic keeps it exact and fast in JavaScript.

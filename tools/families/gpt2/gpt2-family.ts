@@ -118,6 +118,13 @@ function plainBlocks(stage: StageBuilder, tensors: TensorMap, input: string, con
  * back the un-normalised sum (output 3) as the new residual; FastGelu (tanh approximation,
  * 'gelu_new') or BiasGelu (erf form, 'gelu') with the fc bias. Each block's closing
  * SkipLayerNormalization already applies the next block's ln_1.
+ *
+ * A stage boundary computes exactly what the monolithic graph computes there: the stage's last
+ * block still closes with the next layer's SkipLayerNormalization and hands on its sum, and the
+ * next stage normalises that sum with SkipLayerNormalization over a zero skip (x + 0 = x, then the
+ * same kernel's normalisation). An Add then LayerNormalization rounds differently (measured 2.5e-6
+ * on the logits), which greedy fp32 shrugs off but int8-quantized activations (MatMulNBits at
+ * accuracy level 4) can turn into a different token some dozens of tokens later.
  */
 function fusedBlocks(stage: StageBuilder, tensors: TensorMap, input: string, config: Gpt2Config): string {
   const { graph } = stage;
@@ -131,9 +138,10 @@ function fusedBlocks(stage: StageBuilder, tensors: TensorMap, input: string, con
   let normed: string | undefined;
   stage.layers.forEach((index, position) => {
     const p = `h.${index}`;
-    const next = stage.layers[position + 1];
+    // The next layer of the model, in this stage or the next one.
+    const next = index + 1 < config.nLayer ? index + 1 : undefined;
     [x, normed] = graph.inScope(p, (): [string, string | undefined] => {
-      const h1 = normed ?? graph.op('LayerNormalization', [x, ...norm(stage, tensors, `${p}.ln_1`)], { axis: attr.int(-1), epsilon });
+      const h1 = normed ?? (position === 0 && index > 0 ? normalizeStageInput(stage, tensors, x, `${p}.ln_1`, epsilon) : graph.op('LayerNormalization', [x, ...norm(stage, tensors, `${p}.ln_1`)], { axis: attr.int(-1), epsilon }));
       const [q, k, v] = graph.node('Split', [linear(stage, tensors, h1, `${p}.attn.c_attn`)], { outputs: 3, attributes: { axis: attr.int(2) } });
       const attended = stage.attention.attend(index, q, k, v);
       const [h2, , , x1] = graph.node(
@@ -151,10 +159,23 @@ function fusedBlocks(stage: StageBuilder, tensors: TensorMap, input: string, con
         outputs: skipLayerNormOutputs(),
         attributes: { epsilon },
       });
-      return [x2, nextNormed];
+      return [x2, stage.layers.includes(next) ? nextNormed : undefined];
     });
   });
   return x;
+}
+
+/** ln_1 of a stage's first block, as the previous block's SkipLayerNormalization would have computed it. */
+function normalizeStageInput(stage: StageBuilder, tensors: TensorMap, x: string, prefix: string, epsilon: ReturnType<typeof attr.float>): string {
+  const { graph } = stage;
+  // x · 0 is ±0 everywhere, and x + ±0 is x exactly.
+  const zeros = graph.op('Mul', [x, graph.scalar(0)]);
+  const [normed] = graph.node('SkipLayerNormalization', [x, zeros, ...norm(stage, tensors, prefix)], {
+    domain: MICROSOFT_DOMAIN,
+    outputs: [graph.freshName('normed')],
+    attributes: { epsilon },
+  });
+  return normed;
 }
 
 /** 'gelu_new' is the tanh approximation GPT-2 was trained with; 'gelu' is the exact erf form. */

@@ -1,0 +1,93 @@
+import { InProcessPipeline } from '../../services/node/in-process-pipeline';
+import { DEFAULT_GENERATION_CONFIG, type GenerationConfig } from '../../shared/generation-config';
+import type { WeightFormat } from '../../shared/model/manifest';
+import { tinyModel, type TinyModelOptions } from '../support/test-models';
+
+const MODEL_TEST_TIMEOUT_MS = 600_000;
+const GREEDY_TOKENS = 32;
+const GREEDY: GenerationConfig = { ...DEFAULT_GENERATION_CONFIG, temperature: 0, maxNewTokens: GREEDY_TOKENS };
+/** "The quick brown fox jumps", "Hello, my name is" and "Once upon a time" in GPT-2 ids. */
+const PROMPTS = [
+  [464, 2068, 7586, 21831, 18045],
+  [15496, 11, 616, 1438, 318],
+  [7454, 2402, 257, 640],
+];
+
+interface Case {
+  readonly name: string;
+  readonly weights: WeightFormat;
+  readonly ops: 'plain' | 'fused';
+  /** Split layouts compared with the 1-stage (monolithic) graph of the same format. */
+  readonly splits: readonly Omit<TinyModelOptions, 'weights' | 'ops'>[];
+}
+
+const CASES: Case[] = [
+  {
+    name: 'int4, fused',
+    weights: { format: 'int4' },
+    ops: 'fused',
+    splits: [
+      { stages: 3, split: { kind: 'balanced' } },
+      { stages: 2, split: { kind: 'explicit', ranges: [[0, 4], [4, 6]] } },
+    ],
+  },
+  { name: 'int8, fused', weights: { format: 'int8' }, ops: 'fused', splits: [{ stages: 3, split: { kind: 'even' } }] },
+  { name: 'int4, plain', weights: { format: 'int4' }, ops: 'plain', splits: [{ stages: 3, split: { kind: 'even' } }] },
+];
+
+async function withPipeline<T>(options: TinyModelOptions, use: (pipeline: InProcessPipeline) => Promise<T>): Promise<T> {
+  const pipeline = await InProcessPipeline.load(await tinyModel(options));
+  try {
+    return await use(pipeline);
+  } finally {
+    await pipeline.close();
+  }
+}
+
+/** Each prompt alone, then all of them as one batch (prefill together, decode rows with different pasts). */
+async function greedyAloneAndBatched(pipeline: InProcessPipeline): Promise<{ alone: number[][]; batched: number[][] }> {
+  const alone: number[][] = [];
+  for (const prompt of PROMPTS) alone.push((await pipeline.generate(prompt, GREEDY)).tokenIds);
+  const batched = (await pipeline.generateBatch(PROMPTS, GREEDY)).map((r) => r.tokenIds);
+  return { alone, batched };
+}
+
+describe('quantized in-process pipeline', () => {
+  test.each(CASES)(
+    '$name: greedy tokens of every split equal the monolithic quantized graph, alone and batched',
+    async ({ weights, ops, splits }) => {
+      const monolithic = await withPipeline({ stages: 1, ops, weights }, greedyAloneAndBatched);
+      expect(monolithic.batched).toEqual(monolithic.alone);
+      monolithic.alone.forEach((tokens) => expect(tokens).toHaveLength(GREEDY_TOKENS));
+      for (const split of splits) {
+        const result = await withPipeline({ ...split, ops, weights }, greedyAloneAndBatched);
+        expect({ split, ...result }).toEqual({ split, ...monolithic });
+      }
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
+
+  test.each<[string, WeightFormat]>([
+    ['fp32', { format: 'fp32' }],
+    ['int4', { format: 'int4' }],
+  ])(
+    '%s, fused: 3 balanced stages give the monolithic logits bit for bit (a stage boundary normalises as the monolithic graph does)',
+    async (name, weights) => {
+      const rows = PROMPTS.map((tokenIds, i) => ({ sequenceId: `bits-${i}`, pastLength: 0, tokenIds }));
+      const logits = (options: TinyModelOptions) => withPipeline(options, (pipeline) => pipeline.forward(rows));
+      const monolithic = await logits({ stages: 1, ops: 'fused', weights });
+      const split = await logits({ stages: 3, split: { kind: 'balanced' }, ops: 'fused', weights });
+      expect(split.some((v, i) => v !== monolithic[i])).toBe(false);
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'the int4 model is not the fp32 one: its greedy tokens differ somewhere',
+    async () => {
+      const generate = (weights: WeightFormat) => withPipeline({ stages: 1, ops: 'fused', weights }, greedyAloneAndBatched);
+      expect((await generate({ format: 'int4' })).alone).not.toEqual((await generate({ format: 'fp32' })).alone);
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
+});
