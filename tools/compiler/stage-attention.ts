@@ -70,8 +70,9 @@ export class StageAttention {
       num_heads: attr.int(shape.attentionHeads),
       kv_num_heads: attr.int(shape.kvHeads),
     };
-    // GroupQueryAttention keeps the newest local_window_size + 1 keys; the window counts the query's own key.
-    if (shape.slidingWindow !== null) attributes.local_window_size = attr.int(shape.slidingWindow - 1);
+    // onnxruntime 1.30's GroupQueryAttention lets a query see local_window_size keys, its own included:
+    // exactly Hugging Face's window (key k visible from query q when q − k < sliding_window).
+    if (shape.slidingWindow !== null) attributes.local_window_size = attr.int(shape.slidingWindow);
     const [attended] = graph.node(
       'GroupQueryAttention',
       [query, key, v, stageIoNames.pastKey(layer), stageIoNames.pastValue(layer), seqlensK, totalLength],
