@@ -116,6 +116,30 @@ function simplifiedLayerNorm(stage: StageBuilder, tensors: TensorMap, x: string,
   return stage.graph.op('SimplifiedLayerNormalization', [x, stage.weight(gain, weight(tensors, gain))], { axis: attr.int(-1), epsilon: attr.float(epsilon) });
 }
 
+/**
+ * Several nn.Linear layers reading the same input as one MatMul over their weights stacked along
+ * the output (q|k|v, gate|up), then split: one pass over the input and one kernel launch instead
+ * of three or two.
+ */
+function stackedLinear(stage: StageBuilder, tensors: TensorMap, x: string, name: string, modules: readonly string[], bias: boolean): string[] {
+  const { graph } = stage;
+  const weights = modules.map((module) => weight(tensors, `${module}.weight`));
+  const product = stage.matmul(x, `${name}.weight`, stackRows(weights), 'out-in');
+  const sum = bias ? graph.op('Add', [product, stage.weight(`${name}.bias`, stackRows(modules.map((module) => weight(tensors, `${module}.bias`))))]) : product;
+  return graph.node('Split', [sum, graph.int64s(weights.map((w) => w.dims[0]))], { outputs: modules.length, attributes: { axis: attr.int(-1) } });
+}
+
+/** Weights [rows_i, …] with equal trailing dims stacked into [Σ rows_i, …]: their data end to end. */
+function stackRows(weights: readonly Weight[]): Weight {
+  const data = new Float32Array(weights.reduce((n, w) => n + w.data.length, 0));
+  let offset = 0;
+  for (const w of weights) {
+    data.set(w.data, offset);
+    offset += w.data.length;
+  }
+  return { dims: [weights.reduce((n, w) => n + w.dims[0], 0), ...weights[0].dims.slice(1)], data };
+}
+
 /** down(silu(gate(x)) · up(x)), silu(g) = g · σ(g). */
 function swiGlu(stage: StageBuilder, tensors: TensorMap, x: string, names: ReturnType<typeof llamaTensorNames.layer>, config: LlamaConfig): string {
   const { graph } = stage;
@@ -148,6 +172,7 @@ function plainBlocks(stage: StageBuilder, tensors: TensorMap, input: string, con
 
 /**
  * onnxruntime contrib ops: GroupQueryAttention with RotaryEmbedding (through StageAttention);
+ * q|k|v and gate|up each as one stacked MatMul;
  * SkipSimplifiedLayerNormalization, which adds the sub-block's output (and its bias) to the
  * residual, RMS-normalises the sum for the next sub-block, and gives the sum back (output 3) as
  * the new residual. Each block's closing SkipSimplifiedLayerNormalization already applies the
@@ -171,13 +196,13 @@ function fusedBlocks(stage: StageBuilder, tensors: TensorMap, input: string, con
     const next = stage.layers[position + 1];
     [x, normed] = graph.inScope(`layers.${layer}`, (): [string, string | undefined] => {
       const h = normed ?? simplifiedLayerNorm(stage, tensors, x, names.inputNorm, config.rmsNormEpsilon);
-      const q = linear(stage, tensors, h, names.q, config.qkvBias);
-      const k = linear(stage, tensors, h, names.k, config.qkvBias);
-      const v = linear(stage, tensors, h, names.v, config.qkvBias);
+      const [q, k, v] = stackedLinear(stage, tensors, h, names.qkv, [names.q, names.k, names.v], config.qkvBias);
       const attended = stage.attention.attend(layer, q, k, v, rotary);
       const projected = stage.matmul(attended, `${names.o}.weight`, weight(tensors, `${names.o}.weight`), 'out-in');
       const [h2, x1] = skipNorm(projected, x, names.postAttentionNorm, config.outputBias ? `${names.o}.bias` : undefined);
-      const mlp = swiGlu(stage, tensors, h2, names, config);
+      const [gate, up] = stackedLinear(stage, tensors, h2, names.gateUp, [names.gate, names.up], config.mlpBias);
+      const activated = graph.op('Mul', [graph.op('Mul', [gate, graph.op('Sigmoid', [gate])]), up]);
+      const mlp = stage.matmul(activated, `${names.down}.weight`, weight(tensors, `${names.down}.weight`), 'out-in');
       const mlpBias = config.mlpBias ? `${names.down}.bias` : undefined;
       if (next === undefined) {
         const withBias = mlpBias === undefined ? mlp : graph.op('Add', [mlp, stage.weight(mlpBias, weight(tensors, mlpBias))]);

@@ -18,6 +18,9 @@ export const llamaTensorNames = {
       gate: `${p}mlp.gate_proj`,
       up: `${p}mlp.up_proj`,
       down: `${p}mlp.down_proj`,
+      /** Names of the stacked q|k|v and gate|up weights the fused graphs multiply by (not checkpoint names). */
+      qkv: `${p}self_attn.qkv_proj`,
+      gateUp: `${p}mlp.gate_up_proj`,
     };
   },
 } as const;
