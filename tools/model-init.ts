@@ -9,7 +9,7 @@ import { isPresetName, MODEL_PRESETS } from './init/model-presets';
 
 const DEFAULT_OUT = path.join('models', 'default');
 const USAGE =
-  'usage: model-init [--preset small|tiny] [--out dir] [--seed N] [--stages N] [--ops plain|fused] [--force] [--if-missing]';
+  'usage: model-init [--preset small|tiny|llama-small|llama-tiny] [--out dir] [--seed N] [--stages N] [--ops plain|fused] [--force] [--if-missing]';
 
 export interface ModelInitArgs extends InitDefaultModelOptions {
   /**
