@@ -16,6 +16,9 @@ import type { TinyModelOptions } from '../support/test-models';
 
 const MODEL_TEST_TIMEOUT_MS = 600_000;
 const FLOAT32_BYTES = 4;
+/** ONNX (float32) against the naive pass (float64): |a − b| ≤ 1e-4 + 1e-5·|b| (allclose). */
+const NAIVE_ABSOLUTE_TOLERANCE = 1e-4;
+const NAIVE_RELATIVE_TOLERANCE = 1e-5;
 
 /** Every cut of the variants' 4 layers into 1–4 stages, even and balanced, in both op variants. */
 const LAYOUTS: (TinyModelOptions & { name: string })[] = (['plain', 'fused'] as const).flatMap((ops) => [
@@ -144,6 +147,33 @@ describe.each(LLAMA_VARIANTS)('$title', (variant: LlamaVariant) => {
             });
             expectSameUntilEos(batched[i].tokenIds, transformersJs[i], [VARIANT_EOS_TOKEN_ID]);
           }
+        });
+      }
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'one step mixing a decode, a continuation of 5 tokens and a new prompt gives each row its naive logits (3 stages, fused and plain)',
+    async () => {
+      for (const ops of ['fused', 'plain'] as const) {
+        await withPipeline(await variantModel(variant, { stages: 3, split: { kind: 'balanced' }, ops }), async (pipeline) => {
+          const [a, b, c] = VARIANT_PROMPTS;
+          await pipeline.forward([{ sequenceId: 'a', pastLength: 0, tokenIds: a }]);
+          await pipeline.forward([{ sequenceId: 'b', pastLength: 0, tokenIds: b }]);
+          const more = [7, 77, 177, 277, 17];
+          const logits = await pipeline.forward([
+            { sequenceId: 'a', pastLength: a.length, tokenIds: [11] },
+            { sequenceId: 'b', pastLength: b.length, tokenIds: more },
+            { sequenceId: 'c', pastLength: 0, tokenIds: c },
+          ]);
+          const vocab = variant.config.vocab_size as number;
+          [[...a, 11], [...b, ...more], c].forEach((history, row) => {
+            const expected = naiveLlamaLogits(reference, history).at(-1) as Float32Array;
+            const actual = logits.subarray(row * vocab, (row + 1) * vocab);
+            const excess = Math.max(...expected.map((v, i) => Math.abs(actual[i] - v) - (NAIVE_ABSOLUTE_TOLERANCE + NAIVE_RELATIVE_TOLERANCE * Math.abs(v))));
+            expect({ ops, row, excess: excess <= 0 }).toEqual({ ops, row, excess: true });
+          });
         });
       }
     },
