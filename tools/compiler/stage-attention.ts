@@ -58,10 +58,10 @@ export class StageAttention {
   private fused(layer: number, q: string, k: string, v: string, rotary: RotaryTables | undefined): string {
     const { graph, shape } = this;
     const { seqlensK, totalLength } = this.lengths();
+    // RotaryEmbedding's spec pairs num_heads with rotary_embedding_dim; interleaved 0 is Hugging Face's rotate_half layout.
+    const rotaryAttributes = (heads: number) => ({ num_heads: attr.int(heads), rotary_embedding_dim: attr.int(shape.headDim), interleaved: attr.int(0) });
     const rotate = (x: string, heads: number): string =>
-      rotary === undefined
-        ? x
-        : graph.op('RotaryEmbedding', [x, this.positionIds, rotary.cos, rotary.sin], { num_heads: attr.int(heads), interleaved: attr.int(0) }, MICROSOFT_DOMAIN);
+      rotary === undefined ? x : graph.op('RotaryEmbedding', [x, this.positionIds, rotary.cos, rotary.sin], rotaryAttributes(heads), MICROSOFT_DOMAIN);
     const query = rotate(q, shape.attentionHeads);
     const key = rotate(k, shape.kvHeads);
     this.writePresent(stageIoNames.presentKey(layer), key);
