@@ -13,7 +13,7 @@ const DEFAULT_OUT = path.join('models', 'default');
 export const MODEL_INIT_COMMAND = new CliCommand({
   name: 'model-init',
   description:
-    'Writes the offline default model: a seeded, randomly initialised checkpoint of a preset shape with the real GPT-2 ' +
+    'Writes an offline model: a seeded, randomly initialised checkpoint of a preset shape (GPT-2 or Llama family) with the real GPT-2 ' +
     'tokenizer, saved as a Hugging Face checkpoint in <out>/checkpoint/ and compiled into pipeline stages (balanced split).',
   options: {
     preset: {
@@ -40,6 +40,7 @@ export const MODEL_INIT_COMMAND = new CliCommand({
   examples: [
     { description: 'The default model (GPT-2 small shape, 3 stages) into models/default', command: 'npm run model:init' },
     { description: 'A tiny 2-stage model for tests, plain ONNX ops', command: 'npm run model:init -- --preset tiny --out models/tiny --stages 2 --ops plain' },
+    { description: 'A Llama-family model of SmolLM2-135M\'s shape', command: 'npm run model:init -- --preset llama-small --out models/llama-small' },
     { description: 'In a container that runs it on every start: build only the first time', command: 'node dist/tools/model-init.js --out /models/default --if-missing' },
   ],
 });

@@ -23,7 +23,7 @@ export interface TinyModelOptions {
   readonly weights?: WeightFormat;
 }
 
-const CACHE_ROOT = path.join(os.tmpdir(), 'pipeserve-test-models');
+export const CACHE_ROOT = path.join(os.tmpdir(), 'pipeserve-test-models');
 /** Sources whose output lands in the cached folders: editing any of them must not reuse stale files. */
 const SOURCE_DIRS = ['tools/compiler', 'tools/init', 'tools/families', 'shared/model'].map((dir) => path.resolve(__dirname, '../..', dir));
 
@@ -62,7 +62,8 @@ export async function tinyModel(options: TinyModelOptions): Promise<string> {
   return dir;
 }
 
-async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Promise<void> {
+/** Builds `dir` with `build` unless it exists; safe when several jest workers race for it. */
+export async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Promise<void> {
   if (existsSync(dir)) return;
   await mkdir(path.dirname(dir), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${randomUUID()}`;
@@ -77,7 +78,7 @@ async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Pr
 }
 
 /** Hash of the seed and of the sources that produce the cached files. */
-function sourceFingerprint(): Promise<string> {
+export function sourceFingerprint(): Promise<string> {
   fingerprint ??= (async () => {
     const hash = createHash('sha256').update(`seed ${TINY_SEED}\n`);
     for (const dir of SOURCE_DIRS) {

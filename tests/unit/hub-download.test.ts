@@ -10,6 +10,7 @@ import { randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 import { runModelPullCli } from '../../tools/model-pull';
 import { hubDownload } from '../../tools/pull/hub-download';
 import { MINI_GPT2_CONFIG } from '../support/mini-gpt2-config';
+import { writeRandomLlamaCheckpoint } from '../support/random-llama-checkpoint';
 
 const REPO = 'someone/tiny-gpt2';
 const TOKENIZER = {
@@ -213,6 +214,39 @@ describe('hubDownload from a local Hub', () => {
     const out = freshOut();
     const checkpoint = await pull(out);
     expect(Array.from(checkpoint.tensors.get('ln_f.bias')!.data)).toEqual(Array.from(tensors.get('ln_f.bias')!.data));
+    await expectSameFiles(out);
+  });
+
+  test('a sharded BF16 Mistral checkpoint with generation_config.json is fetched, read as its family, and ends on every EOS id', async () => {
+    const source = path.join(root, 'mistral-source');
+    const config = {
+      architectures: ['MistralForCausalLM'],
+      model_type: 'mistral',
+      vocab_size: 12,
+      hidden_size: 8,
+      intermediate_size: 16,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      max_position_embeddings: 16,
+      sliding_window: 4,
+      bos_token_id: 1,
+      eos_token_id: 11,
+    };
+    const written = await writeRandomLlamaCheckpoint(source, config, 5, { shards: 2, dtype: 'BF16' });
+    behaviour.files = new Map();
+    for (const name of await readdir(source)) behaviour.files.set(name, await readFile(path.join(source, name)));
+    behaviour.files.set('tokenizer.json', Buffer.from(JSON.stringify(TOKENIZER.tokenizerJson)));
+    behaviour.files.set('tokenizer_config.json', Buffer.from(JSON.stringify(TOKENIZER.tokenizerConfigJson)));
+    behaviour.files.set('generation_config.json', Buffer.from(JSON.stringify({ bos_token_id: 1, eos_token_id: [11, 10] })));
+    const out = freshOut();
+    const checkpoint = await pull(out);
+    expect(checkpoint.model).toMatchObject({ family: 'llama', architecture: 'MistralForCausalLM' });
+    expect(checkpoint.model.shape).toMatchObject({ kvHeads: 1, headDim: 4, slidingWindow: 4, eosTokenIds: [11, 10] });
+    expect(Array.from(checkpoint.tensors.get('model.layers.1.mlp.down_proj.weight')!.data)).toEqual(Array.from(written.get('model.layers.1.mlp.down_proj.weight')!.data));
+    expect(seen.map((r) => r.url.slice(`/${REPO}/resolve/main/`.length))).toEqual(
+      expect.arrayContaining(['model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'generation_config.json']),
+    );
     await expectSameFiles(out);
   });
 

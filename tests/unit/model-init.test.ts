@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { loadCheckpoint } from '../../tools/families/checkpoint';
 import { gpt2Shape } from '../../tools/families/gpt2/gpt2-family';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
+import { llamaShape } from '../../tools/families/llama/llama-family';
+import { LLAMA_PRESETS, randomLlamaCheckpoint } from '../../tools/init/random-llama';
 import { runModelInitCli } from '../../tools/model-init';
 
 const INIT_TINY_TIMEOUT_MS = 180_000;
@@ -40,7 +42,8 @@ describe('model-init', () => {
   });
 
   test.each([
-    [['--preset', 'medium'], "--preset: expected one of small, tiny, got 'medium'"],
+    [['--preset', 'medium'], "--preset: expected one of small, tiny, llama-small, llama-tiny, got 'medium'"],
+    [['--preset', 'llama-tiny', '--stages', '7'], "--stages: expected an integer from 1 to 6, got '7'"],
     [['--seed=-3'], "--seed: expected an integer from 0 to 4294967295, got '-3'"],
     [['--seed', 'abc'], "--seed: expected an integer from 0 to 4294967295, got 'abc'"],
     [['--stages', '0'], "--stages: expected an integer from 1 to 12, got '0'"],
@@ -105,6 +108,28 @@ describe('model-init', () => {
         expect.stringMatching(/^model-init: build 4\/4: stage 1 of 2 compiled \(\d+\.\d s\)$/),
         '',
       ]);
+    },
+    INIT_TINY_TIMEOUT_MS,
+  );
+
+  test(
+    'writes the llama-tiny model: a Hugging Face LlamaForCausalLM checkpoint of the seeded weights, compiled with its shape',
+    async () => {
+      const out = path.join(root, 'llama-tiny');
+      const result = await run(['--preset', 'llama-tiny', '--out', out, '--seed', '3', '--stages', '2', '--ops', 'plain']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^wrote llama-tiny-random-seed3 \(llama-tiny: 6 layers, 144 wide, seed 3\)/);
+      const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'));
+      expect(manifest).toMatchObject({ family: 'llama', architecture: 'LlamaForCausalLM', ops: 'plain', shape: llamaShape(LLAMA_PRESETS.tiny) });
+      const checkpoint = await loadCheckpoint(path.join(out, 'checkpoint'));
+      const expected = randomLlamaCheckpoint(LLAMA_PRESETS.tiny, 3);
+      expect([...checkpoint.tensors.keys()].sort()).toEqual([...expected.tensors.keys()].sort());
+      for (const name of ['model.embed_tokens.weight', 'model.layers.5.mlp.down_proj.weight', 'model.norm.weight']) {
+        expect(Buffer.from(checkpoint.tensors.get(name)!.data.buffer).equals(Buffer.from(expected.tensors.get(name)!.data.buffer))).toBe(true);
+      }
+      const config = JSON.parse(await readFile(path.join(out, 'checkpoint', 'config.json'), 'utf8'));
+      expect(config).toMatchObject({ architectures: ['LlamaForCausalLM'], num_key_value_heads: 3, tie_word_embeddings: true });
     },
     INIT_TINY_TIMEOUT_MS,
   );

@@ -58,10 +58,10 @@ export class StageAttention {
   private fused(layer: number, q: string, k: string, v: string, rotary: RotaryTables | undefined): string {
     const { graph, shape } = this;
     const { seqlensK, totalLength } = this.lengths();
+    // RotaryEmbedding's spec pairs num_heads with rotary_embedding_dim; interleaved 0 is Hugging Face's rotate_half layout.
+    const rotaryAttributes = (heads: number) => ({ num_heads: attr.int(heads), rotary_embedding_dim: attr.int(shape.headDim), interleaved: attr.int(0) });
     const rotate = (x: string, heads: number): string =>
-      rotary === undefined
-        ? x
-        : graph.op('RotaryEmbedding', [x, this.positionIds, rotary.cos, rotary.sin], { num_heads: attr.int(heads), interleaved: attr.int(0) }, MICROSOFT_DOMAIN);
+      rotary === undefined ? x : graph.op('RotaryEmbedding', [x, this.positionIds, rotary.cos, rotary.sin], rotaryAttributes(heads), MICROSOFT_DOMAIN);
     const query = rotate(q, shape.attentionHeads);
     const key = rotate(k, shape.kvHeads);
     this.writePresent(stageIoNames.presentKey(layer), key);
@@ -70,8 +70,9 @@ export class StageAttention {
       num_heads: attr.int(shape.attentionHeads),
       kv_num_heads: attr.int(shape.kvHeads),
     };
-    // GroupQueryAttention keeps the newest local_window_size + 1 keys; the window counts the query's own key.
-    if (shape.slidingWindow !== null) attributes.local_window_size = attr.int(shape.slidingWindow - 1);
+    // onnxruntime 1.30's GroupQueryAttention lets a query see local_window_size keys, its own included:
+    // exactly Hugging Face's window (key k visible from query q when q − k < sliding_window).
+    if (shape.slidingWindow !== null) attributes.local_window_size = attr.int(shape.slidingWindow);
     const [attended] = graph.node(
       'GroupQueryAttention',
       [query, key, v, stageIoNames.pastKey(layer), stageIoNames.pastValue(layer), seqlensK, totalLength],

@@ -1,13 +1,17 @@
 import { isPlainObject } from '../../shared/model/checkpoint-folder';
 import { gpt2Family } from './gpt2/gpt2-family';
+import { llamaFamily } from './llama/llama-family';
 import type { ModelDefinition, ModelFamily } from './model-family';
 
 /** Every family the compiler knows, in the order `--help` and errors list them. */
-export const MODEL_FAMILIES: readonly ModelFamily[] = [gpt2Family];
+export const MODEL_FAMILIES: readonly ModelFamily[] = [gpt2Family, llamaFamily];
 
 /** Configs written before `architectures` existed name only their model_type. */
 const ARCHITECTURE_OF_MODEL_TYPE: Readonly<Record<string, string>> = {
   gpt2: 'GPT2LMHeadModel',
+  llama: 'LlamaForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
 };
 
 export function supportedArchitectures(): string[] {
