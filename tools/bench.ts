@@ -27,7 +27,12 @@ export const BENCH_COMMAND = new CliCommand({
     '1-stage compile, transformers.js, the in-process pipeline and the whole system over REST (every stage its own process); ' +
     'reports tokens/s, time to first token, inter-token latency and peak RSS, with ratios to the bare loop and to transformers.js.',
   options: {
-    model: { value: 'dir', default: path.join('models', 'default'), description: 'a compiled model folder with its checkpoint/ (written by model:init)' },
+    model: {
+      value: 'dirs',
+      default: path.join('models', 'default'),
+      description: 'compiled model folders, comma-separated (e.g. fp32, int8 and int4 compiles of one checkpoint); the first is the reference of vs_reference_bare',
+    },
+    checkpoint: { value: 'dir', description: "the Hugging Face checkpoint the models were compiled from (default: each model's checkpoint/, as model:init writes it)" },
     streams: { value: 'list', default: '1,16,64', description: `concurrent streams of each workload, comma-separated, each 1 to ${MAX_STREAMS}` },
     tokens: { value: 'n', default: '48', description: 'new tokens per stream (EOS does not end a stream)' },
     'prompt-tokens': { value: 'n', default: '12', description: 'prompt length in tokens (every prompt has this length)' },
@@ -43,11 +48,16 @@ export const BENCH_COMMAND = new CliCommand({
     { description: 'The default workloads on the default model', command: 'npm run bench' },
     { description: 'What a 2 ms link costs', command: 'npm run bench -- --streams 1,64 --link-delay-ms 2' },
     { description: 'Only the in-process systems, as JSON', command: 'npm run bench -- --systems bare-onnxruntime,in-process --streams 16 --json' },
+    {
+      description: 'fp32, int8 and int4 side by side (compiled with model:compile --weights)',
+      command: 'npm run bench -- --model models/default,models/int8,models/int4 --checkpoint models/default/checkpoint --streams 1,16',
+    },
   ],
 });
 
 export interface BenchArgs {
-  readonly modelDir: string;
+  readonly modelDirs: readonly string[];
+  readonly checkpointDir: string | undefined;
   readonly streams: readonly number[];
   readonly newTokens: number;
   readonly promptTokens: number;
@@ -64,7 +74,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
 }
 
 function toBenchArgs(values: CliValues<typeof BENCH_COMMAND.spec.options>): BenchArgs {
-  if (values.model.trim() === '') throw new UsageError('--model: expected a folder path');
+  const modelDirs = values.model.split(',').map((dir) => dir.trim());
+  if (modelDirs.some((dir) => dir === '')) throw new UsageError('--model: expected folder paths, comma-separated');
+  if (new Set(modelDirs.map((dir) => path.resolve(dir))).size !== modelDirs.length) throw new UsageError('--model: a folder is named twice');
   const systems = values.systems.split(',').map((name) => name.trim());
   for (const name of systems) {
     if (!(BENCH_SYSTEMS as readonly string[]).includes(name)) throw new UsageError(`--systems: unknown system '${name}'; the systems are ${BENCH_SYSTEMS.join(', ')}`);
@@ -72,7 +84,8 @@ function toBenchArgs(values: CliValues<typeof BENCH_COMMAND.spec.options>): Benc
   const linkDelayMs = parseInteger('--link-delay-ms', values['link-delay-ms'], 0, 1_000);
   if (linkDelayMs > 0 && !systems.includes('pipeline')) throw new UsageError('--link-delay-ms: only the pipeline has links; add it to --systems');
   return {
-    modelDir: path.resolve(values.model),
+    modelDirs: modelDirs.map((dir) => path.resolve(dir)),
+    checkpointDir: values.checkpoint === undefined ? undefined : path.resolve(values.checkpoint),
     streams: [...new Set(values.streams.split(',').map((part) => parseInteger('--streams', part, 1, MAX_STREAMS)))],
     newTokens: parseInteger('--tokens', values.tokens, 1, 4_096),
     promptTokens: parseInteger('--prompt-tokens', values['prompt-tokens'], 1, 1_024),
@@ -89,39 +102,66 @@ function toBenchArgs(values: CliValues<typeof BENCH_COMMAND.spec.options>): Benc
 /** A system as the benchmark drives it: a worker process, or the pipeline's processes. */
 interface Contender {
   readonly system: BenchSystem;
+  /** The model folder's name. */
+  readonly model: string;
   readonly linkDelayMs: number;
   run(prompts: readonly BenchPrompt[], newTokens: number, measure: boolean): Promise<WorkloadRun>;
   close(): Promise<void>;
 }
 
+interface BenchModel {
+  readonly dir: string;
+  readonly name: string;
+  readonly manifest: ModelManifest;
+}
+
 export function runBenchCli(argv: readonly string[], output: CliOutput): Promise<number> {
   return BENCH_COMMAND.run(argv, output, async ({ values, progress }) => {
     const args = toBenchArgs(values);
-    if (!existsSync(path.join(args.modelDir, 'manifest.json'))) throw new Error(`${args.modelDir}/manifest.json is missing: run npm run model:init first`);
-    const manifest = await readManifest(args.modelDir);
-    const tokenizer = await TextTokenizer.load(args.modelDir);
+    const models: BenchModel[] = [];
+    for (const dir of args.modelDirs) {
+      if (!existsSync(path.join(dir, 'manifest.json'))) throw new Error(`${dir}/manifest.json is missing: run npm run model:init first`);
+      models.push({ dir, name: path.basename(dir), manifest: await readManifest(dir) });
+    }
+    const [first] = models;
+    for (const model of models.slice(1)) {
+      if (model.manifest.shape.vocabSize !== first.manifest.shape.vocabSize) throw new UsageError(`--model: ${model.name} and ${first.name} have different vocabularies`);
+    }
+    const tokenizer = await TextTokenizer.load(first.dir);
     const prompts = benchPrompts(tokenizer, Math.max(...args.streams), args.promptTokens);
     const say = (line: string): void => (args.json ? output.stderr : output.stdout)(`${line}\n`);
-    say(
-      `bench: ${manifest.modelName} (${manifest.architecture}, ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages, ${manifest.ops} ops); ` +
-        `${args.promptTokens}-token prompts, ${args.newTokens} new tokens, greedy; streams ${args.streams.join(', ')}`,
-    );
+    for (const { manifest } of models) {
+      say(
+        `bench: ${manifest.modelName} (${manifest.architecture}, ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages, ` +
+          `${manifest.ops} ops, ${manifest.stages[0].weights.format})`,
+      );
+    }
+    say(`  ${args.promptTokens}-token prompts, ${args.newTokens} new tokens, greedy; streams ${args.streams.join(', ')}`);
 
     const contenders: Contender[] = [];
     try {
-      for (const system of args.systems) {
-        say(`  starting ${system} ...`);
-        if (system === 'pipeline') {
-          for (const delay of args.linkDelayMs > 0 ? [0, args.linkDelayMs] : [0]) {
-            const pipeline = await PipelineWorkload.start(args.modelDir, delay);
-            contenders.push({ system, linkDelayMs: delay, run: (p, n, m) => pipeline.run(p, n, m), close: () => pipeline.stop() });
+      for (const [m, model] of models.entries()) {
+        const checkpointDir = args.checkpointDir ?? path.join(model.dir, 'checkpoint');
+        for (const system of args.systems) {
+          // transformers.js runs the checkpoint itself, the same for every compile of it: once.
+          if (system === 'transformers.js' && m > 0) continue;
+          const label = systemLabel({ system, link_delay_ms: 0, model: model.name }, models.length > 1);
+          say(`  starting ${label} ...`);
+          if (system === 'pipeline') {
+            for (const delay of args.linkDelayMs > 0 ? [0, args.linkDelayMs] : [0]) {
+              const pipeline = await PipelineWorkload.start(model.dir, delay);
+              contenders.push({ system, model: model.name, linkDelayMs: delay, run: (p, n, measure) => pipeline.run(p, n, measure), close: () => pipeline.stop() });
+            }
+          } else {
+            const dir = await systemModelDir(system, model, checkpointDir, say);
+            const worker = await BenchWorker.start({ system, modelDir: dir });
+            contenders.push({ system, model: model.name, linkDelayMs: 0, run: (p, n, measure) => worker.run(p.map((x) => x.ids), n, measure), close: () => worker.close() });
           }
-        } else {
-          const worker = await BenchWorker.start({ system, modelDir: await systemModelDir(system, args.modelDir, manifest, say) });
-          contenders.push({ system, linkDelayMs: 0, run: (p, n, m) => worker.run(p.map((x) => x.ids), n, m), close: () => worker.close() });
         }
       }
 
+      const several = models.length > 1;
+      const labelOf = (c: Contender): string => systemLabel({ system: c.system, link_delay_ms: c.linkDelayMs, model: c.model }, several);
       const steps = progress.steps('workloads', args.streams.length * contenders.length * (args.rounds + 1));
       const workloads: WorkloadSummary[] = [];
       for (const streams of args.streams) {
@@ -129,32 +169,33 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
         const runs = contenders.map((): WorkloadRun[] => []);
         // Warm-up: onnxruntime sizes its buffers on the first runs of a shape, which a server pays once.
         for (const contender of contenders) {
-          steps.step(`${streams} streams: warm-up ${systemLabel({ system: contender.system, link_delay_ms: contender.linkDelayMs })}`);
+          steps.step(`${streams} streams: warm-up ${labelOf(contender)}`);
           await contender.run(set, args.newTokens, false);
         }
         // Rounds interleave the systems, so a slow spell on a shared machine hits all of them alike.
         for (let round = 0; round < args.rounds; round++) {
           for (const [i, contender] of contenders.entries()) {
-            steps.step(`${streams} streams: ${systemLabel({ system: contender.system, link_delay_ms: contender.linkDelayMs })}`);
+            steps.step(`${streams} streams: ${labelOf(contender)}`);
             runs[i].push(await contender.run(set, args.newTokens, true));
           }
         }
         const medians = runs.map(medianRun);
-        const bare = medians[contenders.findIndex((c) => c.system === 'bare-onnxruntime')] as WorkloadRun | undefined;
-        const systems = withRatios(contenders.map((c, i) => summarize(c.system, c.linkDelayMs, medians[i], bare)));
+        const bareOf = (model: string): WorkloadRun | undefined => medians[contenders.findIndex((c) => c.system === 'bare-onnxruntime' && c.model === model)];
+        const systems = withRatios(contenders.map((c, i) => summarize(c.system, c.model, c.linkDelayMs, medians[i], bareOf(c.model))));
         workloads.push({ streams, systems });
         for (const s of systems) {
           say(
-            `  ${String(streams).padStart(3)} streams  ${systemLabel(s).padEnd(34)} ${s.tokens_per_second.toFixed(1).padStart(7)} tok/s` +
+            `  ${String(streams).padStart(3)} streams  ${systemLabel(s, several).padEnd(several ? 48 : 34)} ${s.tokens_per_second.toFixed(1).padStart(7)} tok/s` +
               `  TTFT p50 ${s.ttft_ms_p50.toFixed(0).padStart(5)} ms  ITL p50 ${s.itl_ms_p50.toFixed(1).padStart(6)} ms` +
               (s.vs_bare === null ? '' : `  ${s.vs_bare.toFixed(2)}x bare`) +
-              (s.vs_transformers_js === null ? '' : `  ${s.vs_transformers_js.toFixed(2)}x transformers.js`),
+              (s.vs_transformers_js === null ? '' : `  ${s.vs_transformers_js.toFixed(2)}x transformers.js`) +
+              (several && s.vs_reference_bare !== null ? `  ${s.vs_reference_bare.toFixed(2)}x ${first.name} bare` : ''),
           );
         }
       }
       steps.finish();
 
-      const markdown = resultsMarkdown(benchContext(args, manifest, argv), workloads);
+      const markdown = resultsMarkdown(benchContext(args, models, argv), workloads);
       await mkdir(path.dirname(path.resolve(args.out)), { recursive: true });
       await writeFile(args.out, markdown);
       say(`wrote ${args.out}`);
@@ -170,28 +211,30 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
 }
 
 /** The folder a worker loads: the 1-stage baseline, the transformers.js export, or the model itself. */
-async function systemModelDir(system: InProcessSystem, modelDir: string, manifest: ModelManifest, say: (line: string) => void): Promise<string> {
-  if (system === 'in-process') return modelDir;
-  if (system === 'transformers.js') return ensureTransformersJsExport(modelDir);
-  return ensureBaseline(modelDir, manifest, say);
+async function systemModelDir(system: InProcessSystem, model: BenchModel, checkpointDir: string, say: (line: string) => void): Promise<string> {
+  if (system === 'in-process') return model.dir;
+  if (!existsSync(path.join(checkpointDir, 'config.json'))) {
+    throw new UsageError(`--checkpoint: ${checkpointDir} holds no checkpoint (config.json): the ${system} system runs ${model.name}'s checkpoint; name it with --checkpoint`);
+  }
+  if (system === 'transformers.js') return ensureTransformersJsExport(checkpointDir);
+  return ensureBaseline(model, checkpointDir, say);
 }
 
 /**
  * The 1-stage compile of the model's checkpoint with the model's own ops and weight format, beside
  * the model folder; compiled again when the model was (a new `model:init` replaces the weights).
  */
-async function ensureBaseline(modelDir: string, manifest: ModelManifest, say: (line: string) => void): Promise<string> {
-  const out = `${modelDir}-1stage`;
+async function ensureBaseline(model: BenchModel, checkpointDir: string, say: (line: string) => void): Promise<string> {
+  const out = `${model.dir}-1stage`;
   const built = path.join(out, 'manifest.json');
-  if (existsSync(built) && statSync(built).mtimeMs >= statSync(path.join(modelDir, 'manifest.json')).mtimeMs) return out;
-  const from = path.join(modelDir, 'checkpoint');
-  if (!existsSync(path.join(from, 'config.json'))) throw new Error(`${from} is missing: the baseline is compiled from the model's checkpoint`);
+  if (existsSync(built) && statSync(built).mtimeMs >= statSync(path.join(model.dir, 'manifest.json')).mtimeMs) return out;
   say(`  compiling the 1-stage baseline into ${out} ...`);
-  await compileModel({ from, out, stages: 1, split: { kind: 'even' }, ops: manifest.ops, weights: manifest.stages[0].weights, force: true });
+  const { manifest } = model;
+  await compileModel({ from: checkpointDir, out, stages: 1, split: { kind: 'even' }, ops: manifest.ops, weights: manifest.stages[0].weights, force: true });
   return out;
 }
 
-function benchContext(args: BenchArgs, manifest: ModelManifest, argv: readonly string[]): BenchContext {
+function benchContext(args: BenchArgs, models: readonly BenchModel[], argv: readonly string[]): BenchContext {
   const cpu = cpus();
   return {
     command: ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' '),
@@ -200,7 +243,9 @@ function benchContext(args: BenchArgs, manifest: ModelManifest, argv: readonly s
     cores: cpu.length,
     node: process.versions.node,
     onnxruntime: (require('onnxruntime-node/package.json') as { version: string }).version,
-    model: `${manifest.modelName} (${manifest.architecture}, ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages, ${manifest.ops} ops, ${manifest.stages[0].weights.format})`,
+    model: models
+      .map(({ name, manifest }) => `${name} = ${manifest.modelName} (${manifest.architecture}, ${manifest.shape.layers} layers x ${manifest.shape.hiddenSize}, ${manifest.stages.length} stages, ${manifest.ops} ops, ${manifest.stages[0].weights.format})`)
+      .join('; '),
     promptTokens: args.promptTokens,
     newTokens: args.newTokens,
     rounds: args.rounds,

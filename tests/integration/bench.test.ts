@@ -27,11 +27,45 @@ describe('npm run bench', () => {
     await writeCheckpoint(path.join(dir, 'tiny'), gpt2Checkpoint(tinyCheckpoint()), buildGpt2TokenizerFiles());
     await compileModel({ from: path.join(dir, 'tiny'), out: path.join(dir, 'model'), stages: 3, split: { kind: 'even' }, ops: 'fused' });
     await writeCheckpoint(path.join(dir, 'model', 'checkpoint'), gpt2Checkpoint(tinyCheckpoint()), buildGpt2TokenizerFiles());
+    // An int8 compile of the same checkpoint, without a checkpoint/ of its own (as model:compile writes it).
+    await compileModel({ from: path.join(dir, 'tiny'), out: path.join(dir, 'int8'), stages: 2, split: { kind: 'even' }, ops: 'fused', weights: { format: 'int8', blockSize: 32, keptFp32: [] } });
   }, TEST_TIMEOUT_MS);
 
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   });
+
+  test(
+    'two models side by side: a quantized compile gets its own bare loop, one transformers.js run serves both, ratios to the first model',
+    async () => {
+      const { stdout } = await run(
+        process.execPath,
+        [
+          path.join(PROJECT_DIR, 'dist/tools/bench.js'),
+          ...['--model', `${path.join(dir, 'model')},${path.join(dir, 'int8')}`, '--checkpoint', path.join(dir, 'tiny')],
+          ...['--streams', '2', '--tokens', '4', '--prompt-tokens', '8', '--out', path.join(dir, 'two.md'), '--json'],
+        ],
+        { cwd: PROJECT_DIR, timeout: TEST_TIMEOUT_MS, maxBuffer: 16 << 20 },
+      );
+      const lines = stdout.trim().split('\n');
+      const [workload] = (JSON.parse(lines[lines.length - 1]) as { workloads: { systems: Record<string, unknown>[] }[] }).workloads;
+      expect(workload.systems.map((s) => [s.model, s.system])).toEqual([
+        ['model', 'bare-onnxruntime'],
+        ['model', 'transformers.js'],
+        ['model', 'in-process'],
+        ['model', 'pipeline'],
+        ['int8', 'bare-onnxruntime'],
+        ['int8', 'in-process'],
+        ['int8', 'pipeline'],
+      ]);
+      const int8 = workload.systems.filter((s) => s.model === 'int8');
+      // Within one quantized model, every arrangement makes the same tokens as its own bare loop.
+      for (const system of int8) expect([system.system, system.streams_equal_to_bare]).toEqual([system.system, 2]);
+      expect(int8.every((s) => typeof s.vs_reference_bare === 'number' && typeof s.vs_transformers_js === 'number')).toBe(true);
+      expect(await readFile(path.join(dir, 'two.md'), 'utf8')).toContain('| 2 | int8: pipeline |');
+    },
+    TEST_TIMEOUT_MS,
+  );
 
   test(
     'every system runs the same workloads; --json ends with the documented object; results.md has a row per system',

@@ -25,6 +25,8 @@ const RUN: WorkloadRun = {
   peakRssBytes: { a: 100, b: 50 },
 };
 
+const CONTEXT: BenchContext = { command: 'npm run bench', date: '2026-12-02', cpu: 'cpu', cores: 2, node: '22', onnxruntime: '1.30.0', model: 'm', promptTokens: 12, newTokens: 3, rounds: 1 };
+
 describe('bench statistics', () => {
   test('nearest-rank percentiles', () => {
     expect(percentile([5, 1, 4, 2, 3], 0.5)).toBe(3);
@@ -35,7 +37,7 @@ describe('bench statistics', () => {
 
   test('a run summarises into total and per-stream rates, TTFT, ITL, summed RSS and agreement with the bare run', () => {
     const bare: WorkloadRun = { ...RUN, tokens: [[1, 2, 3], [4, 5, 7]] };
-    const s = summarize('pipeline', 0, RUN, bare);
+    const s = summarize('pipeline', 'm', 0, RUN, bare);
     expect(s).toMatchObject({
       system: 'pipeline',
       tokens_per_second: 120,
@@ -49,15 +51,29 @@ describe('bench statistics', () => {
       generated_tokens: 6,
       streams_equal_to_bare: 1,
     });
-    expect(summarize('bare-onnxruntime', 0, RUN, undefined).streams_equal_to_bare).toBeNull();
+    expect(summarize('bare-onnxruntime', 'm', 0, RUN, undefined).streams_equal_to_bare).toBeNull();
   });
 
   test('ratios are to the bare loop and to transformers.js of the same workload', () => {
-    const at = (system: 'bare-onnxruntime' | 'transformers.js' | 'pipeline', seconds: number) => summarize(system, 0, { ...RUN, seconds }, undefined);
+    const at = (system: 'bare-onnxruntime' | 'transformers.js' | 'pipeline', seconds: number) => summarize(system, 'm', 0, { ...RUN, seconds }, undefined);
     const [bare, tjs, pipeline] = withRatios([at('bare-onnxruntime', 0.1), at('transformers.js', 0.2), at('pipeline', 0.05)]);
     expect([bare.vs_bare, tjs.vs_bare, pipeline.vs_bare]).toEqual([1, 0.5, 2]);
     expect([bare.vs_transformers_js, pipeline.vs_transformers_js]).toEqual([2, 4]);
     expect(withRatios([at('pipeline', 1)])[0].vs_bare).toBeNull();
+  });
+
+  test('with several models, vs_bare is over the same model\'s bare loop and vs_reference_bare over the first model\'s', () => {
+    const at = (system: 'bare-onnxruntime' | 'pipeline', model: string, seconds: number) => summarize(system, model, 0, { ...RUN, seconds }, undefined);
+    const systems = withRatios([at('bare-onnxruntime', 'fp32', 0.1), at('pipeline', 'fp32', 0.1), at('bare-onnxruntime', 'int4', 0.04), at('pipeline', 'int4', 0.05)]);
+    expect(systems.map((s) => [s.model, s.system, s.vs_bare, s.vs_reference_bare])).toEqual([
+      ['fp32', 'bare-onnxruntime', 1, 1],
+      ['fp32', 'pipeline', 1, 1],
+      ['int4', 'bare-onnxruntime', 1, 2.5],
+      ['int4', 'pipeline', 0.8, 2],
+    ]);
+    const markdown = resultsMarkdown(CONTEXT, [{ streams: 2, systems }]);
+    expect(markdown).toContain('| 2 | int4: pipeline | 120.0 |');
+    expect(markdown).toMatch(/\| vs fp32 bare \|\n/);
   });
 
   test('the median run of several rounds goes by tokens per second', () => {
@@ -68,12 +84,11 @@ describe('bench statistics', () => {
   });
 
   test('the report has a row per system and workload, and what a link delay costs', () => {
-    const context: BenchContext = { command: 'npm run bench', date: '2026-12-02', cpu: 'cpu', cores: 2, node: '22', onnxruntime: '1.30.0', model: 'm', promptTokens: 12, newTokens: 3, rounds: 1 };
-    const plain = summarize('pipeline', 0, RUN, undefined);
-    const delayed = summarize('pipeline', 2, { ...RUN, seconds: 0.1, tokenTimesMs: [[16, 32, 48], [16, 32, 48]] }, undefined);
+    const plain = summarize('pipeline', 'm', 0, RUN, undefined);
+    const delayed = summarize('pipeline', 'm', 2, { ...RUN, seconds: 0.1, tokenTimesMs: [[16, 32, 48], [16, 32, 48]] }, undefined);
     const workloads = [{ streams: 2, systems: withRatios([plain, delayed]) }];
     expect(delayCosts(workloads)).toEqual([{ streams: 2, delayMs: 2, itlMs: 6, throughputChangePercent: -50 }]);
-    const markdown = resultsMarkdown(context, workloads);
+    const markdown = resultsMarkdown(CONTEXT, workloads);
     expect(markdown).toContain('| 2 | pipeline | 120.0 |');
     expect(markdown).toContain('| 2 | pipeline (+2 ms links) | 60.0 |');
     expect(markdown).toContain('2 stream(s), +2 ms each way: inter-token p50 +6.0 ms, tokens/s -50.0 %.');
@@ -85,7 +100,9 @@ describe('bench command line', () => {
     const args = parseBenchArgs([]);
     expect(args).toMatchObject({ streams: [1, 16, 64], newTokens: 48, promptTokens: 12, linkDelayMs: 0, rounds: 1, json: false });
     expect(args.systems).toEqual(['bare-onnxruntime', 'transformers.js', 'in-process', 'pipeline']);
-    expect(args.modelDir).toBe(path.resolve('models/default'));
+    expect(args.modelDirs).toEqual([path.resolve('models/default')]);
+    expect(args.checkpointDir).toBeUndefined();
+    expect(parseBenchArgs(['--model', 'a,b', '--checkpoint', 'c'])).toMatchObject({ modelDirs: [path.resolve('a'), path.resolve('b')], checkpointDir: path.resolve('c') });
   });
 
   test('systems keep one order whatever order they are given in', () => {
@@ -98,6 +115,8 @@ describe('bench command line', () => {
     [['--streams', '1,x'], "--streams: expected an integer from 1 to 256, got 'x'"],
     [['--link-delay-ms', '2', '--systems', 'in-process'], '--link-delay-ms: only the pipeline has links'],
     [['--rounds', '0'], "--rounds: expected an integer from 1 to 20, got '0'"],
+    [['--model', 'a,,b'], '--model: expected folder paths, comma-separated'],
+    [['--model', 'a,./a'], '--model: a folder is named twice'],
   ])('%j is refused: %s', (argv, message) => {
     expect(() => parseBenchArgs(argv)).toThrow(message);
   });

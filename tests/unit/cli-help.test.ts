@@ -66,7 +66,7 @@ const TOOLS: Record<string, Tool> = {
     command: BENCH_COMMAND,
     run: runBenchCli,
     launchers: ['npm run bench --', 'npm run bench'],
-    options: ['--model <dir>', '--streams <list>', '--tokens <n>', '--prompt-tokens <n>', '--systems <list>', '--link-delay-ms <ms>', '--rounds <n>', '--out <file>', '--update-readme', '--json', '--progress', '--no-progress'],
+    options: ['--model <dirs>', '--checkpoint <dir>', '--streams <list>', '--tokens <n>', '--prompt-tokens <n>', '--systems <list>', '--link-delay-ms <ms>', '--rounds <n>', '--out <file>', '--update-readme', '--json', '--progress', '--no-progress'],
     defaults: ['(default: models/default)', '(default: 1,16,64)', '(default: 48)', '(default: 12)', '(default: bare-onnxruntime,transformers.js,in-process,pipeline)', '(default: 0)', '(default: 1)', '(default: bench/results.md)'],
   },
 };

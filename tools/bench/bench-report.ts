@@ -16,9 +16,10 @@ export interface BenchContext {
 
 const MIB = 2 ** 20;
 
-/** A system's name in tables: the pipeline with a link delay says so. */
-export function systemLabel(s: Pick<SystemSummary, 'system' | 'link_delay_ms'>): string {
-  return s.link_delay_ms > 0 ? `${s.system} (+${s.link_delay_ms} ms links)` : s.system;
+/** A system's name in tables: the pipeline with a link delay says so, and so does a model after the first. */
+export function systemLabel(s: Pick<SystemSummary, 'system' | 'link_delay_ms'> & { readonly model?: string }, showModel = false): string {
+  const name = s.link_delay_ms > 0 ? `${s.system} (+${s.link_delay_ms} ms links)` : s.system;
+  return showModel && s.model !== undefined ? `${s.model}: ${name}` : name;
 }
 
 /** One markdown table per workload, with what the figures mean. */
@@ -37,21 +38,29 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
     'mark during the measured run (model resident), summed over the system\'s processes. "= bare":',
     'streams whose tokens equal the bare loop\'s.',
     '',
-    '| streams | system | tok/s | per stream | TTFT p50 / p99 ms | ITL p50 / p99 ms | peak RSS MiB | = bare | vs bare | vs transformers.js |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
+  const models = [...new Set(workloads.flatMap((w) => w.systems.map((s) => s.model)))];
+  const several = models.length > 1;
+  if (several) lines.push(`Models: ${models.join(', ')}; "vs ${models[0]} bare" compares every system with the bare loop on ${models[0]}.`, '');
+  lines.push(
+    `| streams | system | tok/s | per stream | TTFT p50 / p99 ms | ITL p50 / p99 ms | peak RSS MiB | = bare | vs bare | vs transformers.js |${several ? ` vs ${models[0]} bare |` : ''}`,
+    `|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|${several ? '---:|' : ''}`,
+  );
   for (const workload of workloads) {
     for (const s of workload.systems) {
       lines.push(
-        `| ${workload.streams} | ${systemLabel(s)} | ${s.tokens_per_second.toFixed(1)} | ${s.tokens_per_second_per_stream.toFixed(1)} | ` +
+        `| ${workload.streams} | ${systemLabel(s, several)} | ${s.tokens_per_second.toFixed(1)} | ${s.tokens_per_second_per_stream.toFixed(1)} | ` +
           `${s.ttft_ms_p50.toFixed(0)} / ${s.ttft_ms_p99.toFixed(0)} | ${s.itl_ms_p50.toFixed(1)} / ${s.itl_ms_p99.toFixed(1)} | ` +
-          `${(s.peak_rss_bytes / MIB).toFixed(0)} | ${s.streams_equal_to_bare ?? '–'}/${workload.streams} | ${ratio(s.vs_bare)} | ${ratio(s.vs_transformers_js)} |`,
+          `${(s.peak_rss_bytes / MIB).toFixed(0)} | ${s.streams_equal_to_bare ?? '–'}/${workload.streams} | ${ratio(s.vs_bare)} | ${ratio(s.vs_transformers_js)} |` +
+          (several ? ` ${ratio(s.vs_reference_bare)} |` : ''),
       );
     }
   }
-  const pipeline = workloads.flatMap((w) => w.systems).find((s) => s.system === 'pipeline' && s.link_delay_ms === 0);
-  if (pipeline !== undefined && Object.keys(pipeline.peak_rss_bytes_by_process).length > 1) {
-    lines.push('', 'Peak RSS of the pipeline\'s processes (MiB, first workload): ' + Object.entries(pipeline.peak_rss_bytes_by_process).map(([name, bytes]) => `${name} ${(bytes / MIB).toFixed(0)}`).join(', ') + '.');
+  for (const model of models) {
+    const pipeline = workloads.flatMap((w) => w.systems).find((s) => s.system === 'pipeline' && s.link_delay_ms === 0 && s.model === model);
+    if (pipeline === undefined || Object.keys(pipeline.peak_rss_bytes_by_process).length < 2) continue;
+    const processes = Object.entries(pipeline.peak_rss_bytes_by_process).map(([name, bytes]) => `${name} ${(bytes / MIB).toFixed(0)}`);
+    lines.push('', `Peak RSS of the pipeline's processes${several ? ` on ${model}` : ''} (MiB, first workload): ${processes.join(', ')}.`);
   }
   const delays = delayCosts(workloads);
   if (delays.length > 0) {
@@ -75,8 +84,8 @@ export interface DelayCost {
 export function delayCosts(workloads: readonly WorkloadSummary[]): DelayCost[] {
   const costs: DelayCost[] = [];
   for (const w of workloads) {
-    const plain = w.systems.find((s) => s.system === 'pipeline' && s.link_delay_ms === 0);
     for (const delayed of w.systems.filter((s) => s.system === 'pipeline' && s.link_delay_ms > 0)) {
+      const plain = w.systems.find((s) => s.system === 'pipeline' && s.link_delay_ms === 0 && s.model === delayed.model);
       if (plain === undefined) continue;
       costs.push({
         streams: w.streams,

@@ -17,6 +17,8 @@ export interface WorkloadRun {
 /** The figures of one system on one workload (snake_case: they are the JSON output). */
 export interface SystemSummary {
   readonly system: BenchSystem;
+  /** The model folder's name (a run may compare several compiles of one checkpoint). */
+  readonly model: string;
   /** Added ms each way on every link between stages (pipeline only). */
   readonly link_delay_ms: number;
   readonly tokens_per_second: number;
@@ -32,8 +34,11 @@ export interface SystemSummary {
   readonly generated_tokens: number;
   /** Streams whose tokens equal the bare loop's (greedy output should not depend on the system). */
   readonly streams_equal_to_bare: number | null;
+  /** Over the bare loop on the same model. */
   readonly vs_bare: number | null;
   readonly vs_transformers_js: number | null;
+  /** Over the bare loop on the run's first model (the fp32 one, when quantized compiles are compared with it). */
+  readonly vs_reference_bare: number | null;
 }
 
 export interface WorkloadSummary {
@@ -49,7 +54,7 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 /** Tokens/s, time to first token and inter-token latency of one run; ratios are filled in by `withRatios`. */
-export function summarize(system: BenchSystem, linkDelayMs: number, run: WorkloadRun, bare: WorkloadRun | undefined): SystemSummary {
+export function summarize(system: BenchSystem, model: string, linkDelayMs: number, run: WorkloadRun, bare: WorkloadRun | undefined): SystemSummary {
   const generated = run.tokens.reduce((sum, t) => sum + t.length, 0);
   const firstTokens = run.tokenTimesMs.filter((times) => times.length > 0).map((times) => times[0]);
   const gaps = run.tokenTimesMs.flatMap((times) => times.slice(1).map((time, i) => time - times[i]));
@@ -57,6 +62,7 @@ export function summarize(system: BenchSystem, linkDelayMs: number, run: Workloa
   const rss = Object.values(run.peakRssBytes).reduce((sum, bytes) => sum + bytes, 0);
   return {
     system,
+    model,
     link_delay_ms: linkDelayMs,
     tokens_per_second: round(generated / run.seconds, 1),
     tokens_per_second_per_stream: round(perStream.reduce((a, b) => a + b, 0) / Math.max(1, perStream.length), 2),
@@ -70,17 +76,25 @@ export function summarize(system: BenchSystem, linkDelayMs: number, run: Workloa
     streams_equal_to_bare: bare === undefined ? null : run.tokens.filter((tokens, s) => sameTokens(tokens, bare.tokens[s])).length,
     vs_bare: null,
     vs_transformers_js: null,
+    vs_reference_bare: null,
   };
 }
 
-/** Each system's tokens/s over the bare loop's and transformers.js's in the same workload. */
+/**
+ * Each system's tokens/s in one workload over: the bare loop on the same model, transformers.js
+ * (which runs the checkpoint, whatever the model's weight format), and the bare loop on the first
+ * model of the run.
+ */
 export function withRatios(systems: readonly SystemSummary[]): SystemSummary[] {
-  const bare = systems.find((s) => s.system === 'bare-onnxruntime')?.tokens_per_second;
+  const bareOf = (model: string): number | undefined => systems.find((s) => s.system === 'bare-onnxruntime' && s.model === model)?.tokens_per_second;
+  const reference = systems.length === 0 ? undefined : bareOf(systems[0].model);
   const transformersJs = systems.find((s) => s.system === 'transformers.js')?.tokens_per_second;
+  const ratio = (value: number, over: number | undefined): number | null => (over === undefined ? null : round(value / over, 2));
   return systems.map((s) => ({
     ...s,
-    vs_bare: bare === undefined ? null : round(s.tokens_per_second / bare, 2),
-    vs_transformers_js: transformersJs === undefined ? null : round(s.tokens_per_second / transformersJs, 2),
+    vs_bare: ratio(s.tokens_per_second, bareOf(s.model)),
+    vs_transformers_js: ratio(s.tokens_per_second, transformersJs),
+    vs_reference_bare: ratio(s.tokens_per_second, reference),
   }));
 }
 
