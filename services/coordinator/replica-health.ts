@@ -78,6 +78,18 @@ export class ReplicaHealth {
     return (state.serving || !state.checked) && state.breaker.allows(nowMs);
   }
 
+  /** Whether the replica's last health check answered SERVING (whatever its breaker says). */
+  serving(replicaId: string): boolean {
+    return this.states.get(replicaId)?.serving === true;
+  }
+
+  /** How the replica looks for an error message: its health and, when open, its breaker. */
+  describe(replicaId: string, nowMs = Date.now()): string {
+    const state = this.states.get(replicaId);
+    if (state === undefined) return 'unknown';
+    return state.breaker.allows(nowMs) ? state.detail : `${state.detail}, breaker open after recent failures`;
+  }
+
   /** A replica found dead (its session broke, a probe timed out): down at once, breaker open. */
   markDown(replicaId: string, detail: string): void {
     const state = this.states.get(replicaId);

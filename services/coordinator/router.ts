@@ -5,8 +5,9 @@ import type { ReplicaHealth } from './replica-health';
 
 /**
  * Routing: one replica per stage for a sequence (sticky for its life, since its KV cache lives
- * there), the least loaded of those that are serving and whose breaker allows traffic. Only
- * replicas of the coordinator's own directory are ever chosen.
+ * there), the least loaded of those that are serving and whose breaker allows traffic; when a
+ * stage has none of those, one that still answers its health checks though its breaker is open.
+ * Only replicas of the coordinator's own directory are ever chosen.
  */
 export class Router {
   constructor(
@@ -28,9 +29,11 @@ export class Router {
       const replicas = this.directory.ofStage(stage);
       const routable = replicas.filter((r) => this.health.routable(r.id, now));
       const preferred = routable.filter((r) => !avoid.has(r.id));
-      const usable = preferred.length > 0 ? preferred : routable;
+      // A breaker diverts traffic to the other replicas; it never takes the last one that answers its health checks out.
+      const lastResort = routable.length === 0 ? replicas.filter((r) => this.health.serving(r.id)) : [];
+      const usable = preferred.length > 0 ? preferred : routable.length > 0 ? routable : lastResort;
       if (usable.length === 0) {
-        const detail = replicas.map((r) => `${r.id} at ${r.address}: ${this.health.state(r.id)?.detail ?? 'unknown'}`).join('; ');
+        const detail = replicas.map((r) => `${r.id} at ${r.address}: ${this.health.describe(r.id, now)}`).join('; ');
         throw new ServiceError(grpc.status.UNAVAILABLE, `no serving replica of stage ${stage} (${detail || 'none configured'})`);
       }
       route.push(usable.reduce((best, r) => (this.load(r.id) < this.load(best.id) ? r : best)));
