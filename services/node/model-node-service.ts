@@ -133,9 +133,13 @@ export class ModelNodeService {
 
   private onCoordinatorMessage(session: CoordinatorSession, message: CoordinatorMessage__Output): void {
     switch (message.kind) {
-      case 'hello':
-        if (message.hello && idProblem(message.hello.coordinator_id) === undefined) session.coordinatorId = message.hello.coordinator_id;
+      case 'hello': {
+        const coordinatorId = message.hello?.coordinator_id ?? '';
+        const problem = idProblem(coordinatorId);
+        if (problem === undefined) session.coordinatorId = coordinatorId;
+        else session.fail(ServiceError.invalidArgument('hello.coordinator_id', problem));
         return;
+      }
       case 'open':
         if (message.open) void this.open(session, message.open);
         return;
@@ -146,7 +150,9 @@ export class ModelNodeService {
         if (message.release) void this.releaseFor(session, message.release);
         return;
       default:
+        // Nothing to answer it on, and silence would leave the sender waiting: the session ends.
         this.logger.warn('coordinator message without a kind', { session: session.id });
+        session.fail(ServiceError.invalidArgument('kind', 'a coordinator message is one of hello, open, step, release'));
     }
   }
 
