@@ -53,7 +53,20 @@ export class SystemRunner {
     private readonly apiKey: string | undefined,
   ) {}
 
+  /**
+   * Starts the system; if one of its ports was taken meanwhile (they are chosen free, then
+   * released, and other systems may start on the same machine), starts again once on new ports.
+   */
   static async start(options: SystemRunnerOptions): Promise<SystemRunner> {
+    try {
+      return await SystemRunner.startOnce(options);
+    } catch (error) {
+      if (!/ports already in use|EADDRINUSE/.test(String(error))) throw error;
+      return SystemRunner.startOnce(options);
+    }
+  }
+
+  private static async startOnce(options: SystemRunnerOptions): Promise<SystemRunner> {
     const delay = options.linkDelayMs ?? 0;
     const { dir, configPath, system } = await writeLoopbackConfig({
       modelDir: options.modelDir,
@@ -86,7 +99,10 @@ export class SystemRunner {
     const runner = new SystemRunner(launcher, dir, configPath, system, proxies, output, options.apiKey);
     const until = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < until) {
-      if (launcher.exitCode !== null) throw new Error(`the system exited with ${launcher.exitCode}:\n${output.join('')}`);
+      if (launcher.exitCode !== null) {
+        await runner.stop();
+        throw new Error(`the system exited with ${launcher.exitCode}:\n${output.join('')}`);
+      }
       const ready = await fetch(`${system.apiUrl}/ready`).then((r) => r.status === 200, () => false);
       if (ready) return runner;
       await new Promise((r) => setTimeout(r, 300));
