@@ -13,6 +13,10 @@ export interface LoopbackConfigOptions {
   readonly replicas?: readonly number[];
   /** Each node listens on a port of its own behind its public address, for a proxy in between (the benchmark's link delay). */
   readonly separateNodeListenPorts?: boolean;
+  /** config.json's `security` section as written there (`cluster_secret`, `tls: {ca_file, cert_file, key_file}`). */
+  readonly security?: Readonly<Record<string, unknown>>;
+  /** `api.api_key`. */
+  readonly apiKey?: string;
 }
 
 export interface LoopbackNode {
@@ -60,11 +64,12 @@ export async function writeLoopbackConfig(options: LoopbackConfigOptions): Promi
       model_name: options.modelName ?? path.basename(options.modelDir),
       model_dir: options.modelDir,
       log_level: options.logLevel ?? 'info',
-      api: { port: apiPort, host: '127.0.0.1' },
+      api: { port: apiPort, host: '127.0.0.1', ...(options.apiKey === undefined ? {} : { api_key: options.apiKey }) },
       tokenizer: { address: `127.0.0.1:${tokenizerPort}`, metrics_port: tokenizerMetrics },
       coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: coordinatorMetrics },
       nodes,
       limits: options.limits ?? {},
+      ...(options.security === undefined ? {} : { security: options.security }),
     }),
   );
   const system: LoopbackSystem = {

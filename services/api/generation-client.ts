@@ -149,11 +149,20 @@ function generateRequest(request: GenerationSettings, promptTokenIds: readonly n
 
 /**
  * A 503 should tell the client which service is missing; an INVALID_ARGUMENT keeps the service's
- * own words (they name the problem, e.g. a prompt longer than the model's context).
+ * own words (they name the problem, e.g. a prompt longer than the model's context). A service
+ * refusing the cluster's own calls (UNAUTHENTICATED, PERMISSION_DENIED) means the services'
+ * security settings disagree: the server's fault (500), not a wrong key of the client's (401).
  */
 function naming(service: 'tokenizer' | 'coordinator', thrown: unknown, cancelledHere = false): ServiceError {
   const error = ServiceError.fromCall(thrown, service, cancelledHere);
   switch (error.code) {
+    case status.UNAUTHENTICATED:
+    case status.PERMISSION_DENIED:
+      return new ServiceError(
+        status.INTERNAL,
+        `server misconfiguration: the ${service} refused an internal call (${error.message}); every service must have the same security.cluster_secret (CLUSTER_SECRET)`,
+        error,
+      );
     case status.UNAVAILABLE:
       return new ServiceError(error.code, `${service} unavailable: ${error.message}`, error);
     case status.DEADLINE_EXCEEDED:

@@ -6,7 +6,7 @@ import type { CoordinatorClient } from '../../protos/generated/pipeserve/v1/Coor
 import type { TopologyRequest } from '../../protos/generated/pipeserve/v1/TopologyRequest';
 import type { TopologyResponse__Output } from '../../protos/generated/pipeserve/v1/TopologyResponse';
 import { ServiceError } from '../../shared/errors';
-import { callOptions, unary } from '../../shared/grpc/channel';
+import { callOptions, requestMetadata, unary } from '../../shared/grpc/channel';
 
 /** A readiness probe must answer before the orchestrator's own probe timeout (typically 1-3 s). */
 export const READY_CHECK_DEADLINE_MS = 1_000;
@@ -40,7 +40,7 @@ export async function checkReadiness(targets: ReadinessTargets, deadlineMs = REA
     unary<TopologyRequest, TopologyResponse__Output>(
       (argument, metadata, options, callback) => targets.coordinator.client.Topology(argument, metadata, options, callback),
       {},
-      new Metadata(),
+      requestMetadata(''),
       callOptions(deadlineMs),
     ).then(
       (response): TopologyResponse__Output | ServiceError => response,

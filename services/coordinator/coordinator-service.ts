@@ -10,7 +10,7 @@ import type { TopologyResponse } from '../../protos/generated/pipeserve/v1/Topol
 import type { Limits } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
 import { DEFAULT_GENERATION_CONFIG as DEFAULTS, MAX_STOP_STRINGS } from '../../shared/generation-config';
-import { isTrustedCall, isValidRequestId, requestIdOf } from '../../shared/grpc/channel';
+import { isValidRequestId, requestIdOf } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
 import type { ModelShape } from '../../shared/model/model-shape';
 import type { Decoder } from '../tokenizer/incremental-decoder';
@@ -99,7 +99,6 @@ function startSession(deps: CoordinatorServiceDeps, request: GenerateRequest__Ou
   const requestId = (isValidRequestId(request.request_id) ? request.request_id : requestIdOf(metadata)) || randomUUID();
   let parsed: SequenceRequest;
   try {
-    if (!isTrustedCall(metadata)) throw new ServiceError(grpc.status.UNAUTHENTICATED, 'the call does not carry the cluster secret');
     const sampling = parseParameters(request.parameters, deps.limits);
     checkPrompt(request.prompt_token_ids, sampling, deps.model.shape, deps.limits);
     parsed = {

