@@ -564,6 +564,18 @@ describe('overlay prod', () => {
     }
   });
 
+  test('each stage gives onnxruntime as many threads as its CPU limit (stages spread over machines); dev keeps the one-per-stage default for co-located stages', () => {
+    for (const node of config.nodes) {
+      const container = r.nodeDeployment(node.id)?.spec.template.spec.containers.find((c) => entrypointOf(c) === 'services/node/main.ts');
+      const cpuLimit = Number(container?.resources?.limits?.cpu);
+      expect([node.id, r.config((container === undefined ? {} : envOf(container))).nodes.find((n) => n.id === node.id)?.intraOpThreads]).toEqual([node.id, cpuLimit]);
+    }
+    for (const node of rendered.dev.config().nodes) {
+      const container = rendered.dev.nodeDeployment(node.id)?.spec.template.spec.containers.find((c) => entrypointOf(c) === 'services/node/main.ts');
+      expect([node.id, (container === undefined ? {} : envOf(container)).INTRA_OP_THREADS, node.intraOpThreads]).toEqual([node.id, undefined, 1]);
+    }
+  });
+
   test('the model claim is ReadWriteMany: the Job and pods on several machines mount it', () => {
     expect(r.find<Pvc>('PersistentVolumeClaim', MODEL_CLAIM)?.spec.accessModes).toEqual(['ReadWriteMany']);
   });
