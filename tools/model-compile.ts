@@ -46,7 +46,7 @@ export const MODEL_COMPILE_COMMAND = new CliCommand({
 });
 
 /**
- * Compiles a Hugging Face GPT-2 folder into N ONNX stage graphs plus manifest.json, then prints
+ * Compiles a Hugging Face checkpoint folder (GPT-2 or Llama family) into N ONNX stage graphs plus manifest.json, then prints
  * the plan (layer ranges, files, sizes) and the time taken. Returns the exit code: 0, 2 for bad
  * arguments, 1 when compiling fails; in both failure cases `--out` is left untouched.
  */
@@ -143,7 +143,7 @@ function describeCompiledModel(manifest: ModelManifest, out: string, split: stri
       `in ${seconds.toFixed(1)} s`,
   ];
   for (const stage of manifest.stages) {
-    const parts = [stage.isFirst ? 'embeddings' : '', stage.isLast ? 'ln_f + lm_head' : ''].filter((p) => p !== '');
+    const parts = [stage.isFirst ? 'embeddings' : '', stage.isLast ? 'final norm + lm_head' : ''].filter((p) => p !== '');
     const extras = parts.length > 0 ? ` + ${parts.join(' + ')}` : '';
     lines.push(`  stage ${stage.index}: layers ${stage.layerStart}-${stage.layerEnd}${extras}`);
     for (const file of stage.files) lines.push(`    ${file.path.padEnd(22)} ${formatBytes(file.bytes)}`);

@@ -91,7 +91,7 @@ describe('model-compile CLI', () => {
       expect(result.code).toBe(0);
       expect(result.stdout).toMatch(/^compiled tiny-gpt2 into .*compiled: 2 stage\(s\), split 0-4,4-6, plain ops, in \d+\.\d s\n/);
       expect(result.stdout).toContain('stage 0: layers 0-4 + embeddings\n');
-      expect(result.stdout).toContain('stage 1: layers 4-6 + ln_f + lm_head\n');
+      expect(result.stdout).toContain('stage 1: layers 4-6 + final norm + lm_head\n');
       expect(result.stdout).toMatch(/stage-1\.onnx\.data +\d+\.\d (KiB|MiB)/);
       expect((await readdir(out)).sort()).toEqual(
         ['manifest.json', 'stage-0.onnx', 'stage-0.onnx.data', 'stage-1.onnx', 'stage-1.onnx.data', 'tokenizer.json', 'tokenizer_config.json'].sort(),
