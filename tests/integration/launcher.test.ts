@@ -143,7 +143,7 @@ it(
 );
 
 it(
-  'a service that dies is restarted with backoff while the others keep serving; its restart is counted in service_restarts',
+  'a service that dies is restarted with backoff while the others keep serving; its restart is counted in pipeserve_service_restarts',
   async () => {
     const { launcher, output, exited, config, dir } = await startLauncher(false, { replicas: [1, 2, 1] });
     try {
@@ -160,7 +160,7 @@ it(
       const node = config.nodes.find((n) => n.id === 'node2a');
       const restarted = await eventually(async () => {
         const text = await fetch(`http://127.0.0.1:${node?.metrics_port}/metrics`).then((r) => r.text(), () => '');
-        return /^service_restarts\{[^}]*\} 1$/m.test(text);
+        return /^pipeserve_service_restarts\{[^}]*\} 1$/m.test(text);
       }, 20_000);
       expect(restarted).toBe(true);
       expect(childPid(launcher.pid as number, 'node2a')).not.toBe(victim);

@@ -57,9 +57,9 @@ it(
     expect(missing).toEqual([]);
 
     // Labels the dashboards group by are really there.
-    const forward = await prometheus.query('node_forward_seconds_count');
+    const forward = await prometheus.query('pipeserve_stage_forward_seconds_count');
     expect(forward.map((s) => `${s.metric.node_id}/${s.metric.stage}`).sort()).toEqual(['node1/0', 'node2/1', 'node3/2']);
-    const generated = await prometheus.query('sum(coordinator_generated_tokens_total)');
+    const generated = await prometheus.query('sum(pipeserve_coordinator_generated_tokens_total)');
     expect(generated[0].value).toBeGreaterThanOrEqual(32);
   },
   SYSTEM_START_TIMEOUT_MS * 2,
