@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { STEP_SECONDS_BUCKETS } from '../../shared/metrics';
+import type { ModelManifest, StageManifest } from '../../shared/model/manifest';
 
 const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
 
@@ -13,6 +14,7 @@ export class NodeMetrics {
   readonly kvBudgetBytes: Gauge;
   readonly sessionsRefused: Counter;
   readonly stepErrors: Counter<'code'>;
+  private readonly modelInfo: Gauge<'model_name' | 'architecture' | 'weights' | 'layers' | 'stages'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -24,5 +26,25 @@ export class NodeMetrics {
     this.kvBudgetBytes = new Gauge({ name: 'pipeserve_stage_kv_cache_budget_bytes', help: 'KV cache budget of this stage', registers });
     this.sessionsRefused = new Counter({ name: 'pipeserve_stage_sessions_refused_total', help: 'Sequences refused because the KV budget was full', registers });
     this.stepErrors = new Counter({ name: 'pipeserve_stage_step_errors_total', help: 'Steps that failed in this stage, by gRPC status', labelNames: ['code'], registers });
+    this.modelInfo = new Gauge({
+      name: 'pipeserve_stage_model_info',
+      help: "Always 1: the compiled model this stage serves, from its manifest (layers: this stage's first-last layer)",
+      labelNames: ['model_name', 'architecture', 'weights', 'layers', 'stages'],
+      registers,
+    });
+  }
+
+  /** Publishes the model and this stage's part of it as the labels of pipeserve_stage_model_info. */
+  describeModel(manifest: ModelManifest, stage: StageManifest): void {
+    this.modelInfo.set(
+      {
+        model_name: manifest.modelName,
+        architecture: manifest.architecture,
+        weights: stage.weights.format,
+        layers: `${stage.layerStart}-${stage.layerEnd - 1}`,
+        stages: String(manifest.stages.length),
+      },
+      1,
+    );
   }
 }
