@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { metricNamesUsedByDashboardsAndAlerts } from '../support/prometheus-server';
+import { metricNamesUsedByDashboardsAndAlerts, withGrafanaIntervals } from '../support/prometheus-server';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const DASHBOARD_DIR = path.join(ROOT, 'grafana', 'dashboards');
@@ -84,7 +84,7 @@ describe('grafana dashboards', () => {
 
   test.each(dashboards)('$file: every panel but rows has targets, each with a non-empty expr', ({ dashboard }) => {
     for (const panel of panelsOf(dashboard).filter((p) => p.type !== 'row')) {
-      expect([panel.title, panel.type, (panel.targets ?? []).length > 0]).toEqual([panel.title, expect.stringMatching(/^(timeseries|stat)$/), true]);
+      expect([panel.title, panel.type, (panel.targets ?? []).length > 0]).toEqual([panel.title, expect.stringMatching(/^(timeseries|stat|table)$/), true]);
       for (const target of panel.targets ?? []) expect([panel.title, target.expr?.trim()]).toEqual([panel.title, expect.stringMatching(/\S/)]);
     }
   });
@@ -95,7 +95,7 @@ describe('grafana dashboards', () => {
     const rules = panelsOf(dashboard).flatMap((panel) =>
       (panel.targets ?? []).map((target) => ({
         record: `dashboard:panel_${panel.id}_${target.refId ?? 'A'}`,
-        expr: (target.expr ?? '').replace(/\$__rate_interval|\$__interval/g, '1m').replace(/\$__range/g, '1h'),
+        expr: withGrafanaIntervals(target.expr ?? '', { rate: '1m', range: '1h' }),
       })),
     );
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dashboard-promql-'));
@@ -111,7 +111,7 @@ describe('grafana dashboards', () => {
     }
   });
 
-  test('the panels watch latency, first token, inter-token, throughput, nodes, tokenizer, memory, errors, health, queue, batch and KV cache', async () => {
+  test('the panels watch latency, first token, inter-token, throughput, nodes, tokenizer, memory, errors, health, queue, queue wait, prompt and generation length, batch, the model and KV cache', async () => {
     const used = await metricNamesUsedByDashboardsAndAlerts();
     expect(used).toEqual(
       expect.arrayContaining([
@@ -129,6 +129,11 @@ describe('grafana dashboards', () => {
         'pipeserve_stage_batch_size_bucket',
         'pipeserve_stage_kv_cache_bytes',
         'pipeserve_stage_kv_cache_budget_bytes',
+        'pipeserve_stage_kv_cache_sequences',
+        'pipeserve_coordinator_queue_wait_seconds_bucket',
+        'pipeserve_coordinator_prompt_tokens_bucket',
+        'pipeserve_coordinator_generation_tokens_bucket',
+        'pipeserve_stage_model_info',
       ]),
     );
   });

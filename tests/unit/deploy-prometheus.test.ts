@@ -58,6 +58,7 @@ const CONTRACT_COUNTERS_AND_GAUGES = [
   'pipeserve_stage_kv_cache_bytes',
   'pipeserve_stage_kv_cache_budget_bytes',
   'pipeserve_stage_sessions_refused_total',
+  'pipeserve_stage_model_info',
   'pipeserve_process_resident_memory_bytes',
   'pipeserve_nodejs_eventloop_lag_seconds',
   'pipeserve_nodejs_heap_size_used_bytes',
@@ -72,6 +73,9 @@ const CONTRACT_HISTOGRAMS = [
   'pipeserve_coordinator_node_step_seconds',
   'pipeserve_stage_forward_seconds',
   'pipeserve_stage_batch_size',
+  'pipeserve_coordinator_queue_wait_seconds',
+  'pipeserve_coordinator_prompt_tokens',
+  'pipeserve_coordinator_generation_tokens',
 ];
 const CONTRACT_SERIES = new Set([
   ...CONTRACT_COUNTERS_AND_GAUGES,
