@@ -3,15 +3,23 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { restartsOfThisProcess } from './shutdown';
 
 /**
+ * Every metric name starts with it (`pipeserve_<service>_…`, `pipeserve_process_…`): bare
+ * `node_…`, `process_…` or `nodejs_…` names clash with node_exporter's and other Node.js
+ * applications' in a shared Prometheus.
+ */
+export const METRIC_PREFIX = 'pipeserve_';
+
+/**
  * The one metrics registry factory. Every metric of a process carries `service` (and a node's
- * `node_id` and `stage`) as default labels, and prom-client's process metrics are collected.
+ * `node_id` and `stage`) as default labels, and prom-client's process metrics are collected
+ * under METRIC_PREFIX.
  */
 export function createMetricsRegistry(service: string, labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service, ...labels });
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
   // Counted by the launcher, which restarts a service that died: a rising value is a crash loop.
-  new Gauge({ name: 'service_restarts', help: 'Times the launcher has restarted this service', registers: [registry] }).set(restartsOfThisProcess());
+  new Gauge({ name: 'pipeserve_service_restarts', help: 'Times the launcher has restarted this service', registers: [registry] }).set(restartsOfThisProcess());
   return registry;
 }
 

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { loadConfig, type AppConfig } from '../shared/config';
 import { UsageError } from '../shared/errors';
 import { watchProcess } from '../shared/shutdown';
+import { CliCommand, type CliValues } from './cli/cli-command';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 import { listenPorts, takenPorts } from './launcher/port-check';
 import { Supervisor, type ChildSpec } from './launcher/supervisor';
 
@@ -15,28 +17,60 @@ const READY_PROBE_TIMEOUT_MS = 3_000;
 /** SIGHUP too: a closed terminal must stop the children, which no longer share its session. */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-const USAGE = 'usage: start [--ready-timeout-ms <ms>]   (reads config.json, or the file named by CONFIG_PATH)';
+export const START_COMMAND = new CliCommand({
+  name: 'start',
+  description:
+    'Starts PipeServe on this machine: builds the default model on the first run, then the tokenizer, every model node of the config, ' +
+    'the coordinator and the api as child processes; prints the URL once GET /ready answers 200, restarts a service that dies, ' +
+    'and stops them all on Ctrl-C, SIGTERM or SIGHUP.',
+  options: {
+    config: {
+      value: 'path',
+      description: 'the config.json to read, handed to every service as CONFIG_PATH (default: $CONFIG_PATH, else ./config.json)',
+    },
+    'ready-timeout-ms': {
+      value: 'ms',
+      default: String(DEFAULT_READY_TIMEOUT_MS),
+      description: 'how long the services may take to be ready before everything is stopped',
+    },
+  },
+  environment: {
+    CONFIG_PATH: 'the config.json to read when --config is not given',
+    'MODEL_DIR, LOG_LEVEL, …': "override config.json's fields (README, Configuration), here and in every service, which inherits them",
+  },
+  examples: [
+    { description: 'Everything from ./config.json, building models/default on the first run', command: 'npm start' },
+    { description: 'Another config file, with more time for a slow machine to load the model', command: 'npm start -- --config /etc/pipeserve/config.json --ready-timeout-ms 600000' },
+    { description: 'Without npm, once built', command: 'node dist/tools/start.js --config config.json' },
+  ],
+});
+
+interface StartOptions {
+  /** Absolute; undefined: CONFIG_PATH or ./config.json decide, as in every service. */
+  readonly configPath: string | undefined;
+  readonly readyTimeoutMs: number;
+}
 
 /** Ctrl-C or SIGTERM while starting: a clean stop, not a failure. */
 class StopRequested extends Error {}
 
-interface StartOptions {
-  readonly readyTimeoutMs: number;
+function parseStartArgs(values: CliValues<typeof START_COMMAND.spec.options>): StartOptions {
+  const timeout = values['ready-timeout-ms'];
+  const readyTimeoutMs = Number(timeout);
+  if (timeout.trim() === '' || !Number.isSafeInteger(readyTimeoutMs) || readyTimeoutMs < 1) {
+    throw new UsageError(`--ready-timeout-ms: must be a positive integer, got '${timeout}'`);
+  }
+  if (values.config !== undefined && values.config.trim() === '') throw new UsageError('--config: must name a file, got an empty path');
+  return { configPath: values.config === undefined ? undefined : path.resolve(values.config), readyTimeoutMs };
 }
 
-function parseArgs(argv: readonly string[]): StartOptions {
-  let readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--ready-timeout-ms') {
-      const value = Number(argv[++i]);
-      if (!Number.isSafeInteger(value) || value < 1) throw new UsageError(`--ready-timeout-ms: must be a positive integer, got ${JSON.stringify(argv[i])}`);
-      readyTimeoutMs = value;
-    } else {
-      throw new UsageError(`unknown argument ${JSON.stringify(arg)}; ${USAGE}`);
-    }
-  }
-  return { readyTimeoutMs };
+/**
+ * `npm start`: starts every service of the config as a supervised child process and runs until a
+ * stop signal or a fatal failure. Resolves to the exit code: 0 after a requested stop, 2 for bad
+ * arguments, 1 for a bad config or when starting or a service failed.
+ */
+export function runStartCli(argv: readonly string[], output: CliOutput): Promise<number> {
+  return START_COMMAND.run(argv, output, async ({ values }) => startSystem(parseStartArgs(values), output));
 }
 
 /** The compiled entry points sit beside this file in dist/: dist/tools/start.js, dist/services/<name>/main.js. */
@@ -54,9 +88,9 @@ function childSpecs(config: AppConfig): ChildSpec[] {
 }
 
 /** Builds the embedded default model when its folder has no manifest yet (first run). */
-async function ensureModel(config: AppConfig, group: Supervisor): Promise<void> {
+async function ensureModel(config: AppConfig, group: Supervisor, output: CliOutput): Promise<void> {
   if (existsSync(path.join(config.modelDir, 'manifest.json'))) return;
-  process.stdout.write(`start: no model at ${config.modelDir}; building the default model (about 10 s and 1.1 GB for GPT-2 small)\n`);
+  output.stdout(`start: no model at ${config.modelDir}; building the default model (about 10 s and 1.1 GB for GPT-2 small)\n`);
   const code = await group.runOnce({ name: 'model-init', script: path.join(__dirname, 'model-init.js'), args: ['--out', config.modelDir] });
   if (code !== 0 || !existsSync(path.join(config.modelDir, 'manifest.json'))) {
     throw new Error(`model-init exited with code ${code} and left no manifest.json in ${config.modelDir}`);
@@ -88,8 +122,9 @@ async function waitUntilReady(url: string, timeoutMs: number, failed: Promise<ne
   }
 }
 
-async function main(): Promise<number> {
-  const options = parseArgs(process.argv.slice(2));
+async function startSystem(options: StartOptions, output: CliOutput): Promise<number> {
+  // The services read CONFIG_PATH, and inherit the launcher's environment.
+  if (options.configPath !== undefined) process.env.CONFIG_PATH = options.configPath;
   const config = loadConfig();
   const specs = childSpecs(config);
   for (const spec of specs) {
@@ -108,7 +143,7 @@ async function main(): Promise<number> {
   childFailed.catch(() => undefined);
   const group = new Supervisor(['model-init', ...specs.map((s) => s.name)], {
     onFatal: (message) => reportExit(message),
-    onNotice: (message) => process.stderr.write(`start: ${message}\n`),
+    onNotice: (message) => output.stderr(`start: ${message}\n`),
   });
   process.once('exit', () => group.killRemaining());
   // However the launcher's parents end (npm killed, the terminal gone), the launcher ends with them.
@@ -123,18 +158,18 @@ async function main(): Promise<number> {
   const interrupted = stopRequested.then((signal) => Promise.reject(new StopRequested(`${signal} received`)));
   interrupted.catch(() => undefined);
   const stop = async (reason: string, code: number): Promise<number> => {
-    process.stderr.write(`start: ${reason}; stopping every service\n`);
+    output.stderr(`start: ${reason}; stopping every service\n`);
     await group.stopAll();
     return code;
   };
 
   try {
-    await Promise.race([ensureModel(config, group), childFailed, interrupted]);
+    await Promise.race([ensureModel(config, group, output), childFailed, interrupted]);
     for (const spec of specs) group.start(spec);
     const url = apiUrl(config);
     await Promise.race([waitUntilReady(url, options.readyTimeoutMs, childFailed), childFailed, interrupted]);
     group.markReady();
-    process.stdout.write(
+    output.stdout(
       `\npipeserve is ready at ${url}  (${config.nodes.length} model nodes, model ${config.modelName})\n` +
         `try:\n  curl -s ${url}/api/model/process -H 'content-type: application/json' -d '{"text": "Hello, my name is", "max_new_tokens": 16}'\n` +
         `  curl -N ${url}/api/model/generate -H 'content-type: application/json' -d '{"text": "Hello, my name is"}'\n` +
@@ -164,10 +199,7 @@ function ancestors(): number[] {
   return found.filter((pid) => pid > 1);
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`start: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
-  },
-);
+if (require.main === module) {
+  // process.exit: once every service has stopped there is nothing left to wait for, whatever handles remain.
+  void runStartCli(process.argv.slice(2), PROCESS_OUTPUT).then((code) => process.exit(code));
+}

@@ -9,20 +9,20 @@ export class ApiMetrics {
 
   constructor(registry: Registry) {
     this.requests = new Counter({
-      name: 'api_http_requests_total',
+      name: 'pipeserve_api_http_requests_total',
       help: 'HTTP requests answered, by route pattern, method and status',
       labelNames: ['route', 'method', 'status'],
       registers: [registry],
     });
     this.duration = new Histogram({
-      name: 'api_http_request_duration_seconds',
+      name: 'pipeserve_api_http_request_duration_seconds',
       help: 'Time from a request arriving to its answer ending (a stream: its last event)',
       labelNames: ['route', 'method', 'status'],
       buckets: REQUEST_SECONDS_BUCKETS,
       registers: [registry],
     });
     this.tokens = new Counter({
-      name: 'api_tokens_total',
+      name: 'pipeserve_api_tokens_total',
       help: 'Tokens of answered requests: prompt tokens read, generated tokens delivered',
       labelNames: ['kind'],
       registers: [registry],

@@ -231,7 +231,7 @@ export function openApiDocument(options: OpenApiOptions): Record<string, unknown
     responses: {
       200: {
         description: 'Prometheus text exposition format',
-        content: { 'text/plain': { schema: z.string(), example: '# TYPE api_http_requests_total counter\napi_http_requests_total{route="/api/model/process",method="POST",status="200"} 3\n' } },
+        content: { 'text/plain': { schema: z.string(), example: '# TYPE pipeserve_api_http_requests_total counter\npipeserve_api_http_requests_total{route="/api/model/process",method="POST",status="200"} 3\n' } },
       },
     },
   });

@@ -113,7 +113,6 @@ function startSession(deps: CoordinatorServiceDeps, request: GenerateRequest__Ou
     sink.error(ServiceError.from(error));
     return undefined;
   }
-  deps.metrics.promptLength.observe(parsed.promptIds.length);
   const session = new GenerationSession(parsed, deps.scheduler, deps.decoder, countRejections(sink, deps.metrics), deps.logger);
   session.start();
   return session;

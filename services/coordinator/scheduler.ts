@@ -229,6 +229,7 @@ export class Scheduler implements DispatchListener {
       if (sequence === undefined) break;
       sequence.admittedAt = performance.now();
       this.metrics.queueWaitSeconds.observe((sequence.admittedAt - sequence.arrivedAt) / 1000);
+      this.metrics.promptLength.observe(sequence.promptLength);
       this.live.add(sequence);
       this.place(sequence, new Set());
     }

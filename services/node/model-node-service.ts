@@ -68,6 +68,7 @@ export class ModelNodeService {
     this.metrics = new NodeMetrics(registry);
     this.links = new ForwardLinks(directory, { onReply: (peerId, reply) => this.onForwardReply(peerId, reply) }, logger);
     this.metrics.kvBudgetBytes.set(options.kvBudgetBytes);
+    this.metrics.describeModel(runtime.manifest, runtime.stage);
     this.idleTimer = setInterval(() => void this.dropIdleSequences(), Math.max(250, Math.floor(options.kvIdleTtlMs / 4)));
     this.idleTimer.unref();
   }

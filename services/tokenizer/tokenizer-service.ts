@@ -42,9 +42,9 @@ class TokenizerMetrics {
   readonly tokens: Counter<'operation'>;
 
   constructor(registry: Registry) {
-    this.operations = new Counter({ name: 'tokenizer_operations_total', help: 'Tokenizer calls by operation and gRPC status', labelNames: ['operation', 'status'], registers: [registry] });
-    this.duration = new Histogram({ name: 'tokenizer_operation_duration_seconds', help: 'Time spent in one tokenizer operation', labelNames: ['operation'], buckets: OPERATION_SECONDS_BUCKETS, registers: [registry] });
-    this.tokens = new Counter({ name: 'tokenizer_tokens_total', help: 'Tokens produced (encode) or consumed (decode)', labelNames: ['operation'], registers: [registry] });
+    this.operations = new Counter({ name: 'pipeserve_tokenizer_operations_total', help: 'Tokenizer calls by operation and gRPC status', labelNames: ['operation', 'status'], registers: [registry] });
+    this.duration = new Histogram({ name: 'pipeserve_tokenizer_operation_duration_seconds', help: 'Time spent in one tokenizer operation', labelNames: ['operation'], buckets: OPERATION_SECONDS_BUCKETS, registers: [registry] });
+    this.tokens = new Counter({ name: 'pipeserve_tokenizer_tokens_total', help: 'Tokens produced (encode) or consumed (decode)', labelNames: ['operation'], registers: [registry] });
   }
 }
 

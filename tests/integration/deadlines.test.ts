@@ -34,7 +34,7 @@ function processCall(id: string, maxNewTokens: number, deadlineMs: number): Prom
 
 async function kvSequences(): Promise<number> {
   const text = await (await fetch(`http://${system.config.metricsTargets.nodes[0]}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('node_kv_cache_sequences{'));
+  const line = text.split('\n').find((l) => l.startsWith('pipeserve_stage_kv_cache_sequences{'));
   return Number(line?.slice(line.lastIndexOf(' ') + 1));
 }
 

@@ -21,13 +21,13 @@ afterAll(async () => {
   await system?.stop();
 });
 
-/** node_kv_cache_sequences of every node, read from their /metrics endpoints. */
+/** pipeserve_stage_kv_cache_sequences of every node, read from their /metrics endpoints. */
 async function kvSequences(): Promise<number[]> {
   return Promise.all(
     system.config.metricsTargets.nodes.map(async (target) => {
       const text = await (await fetch(`http://${target}/metrics`)).text();
-      const line = text.split('\n').find((l) => l.startsWith('node_kv_cache_sequences{'));
-      if (line === undefined) throw new Error(`no node_kv_cache_sequences at ${target}`);
+      const line = text.split('\n').find((l) => l.startsWith('pipeserve_stage_kv_cache_sequences{'));
+      if (line === undefined) throw new Error(`no pipeserve_stage_kv_cache_sequences at ${target}`);
       return Number(line.slice(line.lastIndexOf(' ') + 1));
     }),
   );

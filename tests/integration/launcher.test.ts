@@ -9,18 +9,25 @@ import { tinyModel } from '../support/test-models';
 
 const STOP_TIMEOUT_MS = 20_000;
 
-/** Starts the launcher on a tiny 3-stage model; `detached` makes it lead a process group, as a terminal's foreground job does. */
+/**
+ * Starts the launcher on a tiny 3-stage model; `detached` makes it lead a process group, as a
+ * terminal's foreground job does. The config file is named by CONFIG_PATH, or with
+ * `configVia: 'flag'` by `--config` alone.
+ */
 async function startLauncher(
   detached: boolean,
-  options: { replicas?: number[]; configPath?: string; config?: SystemConfig; dir?: string } = {},
+  options: { replicas?: number[]; configPath?: string; config?: SystemConfig; dir?: string; configVia?: 'env' | 'flag' } = {},
 ): Promise<{ launcher: ChildProcess; output: () => string; exited: Promise<number | null>; config: SystemConfig; dir: string; configPath: string }> {
   const written = options.configPath !== undefined ? undefined : await writeSystemConfig({ modelDir: await tinyModel({ stages: 3 }), replicas: options.replicas });
   const configPath = options.configPath ?? (written?.configPath as string);
   const config = options.config ?? (written?.system as SystemConfig);
   const dir = options.dir ?? (written?.dir as string);
-  const launcher = spawn(process.execPath, [path.join(PROJECT_DIR, 'dist/tools/start.js')], {
+  const environment = { ...process.env };
+  delete environment.CONFIG_PATH;
+  const byFlag = options.configVia === 'flag';
+  const launcher = spawn(process.execPath, [path.join(PROJECT_DIR, 'dist/tools/start.js'), ...(byFlag ? ['--config', configPath] : [])], {
     cwd: PROJECT_DIR,
-    env: { ...process.env, CONFIG_PATH: configPath },
+    env: byFlag ? environment : { ...environment, CONFIG_PATH: configPath },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached,
   });
@@ -88,9 +95,9 @@ function portOpen(address: string): Promise<boolean> {
 }
 
 it(
-  'npm start\'s launcher starts all six services, prints the URL once ready, and stops every one of them on SIGTERM',
+  'npm start\'s launcher, given --config, starts all six services from that file, prints the URL once ready, and stops every one of them on SIGTERM',
   async () => {
-    const { launcher, output, exited, config, dir } = await startLauncher(false);
+    const { launcher, output, exited, config, dir } = await startLauncher(false, { configVia: 'flag' });
     try {
       await untilReady(launcher, output, config);
       // Each child's lines are prefixed with its name.
@@ -143,7 +150,7 @@ it(
 );
 
 it(
-  'a service that dies is restarted with backoff while the others keep serving; its restart is counted in service_restarts',
+  'a service that dies is restarted with backoff while the others keep serving; its restart is counted in pipeserve_service_restarts',
   async () => {
     const { launcher, output, exited, config, dir } = await startLauncher(false, { replicas: [1, 2, 1] });
     try {
@@ -160,7 +167,7 @@ it(
       const node = config.nodes.find((n) => n.id === 'node2a');
       const restarted = await eventually(async () => {
         const text = await fetch(`http://127.0.0.1:${node?.metrics_port}/metrics`).then((r) => r.text(), () => '');
-        return /^service_restarts\{[^}]*\} 1$/m.test(text);
+        return /^pipeserve_service_restarts\{[^}]*\} 1$/m.test(text);
       }, 20_000);
       expect(restarted).toBe(true);
       expect(childPid(launcher.pid as number, 'node2a')).not.toBe(victim);
@@ -181,9 +188,10 @@ it(
     const first = await startLauncher(false);
     try {
       await untilReady(first.launcher, first.output, first.config);
-      const second = await startLauncher(false, { configPath: first.configPath, config: first.config, dir: first.dir });
+      const second = await startLauncher(false, { configPath: first.configPath, config: first.config, dir: first.dir, configVia: 'flag' });
       expect(await exitOrTimeout(second.exited)).toBe(1);
       expect(second.output()).toMatch(/ports already in use: 127\.0\.0\.1:\d+ \(api\)/);
+      expect(second.output()).toContain(`change the ports in ${first.configPath}`);
       expect(second.output()).not.toContain('is ready at');
 
       first.launcher.kill('SIGKILL');

@@ -18,7 +18,7 @@ afterAll(async () => {
 async function forwardSteps(nodeId: string): Promise<number> {
   const node = system.config.nodes.find((n) => n.id === nodeId);
   const text = await (await fetch(`http://127.0.0.1:${node?.metrics_port}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('node_forward_seconds_count{'));
+  const line = text.split('\n').find((l) => l.startsWith('pipeserve_stage_forward_seconds_count{'));
   return Number(line?.slice(line.lastIndexOf(' ') + 1) ?? 0);
 }
 

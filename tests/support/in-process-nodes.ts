@@ -12,6 +12,8 @@ export interface InProcessNode {
   readonly entry: NodeEntry;
   readonly runtime: StageRuntime;
   readonly service: ModelNodeService;
+  /** The node's metrics, as its /metrics would serve them. */
+  readonly registry: Registry;
   server: RunningServer | undefined;
 }
 
@@ -43,8 +45,9 @@ export class InProcessNodes {
     const nodes: InProcessNode[] = [];
     for (const entry of entries) {
       const runtime = await StageRuntime.load(modelDir, entry.modelPart, { kvBudgetBytes: options.kvBudgetBytes ?? 64 << 20 });
-      const service = new ModelNodeService(runtime, { nodeId: entry.id, kvBudgetBytes: options.kvBudgetBytes ?? 64 << 20, kvIdleTtlMs: options.kvIdleTtlMs ?? 60_000 }, directory, new Registry(), TEST_LOGGER);
-      const node: InProcessNode = { entry, runtime, service, server: undefined };
+      const registry = new Registry();
+      const service = new ModelNodeService(runtime, { nodeId: entry.id, kvBudgetBytes: options.kvBudgetBytes ?? 64 << 20, kvIdleTtlMs: options.kvIdleTtlMs ?? 60_000 }, directory, registry, TEST_LOGGER);
+      const node: InProcessNode = { entry, runtime, service, registry, server: undefined };
       await InProcessNodes.serve(node);
       nodes.push(node);
     }

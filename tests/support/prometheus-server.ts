@@ -106,6 +106,40 @@ export async function metricNamesUsedByDashboardsAndAlerts(repoRoot: string = RE
   return [...new Set(expressions.flatMap(metricNamesInPromQL))].sort();
 }
 
+/** One query of a dashboard panel. */
+export interface PanelQuery {
+  readonly dashboard: string;
+  readonly panel: string;
+  readonly refId: string;
+  readonly expr: string;
+}
+
+interface DashboardPanel {
+  readonly title?: string;
+  readonly targets?: readonly { readonly refId?: string; readonly expr?: string }[];
+  readonly panels?: readonly DashboardPanel[];
+}
+
+/** Every target of every panel of grafana/dashboards/*.json (those nested in collapsed rows too). */
+export async function dashboardPanelQueries(repoRoot: string = REPO_ROOT): Promise<PanelQuery[]> {
+  const dashboardDir = path.join(repoRoot, 'grafana', 'dashboards');
+  const queries: PanelQuery[] = [];
+  for (const file of (await readdir(dashboardDir)).filter((f) => f.endsWith('.json')).sort()) {
+    const dashboard = JSON.parse(await readFile(path.join(dashboardDir, file), 'utf8')) as { panels: DashboardPanel[] };
+    for (const panel of dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])])) {
+      for (const target of panel.targets ?? []) {
+        queries.push({ dashboard: file, panel: panel.title ?? '', refId: target.refId ?? 'A', expr: target.expr ?? '' });
+      }
+    }
+  }
+  return queries;
+}
+
+/** A panel's PromQL as Grafana sends it: its interval variables replaced by plain durations. */
+export function withGrafanaIntervals(expr: string, intervals: { readonly rate: string; readonly range: string }): string {
+  return expr.replace(/\$__rate_interval|\$__interval/g, intervals.rate).replace(/\$__range/g, intervals.range);
+}
+
 const PROMQL_KEYWORDS = new Set([
   'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan',
 ]);

@@ -285,16 +285,16 @@ describe('api metrics', () => {
     }
 
     const text = await (await fetch(`${api.url}/metrics`)).text();
-    expect(sample(text, 'api_http_requests_total', { route: '/api/model/process', method: 'POST', status: '200' })).toBe(2);
-    expect(sample(text, 'api_http_requests_total', { route: '/api/model/process', method: 'POST', status: '400' })).toBe(1);
-    expect(sample(text, 'api_http_requests_total', { route: '/api/model/generate', method: 'POST', status: '200' })).toBe(1);
-    expect(sample(text, 'api_http_request_duration_seconds_count', { route: '/api/model/process', method: 'POST', status: '200' })).toBe(2);
-    expect(sample(text, 'api_http_request_duration_seconds_bucket', { route: '/api/model/process', method: 'POST', status: '200', le: '+Inf' })).toBe(2);
+    expect(sample(text, 'pipeserve_api_http_requests_total', { route: '/api/model/process', method: 'POST', status: '200' })).toBe(2);
+    expect(sample(text, 'pipeserve_api_http_requests_total', { route: '/api/model/process', method: 'POST', status: '400' })).toBe(1);
+    expect(sample(text, 'pipeserve_api_http_requests_total', { route: '/api/model/generate', method: 'POST', status: '200' })).toBe(1);
+    expect(sample(text, 'pipeserve_api_http_request_duration_seconds_count', { route: '/api/model/process', method: 'POST', status: '200' })).toBe(2);
+    expect(sample(text, 'pipeserve_api_http_request_duration_seconds_bucket', { route: '/api/model/process', method: 'POST', status: '200', le: '+Inf' })).toBe(2);
     const promptTokens = 'twelve chars'.length + 'four'.length + 'abcdef'.length;
     const generatedTokens = Math.min(3, 12) + Math.min(10, 4) + 2;
-    expect(sample(text, 'api_tokens_total', { kind: 'prompt' })).toBe(promptTokens);
-    expect(sample(text, 'api_tokens_total', { kind: 'generated' })).toBe(generatedTokens);
-    expect(sample(text, 'api_http_requests_total', { service: 'api', route: '/api/model/process', status: '200' })).toBe(2);
+    expect(sample(text, 'pipeserve_api_tokens_total', { kind: 'prompt' })).toBe(promptTokens);
+    expect(sample(text, 'pipeserve_api_tokens_total', { kind: 'generated' })).toBe(generatedTokens);
+    expect(sample(text, 'pipeserve_api_http_requests_total', { service: 'api', route: '/api/model/process', status: '200' })).toBe(2);
   });
 });
 

@@ -79,6 +79,25 @@ describe('GET /ready', () => {
     }
   });
 
+  test('its 503s and /health are counted under their own route labels, which HighErrorRatio leaves out', async () => {
+    const topology = THREE_STAGES.map((n) => (n.node_id === 'node2' ? { ...n, serving: false, detail: 'connection refused' } : n));
+    const { api } = await system(topology);
+    try {
+      for (let i = 0; i < 3; i++) expect((await ready(api.url)).status).toBe(503);
+      expect((await fetch(`${api.url}/health`)).status).toBe(200);
+      const text = await (await fetch(`${api.url}/metrics`)).text();
+      const counted = text.split('\n').filter((line) => line.startsWith('pipeserve_api_http_requests_total{'));
+      expect(counted).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^pipeserve_api_http_requests_total\{route="\/ready",method="GET",status="503",service="api"\} 3$/),
+          expect.stringMatching(/^pipeserve_api_http_requests_total\{route="\/health",method="GET",status="200",service="api"\} 1$/),
+        ]),
+      );
+    } finally {
+      await api.close();
+    }
+  });
+
   test('is 503 naming a stage the coordinator has no node for', async () => {
     const { api } = await system([THREE_STAGES[0], THREE_STAGES[2]]);
     try {

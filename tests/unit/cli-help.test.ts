@@ -7,6 +7,7 @@ import { GENERATE_COMMAND, runGenerateCli } from '../../tools/generate';
 import { MODEL_COMPILE_COMMAND, runModelCompileCli } from '../../tools/model-compile';
 import { MODEL_INIT_COMMAND, runModelInitCli } from '../../tools/model-init';
 import { MODEL_PULL_COMMAND, runModelPullCli } from '../../tools/model-pull';
+import { runStartCli, START_COMMAND } from '../../tools/start';
 
 interface Tool {
   readonly command: CliCommand<CliOptionSpecs>;
@@ -19,6 +20,13 @@ interface Tool {
 }
 
 const TOOLS: Record<string, Tool> = {
+  start: {
+    command: START_COMMAND,
+    run: runStartCli,
+    launchers: ['npm start --', 'npm start', 'node dist/tools/start.js'],
+    options: ['--config <path>', '--ready-timeout-ms <ms>', 'CONFIG_PATH'],
+    defaults: ['(default: 300000)', '$CONFIG_PATH, else ./config.json'],
+  },
   'model-init': {
     command: MODEL_INIT_COMMAND,
     run: runModelInitCli,

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { metricNamesUsedByDashboardsAndAlerts } from '../support/prometheus-server';
+import { metricNamesUsedByDashboardsAndAlerts, withGrafanaIntervals } from '../support/prometheus-server';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const DASHBOARD_DIR = path.join(ROOT, 'grafana', 'dashboards');
@@ -84,7 +84,7 @@ describe('grafana dashboards', () => {
 
   test.each(dashboards)('$file: every panel but rows has targets, each with a non-empty expr', ({ dashboard }) => {
     for (const panel of panelsOf(dashboard).filter((p) => p.type !== 'row')) {
-      expect([panel.title, panel.type, (panel.targets ?? []).length > 0]).toEqual([panel.title, expect.stringMatching(/^(timeseries|stat)$/), true]);
+      expect([panel.title, panel.type, (panel.targets ?? []).length > 0]).toEqual([panel.title, expect.stringMatching(/^(timeseries|stat|table)$/), true]);
       for (const target of panel.targets ?? []) expect([panel.title, target.expr?.trim()]).toEqual([panel.title, expect.stringMatching(/\S/)]);
     }
   });
@@ -95,7 +95,7 @@ describe('grafana dashboards', () => {
     const rules = panelsOf(dashboard).flatMap((panel) =>
       (panel.targets ?? []).map((target) => ({
         record: `dashboard:panel_${panel.id}_${target.refId ?? 'A'}`,
-        expr: (target.expr ?? '').replace(/\$__rate_interval|\$__interval/g, '1m').replace(/\$__range/g, '1h'),
+        expr: withGrafanaIntervals(target.expr ?? '', { rate: '1m', range: '1h' }),
       })),
     );
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dashboard-promql-'));
@@ -111,24 +111,29 @@ describe('grafana dashboards', () => {
     }
   });
 
-  test('the panels watch latency, first token, inter-token, throughput, nodes, tokenizer, memory, errors, health, queue, batch and KV cache', async () => {
+  test('the panels watch latency, first token, inter-token, throughput, nodes, tokenizer, memory, errors, health, queue, queue wait, prompt and generation length, batch, the model and KV cache', async () => {
     const used = await metricNamesUsedByDashboardsAndAlerts();
     expect(used).toEqual(
       expect.arrayContaining([
-        'api_http_request_duration_seconds_bucket',
-        'coordinator_time_to_first_token_seconds_bucket',
-        'coordinator_inter_token_latency_seconds_bucket',
-        'coordinator_generated_tokens_total',
-        'node_forward_seconds_bucket',
-        'tokenizer_operations_total',
-        'process_resident_memory_bytes',
-        'api_http_requests_total',
-        'api_tokens_total',
-        'coordinator_node_up',
-        'coordinator_queue_depth',
-        'node_batch_size_bucket',
-        'node_kv_cache_bytes',
-        'node_kv_cache_budget_bytes',
+        'pipeserve_api_http_request_duration_seconds_bucket',
+        'pipeserve_coordinator_time_to_first_token_seconds_bucket',
+        'pipeserve_coordinator_inter_token_latency_seconds_bucket',
+        'pipeserve_coordinator_generated_tokens_total',
+        'pipeserve_stage_forward_seconds_bucket',
+        'pipeserve_tokenizer_operations_total',
+        'pipeserve_process_resident_memory_bytes',
+        'pipeserve_api_http_requests_total',
+        'pipeserve_api_tokens_total',
+        'pipeserve_coordinator_node_up',
+        'pipeserve_coordinator_queue_depth',
+        'pipeserve_stage_batch_size_bucket',
+        'pipeserve_stage_kv_cache_bytes',
+        'pipeserve_stage_kv_cache_budget_bytes',
+        'pipeserve_stage_kv_cache_sequences',
+        'pipeserve_coordinator_queue_wait_seconds_bucket',
+        'pipeserve_coordinator_prompt_tokens_bucket',
+        'pipeserve_coordinator_generation_tokens_bucket',
+        'pipeserve_stage_model_info',
       ]),
     );
   });

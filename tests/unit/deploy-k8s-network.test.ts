@@ -13,6 +13,7 @@ import {
   type Workload,
   workloadsOf,
 } from '../support/k8s-manifests';
+import { serviceConnections, type ServiceConnection } from '../support/service-connections';
 
 const NAMESPACE = 'model-inference';
 
@@ -98,6 +99,18 @@ class PolicyModel {
   }
 }
 
+/** Who dials whom, read from the services' code (tests/support/service-connections.ts). */
+const CONNECTIONS: readonly ServiceConnection[] = serviceConnections();
+
+describe('the connections the services open, read from their code', () => {
+  test('are api to tokenizer and coordinator, coordinator to the stages, stage to stage; the coordinator does not call the tokenizer', () => {
+    const pairs = [...new Set(CONNECTIONS.map((c) => `${c.from} -> ${c.to}`))].sort();
+    expect(pairs).toEqual(['api -> coordinator', 'api -> tokenizer', 'coordinator -> node', 'node -> node']);
+    // The health checks are found too, not only the service clients.
+    expect(CONNECTIONS.map((c) => c.where)).toEqual(expect.arrayContaining(['services/api/main.ts: Health', 'services/coordinator/replica-health.ts: Health']));
+  });
+});
+
 function connection(from: Pod, to: Pod, port: Pod['ports'][number]): string {
   return `${from.name} -> ${to.name}:${port.name ?? port.port}/${port.protocol}`;
 }
@@ -156,27 +169,32 @@ describe.each(OVERLAYS)('NetworkPolicies of overlay %s', (overlay) => {
     }
   });
 
-  test("exactly the pipeline's connections are allowed: clients to the api, api to tokenizer and coordinator, coordinator to tokenizer and every stage, stage k to stage k+1, Prometheus to every metrics port, DNS", () => {
-    const api = podRunning('services/api/main.ts');
-    const tokenizer = podRunning('services/tokenizer/main.ts');
-    const coordinator = podRunning('services/coordinator/main.ts');
-    const stages = [...config.nodes].sort((a, b) => a.modelPart - b.modelPart).map((n) => podRunning('services/node/main.ts', n.id));
+  test('exactly the connections the code opens are allowed, plus clients to the api, Prometheus to every metrics port and DNS for every process that dials', () => {
+    const entrypoint = (service: string): string => `services/${service}/main.ts`;
+    const stages = [...config.nodes].sort((a, b) => a.modelPart - b.modelPart).map((n) => podRunning(entrypoint('node'), n.id));
+    const podsOf = (service: string): Pod[] => (service === 'node' ? stages : [podRunning(entrypoint(service))]);
     const expected = new Set<string>();
     const allow = (from: Pod, to: Pod, portName: string): void => {
       expected.add(connection(from, to, portNamed(to, portName)));
     };
+    for (const { from, to } of CONNECTIONS) {
+      if (from === 'node' && to === 'node') {
+        // A stage's Forward stream goes to the next stage only (protos/node.proto).
+        stages.forEach((stage, k) => {
+          if (k + 1 < stages.length) allow(stage, stages[k + 1], 'grpc');
+        });
+      } else {
+        for (const caller of podsOf(from)) for (const callee of podsOf(to)) allow(caller, callee, 'grpc');
+      }
+    }
     // Clients, Prometheus among them, reach the api's one port (which also serves /metrics).
+    const api = podRunning(entrypoint('api'));
     for (const client of [CLIENT, PROMETHEUS]) allow(client, api, 'http');
-    allow(api, tokenizer, 'grpc');
-    allow(api, coordinator, 'grpc');
-    // The coordinator decodes generated tokens incrementally through the tokenizer.
-    allow(coordinator, tokenizer, 'grpc');
-    stages.forEach((stage, k) => {
-      allow(coordinator, stage, 'grpc');
-      if (k + 1 < stages.length) allow(stage, stages[k + 1], 'grpc');
-    });
-    for (const pod of [tokenizer, coordinator, ...stages]) allow(PROMETHEUS, pod, 'metrics');
-    for (const pod of [api, coordinator, ...stages]) for (const port of CLUSTER_DNS.ports) expected.add(connection(pod, CLUSTER_DNS, port));
+    for (const pod of pods.filter((p) => p.ports.some((port) => port.name === 'metrics'))) allow(PROMETHEUS, pod, 'metrics');
+    // A process that dials resolves names (config.json's addresses, the stages' headless Services).
+    for (const pod of [...new Set(CONNECTIONS.map((c) => c.from))].flatMap(podsOf)) {
+      for (const port of CLUSTER_DNS.ports) expected.add(connection(pod, CLUSTER_DNS, port));
+    }
 
     const actual = new Set<string>();
     const sources = [...pods, PROMETHEUS, CLIENT];

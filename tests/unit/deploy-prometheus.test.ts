@@ -44,34 +44,38 @@ interface AlertRule {
 
 /** The metric names the services promise (the deployment brief), plus Prometheus' own `up`. */
 const CONTRACT_COUNTERS_AND_GAUGES = [
-  'api_http_requests_total',
-  'api_tokens_total',
-  'tokenizer_operations_total',
-  'tokenizer_tokens_total',
-  'coordinator_queue_depth',
-  'coordinator_running_sequences',
-  'coordinator_generated_tokens_total',
-  'coordinator_requests_finished_total',
-  'coordinator_node_up',
-  'node_sent_bytes_total',
-  'node_kv_cache_sequences',
-  'node_kv_cache_bytes',
-  'node_kv_cache_budget_bytes',
-  'node_sessions_refused_total',
-  'process_resident_memory_bytes',
-  'nodejs_eventloop_lag_seconds',
-  'nodejs_heap_size_used_bytes',
+  'pipeserve_api_http_requests_total',
+  'pipeserve_api_tokens_total',
+  'pipeserve_tokenizer_operations_total',
+  'pipeserve_tokenizer_tokens_total',
+  'pipeserve_coordinator_queue_depth',
+  'pipeserve_coordinator_running_sequences',
+  'pipeserve_coordinator_generated_tokens_total',
+  'pipeserve_coordinator_requests_finished_total',
+  'pipeserve_coordinator_node_up',
+  'pipeserve_stage_sent_bytes_total',
+  'pipeserve_stage_kv_cache_sequences',
+  'pipeserve_stage_kv_cache_bytes',
+  'pipeserve_stage_kv_cache_budget_bytes',
+  'pipeserve_stage_sessions_refused_total',
+  'pipeserve_stage_model_info',
+  'pipeserve_process_resident_memory_bytes',
+  'pipeserve_nodejs_eventloop_lag_seconds',
+  'pipeserve_nodejs_heap_size_used_bytes',
   'up',
 ];
 const CONTRACT_HISTOGRAMS = [
-  'api_http_request_duration_seconds',
-  'tokenizer_operation_duration_seconds',
-  'coordinator_time_to_first_token_seconds',
-  'coordinator_inter_token_latency_seconds',
-  'coordinator_request_duration_seconds',
-  'coordinator_node_step_seconds',
-  'node_forward_seconds',
-  'node_batch_size',
+  'pipeserve_api_http_request_duration_seconds',
+  'pipeserve_tokenizer_operation_duration_seconds',
+  'pipeserve_coordinator_time_to_first_token_seconds',
+  'pipeserve_coordinator_inter_token_latency_seconds',
+  'pipeserve_coordinator_request_duration_seconds',
+  'pipeserve_coordinator_node_step_seconds',
+  'pipeserve_stage_forward_seconds',
+  'pipeserve_stage_batch_size',
+  'pipeserve_coordinator_queue_wait_seconds',
+  'pipeserve_coordinator_prompt_tokens',
+  'pipeserve_coordinator_generation_tokens',
 ];
 const CONTRACT_SERIES = new Set([
   ...CONTRACT_COUNTERS_AND_GAUGES,
@@ -193,7 +197,7 @@ describe('alerts.yml', () => {
     }
     const nodeDown = rules.find((r) => r.alert === 'NodeDown');
     expect(nodeDown?.for).toBe('1m');
-    expect(metricNamesInPromQL(nodeDown?.expr ?? '').sort()).toEqual(['coordinator_node_up', 'up']);
+    expect(metricNamesInPromQL(nodeDown?.expr ?? '').sort()).toEqual(['pipeserve_coordinator_node_up', 'up']);
   });
 });
 
@@ -201,14 +205,14 @@ describe('metric names of dashboards and alerts', () => {
   test('metricNamesInPromQL finds selected metrics and skips functions, labels, keywords and Grafana variables', () => {
     expect(
       metricNamesInPromQL(
-        'histogram_quantile(0.95, sum by (le, node_id) (rate(node_forward_seconds_bucket{stage="0", x=~"a|b"}[$__rate_interval])))',
+        'histogram_quantile(0.95, sum by (le, node_id) (rate(pipeserve_stage_forward_seconds_bucket{stage="0", x=~"a|b"}[$__rate_interval])))',
       ),
-    ).toEqual(['node_forward_seconds_bucket']);
+    ).toEqual(['pipeserve_stage_forward_seconds_bucket']);
     expect(
       metricNamesInPromQL('sum(rate(a_total{status=~"5.."}[5m])) / ignoring(status) group_left sum(rate(b_total[5m] offset 1h)) > 1e3'),
     ).toEqual(['a_total', 'b_total']);
     expect(metricNamesInPromQL('up{job="nodes"} == 0 or on(instance) node:rule_2 unless bool x')).toEqual(['up', 'node:rule_2', 'x']);
-    expect(metricNamesInPromQL('sum(increase(api_tokens_total[$__range])) by (kind)')).toEqual(['api_tokens_total']);
+    expect(metricNamesInPromQL('sum(increase(pipeserve_api_tokens_total[$__range])) by (kind)')).toEqual(['pipeserve_api_tokens_total']);
   });
 
   test('every metric the dashboards and alerts query is one the services promise', async () => {

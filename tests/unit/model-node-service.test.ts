@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessage } from '../../protos/generated/pipeserve/v1/CoordinatorMessage';
 import type { ForwardMessage } from '../../protos/generated/pipeserve/v1/ForwardMessage';
@@ -67,6 +69,7 @@ function stepRow(sequenceId: string, token: Buffer, pastLength: number, tokenIds
 
 describe('ModelNodeService', () => {
   let nodes: InProcessNodes;
+  let modelDir: string;
   const clients = new Map<string, ModelNodeClient>();
   const client = (id: string): ModelNodeClient => {
     let c = clients.get(id);
@@ -78,7 +81,8 @@ describe('ModelNodeService', () => {
   };
 
   beforeAll(async () => {
-    nodes = await InProcessNodes.start(await tinyModel({ stages: 2 }), 2);
+    modelDir = await tinyModel({ stages: 2 });
+    nodes = await InProcessNodes.start(modelDir, 2);
   }, TEST_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -111,6 +115,33 @@ describe('ModelNodeService', () => {
     },
     TEST_TIMEOUT_MS,
   );
+
+  test('each stage publishes pipeserve_stage_model_info 1 with the model name, architecture, its weight format and layers, and the stage count of manifest.json', async () => {
+    // Read straight from the file the compiler wrote, not through the manifest parser the node uses.
+    const manifest = JSON.parse(readFileSync(path.join(modelDir, 'manifest.json'), 'utf8')) as {
+      modelName: string;
+      architecture: string;
+      stages: { layerStart: number; layerEnd: number; weights: { format: string } }[];
+    };
+    expect(manifest.stages).toHaveLength(2);
+    for (const [index, id] of ['node1', 'node2'].entries()) {
+      const stage = manifest.stages[index];
+      const info = await nodes.node(id).registry.getSingleMetric('pipeserve_stage_model_info')?.get();
+      expect(info?.values).toEqual([
+        {
+          value: 1,
+          labels: {
+            model_name: manifest.modelName,
+            architecture: manifest.architecture,
+            weights: stage.weights.format,
+            layers: `${stage.layerStart}-${stage.layerEnd - 1}`,
+            stages: '2',
+          },
+        },
+      ]);
+    }
+    expect(manifest.stages.map((s) => s.weights.format)).toEqual(['fp32', 'fp32']);
+  });
 
   test('an open is refused with INVALID_ARGUMENT naming the field: bad id, short token, reserve beyond the context, unknown next hop', async () => {
     const session = new RawSession(client('node1'));

@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { Registry } from 'prom-client';
+import { type Histogram, Registry } from 'prom-client';
 import { CoordinatorMetrics } from '../../services/coordinator/coordinator-metrics';
 import { ReplicaHealth } from '../../services/coordinator/replica-health';
 import { Scheduler, type SchedulerOptions } from '../../services/coordinator/scheduler';
@@ -128,6 +128,63 @@ describe('Scheduler on in-process nodes', () => {
       expect(b.tokens).toEqual(expected[1]);
       expect(c.tokens).toEqual(expected[2]);
       await until(() => kvHeld().every((n) => n === 0), 'every stage to release');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'queue wait and prompt length are observed when a request is admitted, generation length when it finishes; a refused request counts in neither',
+    async () => {
+      // One running sequence and one queue place: A runs, B waits for A, C is refused.
+      const metrics = new CoordinatorMetrics(new Registry());
+      const oneAtATime = new Scheduler((await readManifest(modelDir)).shape, nodes.directory, health, 'test-coordinator-metrics', { ...options, maxRunningSequences: 1, maxQueuedRequests: 1 }, metrics, TEST_LOGGER);
+      const stats = async (histogram: Histogram): Promise<{ count: number; sum: number }> => {
+        const values = (await histogram.get()).values;
+        const value = (suffix: string): number => values.find((v) => v.metricName?.endsWith(suffix))?.value ?? Number.NaN;
+        return { count: value('_count'), sum: value('_sum') };
+      };
+      const request = (prompt: number[], maxNewTokens: number) => ({
+        requestId: `metrics-${prompt[0]}`,
+        promptIds: prompt,
+        sampling: { ...DEFAULT_GENERATION_CONFIG, maxNewTokens, stop: [], topLogprobs: 0, ignoreEos: true },
+        deadlineUnixMs: Date.now() + 120_000,
+        priority: 'interactive' as const,
+      });
+      try {
+        let generationAtFirstFinish: Promise<{ count: number; sum: number }> | undefined;
+        let firstFinishedAt = Number.NaN;
+        const a = collect();
+        const onFinishA = a.observer.onFinish;
+        a.observer.onFinish = (reason) => {
+          firstFinishedAt = performance.now();
+          // Read at once: B cannot finish before a step goes through the pipeline.
+          generationAtFirstFinish = stats(metrics.generationLength);
+          onFinishA(reason);
+        };
+        const b = collect();
+        oneAtATime.submit(request(PROMPTS[0], 6), a.observer);
+        const bSubmittedAt = performance.now();
+        oneAtATime.submit(request(PROMPTS[3], 4), b.observer);
+        expect(() => oneAtATime.submit(request(PROMPTS[2], 4), collect().observer)).toThrow(expect.objectContaining({ code: status.RESOURCE_EXHAUSTED }));
+
+        // Only A is admitted yet.
+        expect(await stats(metrics.queueWaitSeconds)).toEqual({ count: 1, sum: expect.any(Number) });
+        expect(await stats(metrics.promptLength)).toEqual({ count: 1, sum: PROMPTS[0].length });
+        expect(await stats(metrics.generationLength)).toEqual({ count: 0, sum: 0 });
+
+        const [doneA, doneB] = await Promise.all([a.done, b.done]);
+        expect([doneA.tokens.length, doneB.tokens.length]).toEqual([6, 4]);
+        expect(await generationAtFirstFinish).toEqual({ count: 1, sum: 6 });
+        expect(await stats(metrics.promptLength)).toEqual({ count: 2, sum: PROMPTS[0].length + PROMPTS[3].length });
+        expect(await stats(metrics.generationLength)).toEqual({ count: 2, sum: 6 + 4 });
+        const wait = await stats(metrics.queueWaitSeconds);
+        expect(wait.count).toBe(2);
+        // B waited in the queue until A finished.
+        expect(wait.sum).toBeGreaterThanOrEqual((firstFinishedAt - bSubmittedAt) / 1000 - 0.001);
+        await until(() => kvHeld().every((n) => n === 0), 'every stage to release');
+      } finally {
+        oneAtATime.close();
+      }
     },
     TEST_TIMEOUT_MS,
   );

@@ -75,9 +75,9 @@ const renderChat = (client: TokenizerClient, messages: ChatMessage[], addGenerat
 
 /** Seconds the handlers have spent in `operation` so far, from the service's own histogram. */
 async function handlerSeconds(served: Served, operation: string): Promise<number> {
-  const metric = await served.registry.getSingleMetric('tokenizer_operation_duration_seconds')?.get();
+  const metric = await served.registry.getSingleMetric('pipeserve_tokenizer_operation_duration_seconds')?.get();
   const values = (metric?.values ?? []) as { metricName?: string; labels: Record<string, unknown>; value: number }[];
-  return values.find((value) => value.metricName === 'tokenizer_operation_duration_seconds_sum' && value.labels.operation === operation)?.value ?? 0;
+  return values.find((value) => value.metricName === 'pipeserve_tokenizer_operation_duration_seconds_sum' && value.labels.operation === operation)?.value ?? 0;
 }
 
 async function statusOf(call: Promise<unknown>): Promise<{ code: grpc.status; details: string }> {

@@ -45,7 +45,7 @@ export interface SupervisorEvents {
  * launcher and each child gets exactly one signal, the launcher's SIGTERM. Children watch the
  * launcher's pid (PIPESERVE_PARENT_PID) and shut down when it is gone, so even a SIGKILL of the
  * launcher leaves no orphan holding the ports. Each restart is counted in PIPESERVE_RESTARTS,
- * which the restarted service exports as its `service_restarts` metric.
+ * which the restarted service exports as its `pipeserve_service_restarts` metric.
  */
 export class Supervisor {
   private readonly children = new Map<string, Supervised>();
