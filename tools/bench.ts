@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import path from 'node:path';
@@ -9,7 +9,7 @@ import { benchPrompts, type BenchPrompt } from './bench/bench-prompts';
 import { resultsMarkdown, systemLabel, type BenchContext } from './bench/bench-report';
 import { BENCH_SYSTEMS, medianRun, summarize, withRatios, type BenchSystem, type WorkloadRun, type WorkloadSummary } from './bench/bench-stats';
 import { BenchWorker, type InProcessSystem } from './bench/bench-worker';
-import { PipelineWorkload } from './bench/pipeline-workload';
+import { PipelineWorkload, type PipelineSettings } from './bench/pipeline-workload';
 import { ensureTransformersJsExport } from './bench/transformers-js-model-folder';
 import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
 import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
@@ -38,6 +38,11 @@ export const BENCH_COMMAND = new CliCommand({
     'prompt-tokens': { value: 'n', default: '12', description: 'prompt length in tokens (every prompt has this length)' },
     systems: { value: 'list', default: BENCH_SYSTEMS.join(','), description: `which systems to run, of ${BENCH_SYSTEMS.join(', ')}` },
     'link-delay-ms': { value: 'ms', default: '0', description: 'also run the pipeline with this delay added each way on every link to a node (a userspace proxy)' },
+    config: {
+      value: 'file',
+      default: 'config.json',
+      description: "the pipeline runs with this config's limits and runtime sections, as npm start does (its addresses and model are the benchmark's own)",
+    },
     rounds: { value: 'n', default: '1', description: 'measured runs of every workload per system; the median one is reported' },
     out: { value: 'file', default: path.join('bench', 'results.md'), description: 'where the markdown table is written' },
     'update-readme': { description: `also put the table into ${README}, between its bench markers` },
@@ -63,6 +68,8 @@ export interface BenchArgs {
   readonly promptTokens: number;
   readonly systems: readonly BenchSystem[];
   readonly linkDelayMs: number;
+  /** config.json's `limits` and `runtime`, for the pipeline. */
+  readonly pipelineSettings: PipelineSettings;
   readonly rounds: number;
   readonly out: string;
   readonly updateReadme: boolean;
@@ -71,6 +78,24 @@ export interface BenchArgs {
 
 export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   return toBenchArgs(BENCH_COMMAND.parse(argv).values);
+}
+
+/** The `limits` and `runtime` sections of a config file (the services validate their entries). */
+function readPipelineSettings(file: string): PipelineSettings {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`--config: cannot read ${file}: ${(error as Error).message}`);
+  }
+  const section = (name: string): Readonly<Record<string, number>> | undefined => {
+    const value = (json as Record<string, unknown>)[name];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError(`--config: ${file}: ${name} must be an object`);
+    return value as Record<string, number>;
+  };
+  if (typeof json !== 'object' || json === null) throw new UsageError(`--config: ${file} is not a JSON object`);
+  return { limits: section('limits'), runtime: section('runtime') };
 }
 
 function toBenchArgs(values: CliValues<typeof BENCH_COMMAND.spec.options>): BenchArgs {
@@ -92,6 +117,7 @@ function toBenchArgs(values: CliValues<typeof BENCH_COMMAND.spec.options>): Benc
     // In the order of BENCH_SYSTEMS, so that tables and ratios read the same way every run.
     systems: BENCH_SYSTEMS.filter((s) => systems.includes(s)),
     linkDelayMs,
+    pipelineSettings: readPipelineSettings(values.config),
     rounds: parseInteger('--rounds', values.rounds, 1, 20),
     out: values.out,
     updateReadme: values['update-readme'],
@@ -149,7 +175,7 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
           say(`  starting ${label} ...`);
           if (system === 'pipeline') {
             for (const delay of args.linkDelayMs > 0 ? [0, args.linkDelayMs] : [0]) {
-              const pipeline = await PipelineWorkload.start(model.dir, delay);
+              const pipeline = await PipelineWorkload.start(model.dir, delay, args.pipelineSettings);
               contenders.push({ system, model: model.name, linkDelayMs: delay, run: (p, n, measure) => pipeline.run(p, n, measure), close: () => pipeline.stop() });
             }
           } else {
@@ -249,6 +275,10 @@ function benchContext(args: BenchArgs, models: readonly BenchModel[], argv: read
     promptTokens: args.promptTokens,
     newTokens: args.newTokens,
     rounds: args.rounds,
+    pipelineSettings: Object.entries(args.pipelineSettings)
+      .filter(([, section]) => section !== undefined && Object.keys(section).length > 0)
+      .map(([name, section]) => `config.json's ${name} \`${JSON.stringify(section)}\``)
+      .join(' and '),
   };
 }
 

@@ -9,6 +9,8 @@ export interface LoopbackConfigOptions {
   readonly logLevel?: string;
   /** Entries of config.json's `limits`, in its snake_case names. */
   readonly limits?: Readonly<Record<string, number>>;
+  /** config.json's `runtime` (e.g. `intra_op_threads`). */
+  readonly runtime?: Readonly<Record<string, number>>;
   /** Replicas of each stage (default one each); replicas are named node2a, node2b, … */
   readonly replicas?: readonly number[];
   /** Each node listens on a port of its own behind its public address, for a proxy in between (the benchmark's link delay). */
@@ -69,6 +71,7 @@ export async function writeLoopbackConfig(options: LoopbackConfigOptions): Promi
       coordinator: { address: `127.0.0.1:${coordinatorPort}`, metrics_port: coordinatorMetrics },
       nodes,
       limits: options.limits ?? {},
+      ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
       ...(options.security === undefined ? {} : { security: options.security }),
     }),
   );

@@ -94,6 +94,11 @@ describe('npm run bench', () => {
           // Greedy on the same weights and prompts: every system makes the bare loop's tokens.
           expect(system.streams_equal_to_bare).toBe(workload.streams);
           expect(system.peak_rss_bytes).toBeGreaterThan(0);
+          expect(system.cpu_ms_per_token).toBeGreaterThan(0);
+          // The pipeline's CPU is split by service, the benchmark's client among them.
+          const processes = Object.keys(system.cpu_ms_per_token_by_process as Record<string, number>).sort();
+          if (system.system === 'pipeline') expect(processes).toEqual(['api', 'client', 'coordinator', 'node1', 'node2', 'node3', 'tokenizer']);
+          else expect(processes).toEqual([system.system]);
         }
       }
       const markdown = await readFile(out, 'utf8');
@@ -101,6 +106,7 @@ describe('npm run bench', () => {
       expect(markdown.match(/^\| \d+ \| /gm)).toHaveLength(10);
       expect(markdown).toContain('pipeline (+1 ms links)');
       expect(markdown).toContain('What the link delay costs the pipeline');
+      expect(markdown).toMatch(/^- 3 stream\(s\), pipeline: [\d.]+: .*\bapi [\d.]+.*\bclient [\d.]+/m);
     },
     TEST_TIMEOUT_MS,
   );

@@ -23,6 +23,7 @@ const RUN: WorkloadRun = {
   ],
   seconds: 0.05,
   peakRssBytes: { a: 100, b: 50 },
+  cpuSeconds: { a: 0.006, b: 0.003 },
 };
 
 const CONTEXT: BenchContext = { command: 'npm run bench', date: '2026-12-02', cpu: 'cpu', cores: 2, node: '22', onnxruntime: '1.30.0', model: 'm', promptTokens: 12, newTokens: 3, rounds: 1 };
@@ -48,6 +49,9 @@ describe('bench statistics', () => {
       itl_ms_p50: 10,
       itl_ms_p99: 25,
       peak_rss_bytes: 150,
+      // 9 ms of CPU over 6 tokens.
+      cpu_ms_per_token: 1.5,
+      cpu_ms_per_token_by_process: { a: 1, b: 0.5 },
       generated_tokens: 6,
       streams_equal_to_bare: 1,
     });

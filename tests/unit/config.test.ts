@@ -63,7 +63,11 @@ describe('config.json', () => {
   });
 
   it('onnxruntime threads per node: nodes[].intra_op_threads, else runtime.intra_op_threads, else one; INTRA_OP_THREADS overrides both', () => {
-    expect(parseConfig(shipped(), { baseDir: ROOT }).nodes.map((n) => n.intraOpThreads)).toEqual([1, 1, 1]);
+    // The shipped config runs every stage on one machine, taking turns on all its cores.
+    expect(parseConfig(shipped(), { baseDir: ROOT }).nodes.map((n) => n.intraOpThreads)).toEqual([0, 0, 0]);
+    const unset = shipped();
+    delete unset.runtime;
+    expect(parseConfig(unset, { baseDir: ROOT }).nodes.map((n) => n.intraOpThreads)).toEqual([1, 1, 1]);
     const json = shipped();
     json.runtime = { intra_op_threads: 2 };
     (json.nodes as Record<string, unknown>[])[2].intra_op_threads = 0;

@@ -12,6 +12,8 @@ export interface BenchContext {
   readonly promptTokens: number;
   readonly newTokens: number;
   readonly rounds: number;
+  /** The pipeline's settings from config.json, as `runtime … limits …`; empty when it has none. */
+  readonly pipelineSettings?: string;
 }
 
 const MIB = 2 ** 20;
@@ -30,6 +32,7 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
     `\`${context.command}\` on ${context.date}: ${context.cpu}, ${context.cores} cores, Node ${context.node}, onnxruntime-node ${context.onnxruntime}.`,
     `Model ${context.model}; ${context.promptTokens}-token prompts, ${context.newTokens} new tokens per stream, greedy` +
       (context.rounds > 1 ? `; the median of ${context.rounds} rounds.` : '.'),
+    ...(context.pipelineSettings === undefined || context.pipelineSettings === '' ? [] : [`The pipeline runs with ${context.pipelineSettings}.`]),
     '',
     'Every system runs the same weights and the same prompts, side by side in this one run; ratios',
     'compare systems of the same workload. All streams of a workload start together. tok/s: tokens of',
@@ -61,6 +64,15 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
     if (pipeline === undefined || Object.keys(pipeline.peak_rss_bytes_by_process).length < 2) continue;
     const processes = Object.entries(pipeline.peak_rss_bytes_by_process).map(([name, bytes]) => `${name} ${(bytes / MIB).toFixed(0)}`);
     lines.push('', `Peak RSS of the pipeline's processes${several ? ` on ${model}` : ''} (MiB, first workload): ${processes.join(', ')}.`);
+  }
+  const cpuRows = workloads.flatMap((w) => w.systems.filter((s) => Object.keys(s.cpu_ms_per_token_by_process).length > 0).map((s) => ({ streams: w.streams, s })));
+  if (cpuRows.length > 0) {
+    lines.push('', 'CPU ms per generated token, every thread of every process (the pipeline\'s `client` is this benchmark\'s REST client):', '');
+    for (const { streams, s } of cpuRows) {
+      const byProcess = Object.entries(s.cpu_ms_per_token_by_process);
+      const detail = byProcess.length > 1 ? `: ${byProcess.map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', ')}` : '';
+      lines.push(`- ${streams} stream(s), ${systemLabel(s, several)}: ${s.cpu_ms_per_token.toFixed(2)}${detail}`);
+    }
   }
   const delays = delayCosts(workloads);
   if (delays.length > 0) {

@@ -12,6 +12,8 @@ export interface WorkloadRun {
   readonly seconds: number;
   /** Peak resident memory during the measured run, per process. */
   readonly peakRssBytes: Readonly<Record<string, number>>;
+  /** CPU seconds (every thread) each process spent during the measured run; `client` is the benchmark's own REST client. */
+  readonly cpuSeconds: Readonly<Record<string, number>>;
 }
 
 /** The figures of one system on one workload (snake_case: they are the JSON output). */
@@ -31,6 +33,9 @@ export interface SystemSummary {
   /** Sum over the system's processes. */
   readonly peak_rss_bytes: number;
   readonly peak_rss_bytes_by_process: Readonly<Record<string, number>>;
+  /** CPU ms per generated token, summed over the system's processes (the benchmark's client included for the pipeline). */
+  readonly cpu_ms_per_token: number;
+  readonly cpu_ms_per_token_by_process: Readonly<Record<string, number>>;
   readonly generated_tokens: number;
   /** Streams whose tokens equal the bare loop's (greedy output should not depend on the system). */
   readonly streams_equal_to_bare: number | null;
@@ -60,6 +65,7 @@ export function summarize(system: BenchSystem, model: string, linkDelayMs: numbe
   const gaps = run.tokenTimesMs.flatMap((times) => times.slice(1).map((time, i) => time - times[i]));
   const perStream = run.tokenTimesMs.map((times, s) => (times.length === 0 ? 0 : run.tokens[s].length / (times[times.length - 1] / 1000)));
   const rss = Object.values(run.peakRssBytes).reduce((sum, bytes) => sum + bytes, 0);
+  const cpuPerToken = Object.fromEntries(Object.entries(run.cpuSeconds).map(([name, seconds]) => [name, round((seconds * 1000) / Math.max(1, generated), 2)]));
   return {
     system,
     model,
@@ -72,6 +78,8 @@ export function summarize(system: BenchSystem, model: string, linkDelayMs: numbe
     itl_ms_p99: round(percentile(gaps, 0.99), 2),
     peak_rss_bytes: rss,
     peak_rss_bytes_by_process: run.peakRssBytes,
+    cpu_ms_per_token: round((Object.values(run.cpuSeconds).reduce((sum, s) => sum + s, 0) * 1000) / Math.max(1, generated), 2),
+    cpu_ms_per_token_by_process: cpuPerToken,
     generated_tokens: generated,
     streams_equal_to_bare: bare === undefined ? null : run.tokens.filter((tokens, s) => sameTokens(tokens, bare.tokens[s])).length,
     vs_bare: null,

@@ -182,8 +182,10 @@ async function serve(setup: WorkerSetup): Promise<void> {
       try {
         // The peak of the measured run itself, with the model resident: what serving costs.
         if (request.measure) resetPeakRss('self');
+        const cpuBefore = process.cpuUsage();
         const run = await system.generate(request.prompts, request.newTokens);
-        send({ kind: 'run', run: { ...run, peakRssBytes: { [setup.system]: ownPeakRssBytes() } } });
+        const cpu = process.cpuUsage(cpuBefore);
+        send({ kind: 'run', run: { ...run, peakRssBytes: { [setup.system]: ownPeakRssBytes() }, cpuSeconds: { [setup.system]: (cpu.user + cpu.system) / 1e6 } } });
       } catch (error) {
         send({ kind: 'error', message: (error as Error).message });
       }

@@ -15,6 +15,8 @@ export interface SystemRunnerOptions {
   readonly modelDir: string;
   /** config.json `limits` entries (snake_case). */
   readonly limits?: Readonly<Record<string, number>>;
+  /** config.json `runtime` entries (snake_case). */
+  readonly runtime?: Readonly<Record<string, number>>;
   /** Replicas of each stage (default one each). */
   readonly replicas?: readonly number[];
   /** With D > 0, a delay proxy in front of every node adds D ms each way to every connection to it. */
@@ -73,6 +75,7 @@ export class SystemRunner {
       modelName: path.basename(options.modelDir),
       logLevel: 'warn',
       limits: options.limits,
+      runtime: options.runtime,
       replicas: options.replicas,
       separateNodeListenPorts: delay > 0,
       security: options.security,

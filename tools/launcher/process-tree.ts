@@ -24,6 +24,21 @@ export function childProcesses(parentPid: number): ProcessEntry[] {
   return children;
 }
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux architecture Node runs on). */
+const USER_HZ = 100;
+
+/** CPU time a process has used so far (user + system, every thread), in seconds, or undefined when it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the command: state (field 3) … utime (14), stime (15).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The peak resident set (VmHWM) of a process in bytes, or undefined when it is gone. */
 export function peakRssBytes(pid: number): number | undefined {
   try {
