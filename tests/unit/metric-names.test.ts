@@ -15,15 +15,18 @@ const NO_TOKENIZER: TokenizerModel = { vocabSize: 1, encode: () => [], decode: (
 const NO_CHAT_CONFIG = { addBosToken: undefined, bosToken: undefined, eosToken: undefined, unkToken: undefined, padToken: undefined, chatTemplate: undefined, raw: {} };
 const LIMITS = { maxTextBytes: 1, maxDecodeIds: 1, maxStreamMessageIds: 1, maxStreamIds: 1, maxChatMessages: 1 };
 
+/** A registry from the shared factory with one service's metrics class registered on it. */
+function registryWith(service: string, register: (registry: Registry) => unknown, labels?: Record<string, string>): Registry {
+  const registry = createMetricsRegistry(service, labels);
+  register(registry);
+  return registry;
+}
+
 /** Each service's registry as its main.ts builds it: the shared factory plus the service's own metrics. */
 const SERVICES: Record<string, { prefix: string; build: () => Registry }> = {
   api: {
     prefix: 'pipeserve_api_',
-    build: () => {
-      const registry = createMetricsRegistry('api');
-      new ApiMetrics(registry);
-      return registry;
-    },
+    build: () => registryWith('api', (r) => new ApiMetrics(r)),
   },
   tokenizer: {
     prefix: 'pipeserve_tokenizer_',
@@ -37,19 +40,11 @@ const SERVICES: Record<string, { prefix: string; build: () => Registry }> = {
   },
   coordinator: {
     prefix: 'pipeserve_coordinator_',
-    build: () => {
-      const registry = createMetricsRegistry('coordinator');
-      new CoordinatorMetrics(registry);
-      return registry;
-    },
+    build: () => registryWith('coordinator', (r) => new CoordinatorMetrics(r)),
   },
   node: {
     prefix: 'pipeserve_stage_',
-    build: () => {
-      const registry = createMetricsRegistry('node', { node_id: 'node1', stage: '0' });
-      new NodeMetrics(registry);
-      return registry;
-    },
+    build: () => registryWith('node', (r) => new NodeMetrics(r), { node_id: 'node1', stage: '0' }),
   },
 };
 
