@@ -18,6 +18,8 @@ export interface InFlightStep {
   readonly tokens: number;
   readonly sentAt: number;
   readonly timer: NodeJS.Timeout;
+  /** Fires when the step is overdue (well before its deadline), if steps have been measured. */
+  readonly overdueTimer: NodeJS.Timeout | undefined;
 }
 
 /** Why a step did not come back: its status, and which replica is to blame if any is known. */
@@ -32,13 +34,19 @@ export interface StepFailure {
 export interface DispatchListener {
   onStepDone(step: InFlightStep, result: StepResult__Output): void;
   onStepFailed(step: InFlightStep, failure: StepFailure): void;
+  /** The step has taken twice what steps of its size take and is still out: is its route alive? */
+  onStepOverdue(step: InFlightStep): void;
 }
+
+/** A step is never overdue sooner than this: below it, a busy machine's jitter would trigger checks on every step. */
+export const MIN_OVERDUE_MS = 300;
 
 /**
  * Dispatch: sends a planned step into the first stage of its lane's route, and settles it
  * exactly once — with the last stage's result, with a failure any stage reports, with the
  * loss of a replica on its route, or when it outlives its deadline (derived from measured step
- * times, see StepTimeout). Whatever arrives for a step already settled is ignored.
+ * times, see StepTimeout). Before the deadline, an overdue step is reported to the listener, which
+ * may fail it early (a replica of its route no longer answers). Whatever arrives for a step already settled is ignored.
  */
 export class Dispatcher {
   private readonly inFlight = new Map<number, InFlightStep>();
@@ -62,12 +70,20 @@ export class Dispatcher {
     const timer = setTimeout(() => {
       this.settleFailure(stepId, { error: new ServiceError(grpc.status.DEADLINE_EXCEEDED, `step ${stepId} did not come back within ${timeoutMs} ms`), replicaId: '', unreachable: false });
     }, timeoutMs);
+    const overdueMs = this.timeout.overdueMs(tokens, MIN_OVERDUE_MS);
+    const overdueTimer =
+      overdueMs !== undefined && overdueMs < timeoutMs
+        ? setTimeout(() => {
+            const overdue = this.inFlight.get(stepId);
+            if (overdue !== undefined) this.listener.onStepOverdue(overdue);
+          }, overdueMs)
+        : undefined;
     const incarnations = rows.map((row) => {
       const incarnation = row.sequence.incarnation;
       if (incarnation === undefined) throw new Error(`sequence ${row.sequence.id} has no incarnation`);
       return incarnation;
     });
-    const step: InFlightStep = { stepId, lane, rows, nodeSequenceIds: incarnations.map((i) => i.nodeSequenceId), tokens, sentAt: performance.now(), timer };
+    const step: InFlightStep = { stepId, lane, rows, nodeSequenceIds: incarnations.map((i) => i.nodeSequenceId), tokens, sentAt: performance.now(), timer, overdueTimer };
     this.inFlight.set(stepId, step);
     for (const row of rows) row.sequence.inFlight = true;
     const first = lane.route[0];
@@ -132,6 +148,7 @@ export class Dispatcher {
     if (step === undefined) return undefined;
     this.inFlight.delete(stepId);
     clearTimeout(step.timer);
+    clearTimeout(step.overdueTimer);
     for (const row of step.rows) row.sequence.inFlight = false;
     return step;
   }

@@ -106,11 +106,15 @@ export class ReplicaHealth {
     this.states.get(replicaId)?.breaker.recordFailure(Date.now());
   }
 
-  /** One quick health check now (a step through the replica timed out); resolves whether it answered SERVING in time. */
-  async probe(replicaId: string): Promise<boolean> {
+  /**
+   * One quick health check now (a step through the replica is overdue or timed out); resolves
+   * whether it answered SERVING within `timeoutMs` (at most MAX_PROBE_TIMEOUT_MS and the
+   * configured health timeout).
+   */
+  async probe(replicaId: string, timeoutMs = MAX_PROBE_TIMEOUT_MS): Promise<boolean> {
     const state = this.states.get(replicaId);
     if (state === undefined) return false;
-    return this.check(state, Math.min(MAX_PROBE_TIMEOUT_MS, this.config.healthTimeoutMs));
+    return this.check(state, Math.min(timeoutMs, MAX_PROBE_TIMEOUT_MS, this.config.healthTimeoutMs));
   }
 
   async checkAll(): Promise<void> {

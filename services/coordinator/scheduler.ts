@@ -34,6 +34,8 @@ export interface SchedulerOptions {
 
 /** The shortest step deadline: below this, a busy machine's jitter would look like a hang. */
 const MIN_STEP_TIMEOUT_MS = 1_000;
+/** A replica that takes longer than this to answer a health check while a step through it is overdue is down. */
+const OVERDUE_PROBE_TIMEOUT_MS = 300;
 /** How often a sequence without a usable route looks for one again. */
 const ROUTE_RETRY_MS = 100;
 /** Admissions wait this long after a replica refused a sequence for lack of KV memory. */
@@ -219,6 +221,24 @@ export class Scheduler implements DispatchListener {
       const dead = new Set(route.filter((_, i) => !alive[i]).map((r) => r.id));
       for (const id of dead) this.health.markDown(id, `no answer after step ${step.stepId} timed out`);
       settle(dead);
+    });
+  }
+
+  /**
+   * A step is overdue (twice what steps of its size take): ask every replica of its route, with
+   * a short probe. One that does not answer is down, and its steps fail now instead of at their
+   * deadline, so a hung replica (SIGSTOP, a stalled host) costs a stall of about twice a step
+   * plus the probe. A step that is merely slow is left alone: its replicas answer.
+   */
+  onStepOverdue(step: InFlightStep): void {
+    const route = step.lane.route;
+    void Promise.all(route.map((replica) => this.health.probe(replica.id, OVERDUE_PROBE_TIMEOUT_MS))).then((alive) => {
+      route.forEach((replica, i) => {
+        if (alive[i] || this.closed) return;
+        const detail = `no answer to a health check within ${OVERDUE_PROBE_TIMEOUT_MS} ms while step ${step.stepId} was overdue`;
+        this.health.markDown(replica.id, detail);
+        this.replicaLost(replica.id, new ServiceError(grpc.status.UNAVAILABLE, detail));
+      });
     });
   }
 

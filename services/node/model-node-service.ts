@@ -292,6 +292,13 @@ export class ModelNodeService {
         this.metrics.batchSize.observe(step.rows.length);
         this.updateKvGauges();
         const timings: StageTiming[] = [...step.timings, { node_id: this.options.nodeId, stage: stage.index, forward_ms: forwardMs, rows: step.rows.length }];
+        if (step.rows.some((row) => this.sequences.ownedBy(row.sequenceId, owner) === undefined)) {
+          // Released while the step ran (the coordinator settled the step already, e.g. after this
+          // replica was frozen): nobody waits for the result, and the release, queued behind the
+          // step, frees what it wrote.
+          this.logger.debug('step finished after its sequences were released; result dropped', { step_id: step.stepId });
+          return;
+        }
         if (stage.isLast) {
           owner.send({ result: { step_id: step.stepId, tokens: this.sample(step, output.logits as Float32Array, output.logsumexp as Float32Array), timings } });
           return;

@@ -25,3 +25,26 @@ describe('StepTimeout', () => {
     expect(timeout.timeoutMs(4_096)).toBe(2 * 500 * 129);
   });
 });
+
+describe('StepTimeout.overdueMs', () => {
+  test('before any step was measured, nothing is overdue before the deadline', () => {
+    expect(new StepTimeout(2_000, 1_000).overdueMs(1, 300)).toBeUndefined();
+  });
+
+  test('a step is overdue at twice what steps of its size take: after the minimum, before the deadline', () => {
+    const timeout = new StepTimeout(2_000, 1_000);
+    for (let i = 0; i < 50; i++) timeout.observe(8, 100);
+    // 100 ms per step of 8 tokens: overdue at 200 ms, but never below the 300 ms minimum.
+    expect(timeout.overdueMs(8, 300)).toBe(300);
+    expect(timeout.overdueMs(8, 50)).toBe(200);
+    for (let i = 0; i < 64; i++) timeout.observe(8, 450);
+    // 450 ms steps: overdue at 900 ms, lost at the 2 s maximum (4 x 450 would be 1.8 s).
+    expect(timeout.overdueMs(8, 300)).toBe(900);
+    expect(timeout.timeoutMs(8)).toBe(1_800);
+    // Never past the deadline itself.
+    for (let i = 0; i < 64; i++) timeout.observe(8, 900);
+    expect(timeout.timeoutMs(8)).toBe(2_000);
+    expect(timeout.overdueMs(8, 300)).toBe(1_800);
+    expect(timeout.overdueMs(8, 3_000)).toBe(2_000);
+  });
+});
