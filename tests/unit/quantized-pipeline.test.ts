@@ -52,16 +52,33 @@ async function greedyAloneAndBatched(pipeline: InProcessPipeline): Promise<{ alo
   return { alone, batched };
 }
 
+/**
+ * Whether a row's logits are bit for bit the same alone and in a batch. onnxruntime 1.30's 4-bit
+ * MatMulNBits kernels (accuracy_level 4) on AVX2-only CPUs are not: a row's result moves by an ulp
+ * (~5e-7) with the number of rows multiplied at once — measured on an AMD EPYC without AVX-512,
+ * where int8 and fp32 stay exact — and a chaotic random model turns an ulp into other tokens
+ * after a few dozen steps. On the CPUs where it holds, the batched tokens must equal the lone ones.
+ */
+async function batchInvariant(pipeline: InProcessPipeline): Promise<boolean> {
+  const batch = await pipeline.forward(PROMPTS.map((tokenIds, i) => ({ sequenceId: `batch-${i}`, pastLength: 0, tokenIds })));
+  const alone = await pipeline.forward([{ sequenceId: 'alone', pastLength: 0, tokenIds: PROMPTS[0] }]);
+  return alone.every((v, i) => v === batch[i]);
+}
+
 describe('quantized in-process pipeline', () => {
   test.each(CASES)(
     '$name: greedy tokens of every split equal the monolithic quantized graph, alone and batched',
     async ({ weights, ops, splits }) => {
-      const monolithic = await withPipeline({ stages: 1, ops, weights }, greedyAloneAndBatched);
-      expect(monolithic.batched).toEqual(monolithic.alone);
+      const monolithic = await withPipeline({ stages: 1, ops, weights }, async (pipeline) => ({ invariant: await batchInvariant(pipeline), ...(await greedyAloneAndBatched(pipeline)) }));
+      const { invariant } = monolithic;
+      // fp32 and int8 are batch-invariant on every CPU; int4 where its kernels are (see batchInvariant).
+      if (weights.format !== 'int4') expect(invariant).toBe(true);
+      if (invariant) expect(monolithic.batched).toEqual(monolithic.alone);
       monolithic.alone.forEach((tokens) => expect(tokens).toHaveLength(GREEDY_TOKENS));
       for (const split of splits) {
+        // Splits never change tokens: alone equals the monolithic graph alone, batched equals it batched.
         const result = await withPipeline({ ...split, ops, weights }, greedyAloneAndBatched);
-        expect({ split, ...result }).toEqual({ split, ...monolithic });
+        expect({ split, ...result }).toEqual({ split, alone: monolithic.alone, batched: monolithic.batched });
       }
     },
     MODEL_TEST_TIMEOUT_MS,
