@@ -216,12 +216,7 @@ export class Scheduler implements DispatchListener {
     }
     // Nobody said what went wrong (the step timed out): ask every replica of the route, now.
     // Whoever does not answer in time is down; the sequences then go around it.
-    const route = step.lane.route;
-    void Promise.all(route.map((replica) => this.health.probe(replica.id))).then((alive) => {
-      const dead = new Set(route.filter((_, i) => !alive[i]).map((r) => r.id));
-      for (const id of dead) this.health.markDown(id, `no answer after step ${step.stepId} timed out`);
-      settle(dead);
-    });
+    void this.unresponsive(step.lane.route, `no answer after step ${step.stepId} timed out`).then(settle);
   }
 
   /**
@@ -231,15 +226,18 @@ export class Scheduler implements DispatchListener {
    * plus the probe. A step that is merely slow is left alone: its replicas answer.
    */
   onStepOverdue(step: InFlightStep): void {
-    const route = step.lane.route;
-    void Promise.all(route.map((replica) => this.health.probe(replica.id, OVERDUE_PROBE_TIMEOUT_MS))).then((alive) => {
-      route.forEach((replica, i) => {
-        if (alive[i] || this.closed) return;
-        const detail = `no answer to a health check within ${OVERDUE_PROBE_TIMEOUT_MS} ms while step ${step.stepId} was overdue`;
-        this.health.markDown(replica.id, detail);
-        this.replicaLost(replica.id, new ServiceError(grpc.status.UNAVAILABLE, detail));
-      });
+    const detail = `no answer to a health check within ${OVERDUE_PROBE_TIMEOUT_MS} ms while step ${step.stepId} was overdue`;
+    void this.unresponsive(step.lane.route, detail, OVERDUE_PROBE_TIMEOUT_MS).then((dead) => {
+      for (const id of dead) this.replicaLost(id, new ServiceError(grpc.status.UNAVAILABLE, detail));
     });
+  }
+
+  /** Health-checks every replica of a route now; the ones that do not answer in time are marked down (`why`) and returned. */
+  private async unresponsive(route: Lane['route'], why: string, timeoutMs?: number): Promise<Set<string>> {
+    const alive = await Promise.all(route.map((replica) => this.health.probe(replica.id, timeoutMs)));
+    const dead = new Set(route.filter((_, i) => !alive[i]).map((r) => r.id));
+    for (const id of dead) this.health.markDown(id, why);
+    return dead;
   }
 
   private pump(): void {
