@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { z } from 'zod';
 
 /**
  * `config.json`: the model and the topology. Parsed once at a service's start into `AppConfig`
- * (camelCase, validated); environment variables override it for containers (see ENV_OVERRIDES).
+ * (camelCase, validated) by one zod schema (CONFIG_SCHEMA below: types, defaults, limits and
+ * messages in one declaration; unknown keys are refused, so a typo is not silently ignored);
+ * environment variables override it for containers (see ENV_OVERRIDES).
  */
 export interface NodeEntry {
   readonly id: string;
@@ -160,6 +163,132 @@ export const DEFAULT_RESILIENCE: ResilienceConfig = {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
+const NODE_ID = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+const ORIGIN = /^https?:\/\/[^/\s]+$/;
+const SECRET_MIN_LENGTH = 16;
+
+// ---- the pieces every key is made of, each with the message a user sees ----
+
+/** A number in JSON, or a numeric string (environment variables are strings). */
+function int(min: number, max = Number.MAX_SAFE_INTEGER, problem = `must be an integer >= ${min}`) {
+  const error = (issue: { input?: unknown }): string => `${problem}, got ${JSON.stringify(issue.input)}`;
+  return z.preprocess(
+    (value) => (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value)) ? Number(value) : value),
+    z.number({ error }).int({ error }).min(min, { error }).max(max, { error }),
+  );
+}
+
+const port = () => int(1, 65535, 'must be a port number (1-65535)');
+
+const nonEmpty = () => z.string({ error: 'must be a non-empty string' }).refine((v) => v.trim() !== '', 'must be a non-empty string');
+
+/** Absent, null or empty is no value: an empty API_KEY means no key, not an empty one. */
+const optionalNonEmpty = () => z.preprocess((value) => (value === '' || value === null ? undefined : value), nonEmpty().optional());
+
+const hostPort = () =>
+  nonEmpty().refine(
+    (text) => {
+      const colon = text.lastIndexOf(':');
+      const portText = text.slice(colon + 1);
+      return colon > 0 && /^\d+$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535;
+    },
+    { error: (issue) => `${JSON.stringify(issue.input)} must be host:port (port 1-65535)` },
+  );
+
+/** An object with exactly these keys; anything else is a type error named "must be an object". */
+function section<T extends z.ZodRawShape>(shape: T) {
+  return z.strictObject(shape, { error: (issue) => (issue.code === 'invalid_type' ? 'must be an object' : undefined) });
+}
+
+const corsOrigins = () => {
+  const error = (issue: { input?: unknown }): string => `must be "*" or a list of origins such as "https://app.example.com" (scheme and host, no path), got ${JSON.stringify(issue.input)}`;
+  return z.preprocess(
+    (value) => (typeof value === 'string' ? [value] : value),
+    z.array(z.string({ error }).refine((o) => o === '*' || ORIGIN.test(o), { error }), { error }),
+  );
+};
+
+const clusterSecret = () => {
+  const error = `must be at least ${SECRET_MIN_LENGTH} printable characters without spaces`;
+  return z.string({ error }).min(SECRET_MIN_LENGTH, { error }).regex(/^[\x21-\x7e]+$/, { error });
+};
+
+/** config.json as written (snake_case keys), with the defaults of every optional key. */
+const CONFIG_SCHEMA = section({
+  model_name: nonEmpty(),
+  model_dir: nonEmpty(),
+  log_level: z.enum(LOG_LEVELS, { error: (issue) => `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(issue.input)}` }).default('info'),
+  api: section({
+    port: port().default(8000),
+    host: nonEmpty().default('0.0.0.0'),
+    api_key: optionalNonEmpty(),
+    cors_origins: corsOrigins().default([]),
+  }).prefault({}),
+  tokenizer: section({ address: hostPort(), metrics_port: port() }),
+  coordinator: section({ address: hostPort(), metrics_port: port() }),
+  nodes: z
+    .array(
+      section({
+        id: nonEmpty().regex(NODE_ID, { error: (issue) => `${JSON.stringify(issue.input)} must be lowercase letters, digits and dashes` }),
+        address: hostPort(),
+        model_part: int(0),
+        metrics_port: port(),
+        discovery: z.enum(['static', 'dns'], { error: (issue) => `must be "static" or "dns", got ${JSON.stringify(issue.input)}` }).default('static'),
+        bind_address: hostPort().optional(),
+        intra_op_threads: int(0).optional(),
+      }),
+      { error: 'must be a non-empty array' },
+    )
+    .min(1, { error: 'must be a non-empty array' }),
+  runtime: section({ intra_op_threads: int(0).default(DEFAULT_INTRA_OP_THREADS) }).prefault({}),
+  limits: section({
+    max_new_tokens: int(1).default(DEFAULT_LIMITS.maxNewTokens),
+    max_prompt_tokens: int(1).default(DEFAULT_LIMITS.maxPromptTokens),
+    max_batch_size: int(1).default(DEFAULT_LIMITS.maxBatchSize),
+    max_batch_tokens: int(1).default(DEFAULT_LIMITS.maxBatchTokens),
+    max_queued_requests: int(1).default(DEFAULT_LIMITS.maxQueuedRequests),
+    request_timeout_ms: int(1).default(DEFAULT_LIMITS.requestTimeoutMs),
+    kv_budget_bytes: int(1).default(DEFAULT_LIMITS.kvBudgetBytes),
+    kv_idle_ttl_ms: int(1).default(DEFAULT_LIMITS.kvIdleTtlMs),
+    body_limit_bytes: int(1).default(DEFAULT_LIMITS.bodyLimitBytes),
+    http_headers_timeout_ms: int(1).default(DEFAULT_LIMITS.httpHeadersTimeoutMs),
+    http_request_timeout_ms: int(1).default(DEFAULT_LIMITS.httpRequestTimeoutMs),
+    max_message_bytes: int(64 * 1024).default(DEFAULT_LIMITS.maxMessageBytes),
+    step_timeout_max_ms: int(100).default(DEFAULT_LIMITS.stepTimeoutMaxMs),
+    micro_batches: int(0).default(DEFAULT_LIMITS.microBatches),
+  }).prefault({}),
+  resilience: section({
+    breaker_failure_threshold: int(1).default(DEFAULT_RESILIENCE.breakerFailureThreshold),
+    breaker_open_ms: int(1).default(DEFAULT_RESILIENCE.breakerOpenMs),
+    breaker_success_threshold: int(1).default(DEFAULT_RESILIENCE.breakerSuccessThreshold),
+    health_interval_ms: int(10).default(DEFAULT_RESILIENCE.healthIntervalMs),
+    health_timeout_ms: int(10).default(DEFAULT_RESILIENCE.healthTimeoutMs),
+    health_failures_to_down: int(1).default(DEFAULT_RESILIENCE.healthFailuresToDown),
+  }).prefault({}),
+  security: section({
+    cluster_secret: clusterSecret().optional(),
+    tls: section({ ca_file: nonEmpty().optional(), cert_file: nonEmpty().optional(), key_file: nonEmpty().optional() }).prefault({}),
+  }).prefault({}),
+}).superRefine((config, ctx) => {
+  const ids = new Set<string>();
+  for (const node of config.nodes) {
+    if (ids.has(node.id)) ctx.addIssue({ code: 'custom', path: ['nodes[]', 'id'], message: `${JSON.stringify(node.id)} appears twice` });
+    ids.add(node.id);
+  }
+  const parts = new Set(config.nodes.map((n) => n.model_part));
+  for (let part = 0; part < parts.size; part++) {
+    if (!parts.has(part)) {
+      ctx.addIssue({ code: 'custom', path: ['nodes[]', 'model_part'], message: `stages must be numbered 0..${parts.size - 1}; stage ${part} has no node` });
+      break;
+    }
+  }
+  const tlsGiven = Object.values(config.security.tls).filter((v) => v !== undefined).length;
+  if (tlsGiven !== 0 && tlsGiven !== 3) ctx.addIssue({ code: 'custom', path: ['security', 'tls'], message: 'needs ca_file, cert_file and key_file together (or none of them)' });
+});
+
+export type RawConfig = z.output<typeof CONFIG_SCHEMA>;
+
 export function loadConfig(env: Env = process.env): AppConfig {
   const file = path.resolve(env.CONFIG_PATH ?? 'config.json');
   let text: string;
@@ -177,120 +306,142 @@ export function loadConfig(env: Env = process.env): AppConfig {
   return parseConfig(json, { baseDir: path.dirname(file), env });
 }
 
+/**
+ * config.json's content, with the environment's overrides applied, as an AppConfig; a
+ * ConfigError names every key that is wrong (and the variable, when one set it).
+ */
 export function parseConfig(json: unknown, options: { baseDir: string; env?: Env }): AppConfig {
-  const env = options.env ?? {};
-  const root = asObject(json, '(root)');
-  const nodesJson = root.nodes;
-  if (!Array.isArray(nodesJson) || nodesJson.length === 0) throw new ConfigError('nodes', 'must be a non-empty array');
-  const nodeAddressOverrides = parseNodeAddresses(env.NODE_ADDRESSES);
-  const runtime = asObject(root.runtime ?? {}, 'runtime');
-  const threadsOverride = env.INTRA_OP_THREADS === undefined ? undefined : int(env.INTRA_OP_THREADS, 'INTRA_OP_THREADS', 0);
-  const defaultThreads = threadsOverride ?? int(runtime.intra_op_threads ?? DEFAULT_INTRA_OP_THREADS, 'runtime.intra_op_threads', 0);
+  const { document, setBy } = withEnvOverrides(json, options.env ?? {});
+  const parsed = CONFIG_SCHEMA.safeParse(document);
+  if (!parsed.success) throw configErrorOf(parsed.error, setBy);
+  return toAppConfig(parsed.data, options.baseDir);
+}
 
-  const nodes = nodesJson.map((entry, i): NodeEntry => {
-    const key = `nodes[${i}]`;
-    const node = asObject(entry, key);
-    const id = str(node.id, `${key}.id`);
-    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(id)) {
-      throw new ConfigError(`${key}.id`, `"${id}" must be lowercase letters, digits and dashes`);
-    }
-    const discovery = node.discovery ?? 'static';
-    if (discovery !== 'static' && discovery !== 'dns') throw new ConfigError(`${key}.discovery`, `must be "static" or "dns", got ${JSON.stringify(discovery)}`);
-    return {
-      id,
-      address: address(nodeAddressOverrides.get(id) ?? node.address, `${key}.address`),
-      modelPart: int(node.model_part, `${key}.model_part`, 0),
-      metricsPort: port(node.metrics_port, `${key}.metrics_port`),
-      discovery,
-      ...(node.bind_address === undefined ? {} : { bindAddress: address(node.bind_address, `${key}.bind_address`) }),
-      intraOpThreads: threadsOverride ?? (node.intra_op_threads === undefined ? defaultThreads : int(node.intra_op_threads, `${key}.intra_op_threads`, 0)),
-    };
+/** The first problem names its key in the message (`config <key>: <problem>`); further ones follow, one per line. */
+function configErrorOf(error: z.ZodError, setBy: ReadonlyMap<string, string>): ConfigError {
+  const problems = error.issues.flatMap((issue) => {
+    const key = keyOf(issue.path);
+    if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => [key === '(root)' ? k : `${key}.${k}`, 'is not a known key (a typo?)'] as const);
+    const variable = setBy.get(key);
+    return [[key, variable === undefined ? issue.message : `${issue.message} (set by ${variable})`] as const];
   });
-  checkUnique(nodes.map((n) => n.id), 'nodes[].id');
-  for (const id of nodeAddressOverrides.keys()) {
-    if (!nodes.some((n) => n.id === id)) throw new ConfigError('NODE_ADDRESSES', `names unknown node "${id}"`);
-  }
-  const parts = new Set(nodes.map((n) => n.modelPart));
-  for (let part = 0; part < parts.size; part++) {
-    if (!parts.has(part)) {
-      throw new ConfigError('nodes[].model_part', `stages must be numbered 0..${parts.size - 1}; stage ${part} has no node`);
+  const [[key, problem], ...more] = problems;
+  return new ConfigError(key, [problem, ...more.map(([k, p]) => `config ${k}: ${p}`)].join('\n'));
+}
+
+/** ['nodes', 1, 'address'] → "nodes[1].address". */
+function keyOf(pathParts: readonly PropertyKey[]): string {
+  if (pathParts.length === 0) return '(root)';
+  return pathParts.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`)).join('');
+}
+
+/** Each variable of ENV_OVERRIDES that sets one key, and that key's path. */
+const ENV_KEYS: ReadonlyArray<readonly [keyof typeof ENV_OVERRIDES, readonly string[]]> = [
+  ['MODEL_DIR', ['model_dir']],
+  ['API_PORT', ['api', 'port']],
+  ['API_HOST', ['api', 'host']],
+  ['API_KEY', ['api', 'api_key']],
+  ['TOKENIZER_ADDRESS', ['tokenizer', 'address']],
+  ['COORDINATOR_ADDRESS', ['coordinator', 'address']],
+  ['KV_BUDGET_BYTES', ['limits', 'kv_budget_bytes']],
+  ['CLUSTER_SECRET', ['security', 'cluster_secret']],
+  ['TLS_CA_FILE', ['security', 'tls', 'ca_file']],
+  ['TLS_CERT_FILE', ['security', 'tls', 'cert_file']],
+  ['TLS_KEY_FILE', ['security', 'tls', 'key_file']],
+  ['REQUEST_TIMEOUT_MS', ['limits', 'request_timeout_ms']],
+  ['LOG_LEVEL', ['log_level']],
+];
+
+/**
+ * A copy of the document with the environment's values written in (the input is not
+ * changed), and which variable set which key, so that an error can name it. Where a section is
+ * not an object the variable is not applied: the schema then reports the section.
+ */
+function withEnvOverrides(json: unknown, env: Env): { document: unknown; setBy: Map<string, string> } {
+  const setBy = new Map<string, string>();
+  if (!isPlainObject(json)) return { document: json, setBy };
+  const document = structuredClone(json);
+  const set = (keyPath: readonly (string | number)[], value: unknown, variable: string): void => {
+    let target: Record<string | number, unknown> = document;
+    for (const part of keyPath.slice(0, -1)) {
+      target[part] ??= {};
+      const next = target[part];
+      if (typeof next !== 'object' || next === null) return;
+      target = next as Record<string | number, unknown>;
     }
-  }
-
-  const api = asObject(root.api ?? {}, 'api');
-  const tokenizer = asObject(root.tokenizer, 'tokenizer');
-  const coordinator = asObject(root.coordinator, 'coordinator');
-  const limits = asObject(root.limits ?? {}, 'limits');
-  const resilience = asObject(root.resilience ?? {}, 'resilience');
-  const security = asObject(root.security ?? {}, 'security');
-  const tls = asObject(security.tls ?? {}, 'security.tls');
-  const tlsFiles = {
-    caFile: env.TLS_CA_FILE ?? tls.ca_file,
-    certFile: env.TLS_CERT_FILE ?? tls.cert_file,
-    keyFile: env.TLS_KEY_FILE ?? tls.key_file,
+    target[keyPath[keyPath.length - 1]] = value;
+    setBy.set(keyOf(keyPath), variable);
   };
-  const tlsGiven = Object.values(tlsFiles).filter((v) => v !== undefined).length;
-  if (tlsGiven !== 0 && tlsGiven !== 3) throw new ConfigError('security.tls', 'needs ca_file, cert_file and key_file together (or none of them)');
-  const clusterSecret = env.CLUSTER_SECRET ?? security.cluster_secret;
-  if (clusterSecret !== undefined && (typeof clusterSecret !== 'string' || clusterSecret.length < 16 || /[^\x21-\x7e]/.test(clusterSecret))) {
-    throw new ConfigError('security.cluster_secret', 'must be at least 16 printable characters without spaces');
+  for (const [variable, keyPath] of ENV_KEYS) {
+    const value = env[variable];
+    if (value !== undefined) set(keyPath, value, variable);
   }
-  const modelDir = str(env.MODEL_DIR ?? root.model_dir, 'model_dir');
+  const nodes = Array.isArray(document.nodes) ? (document.nodes as unknown[]) : [];
+  for (const [id, nodeAddress] of parseNodeAddresses(env.NODE_ADDRESSES)) {
+    const index = nodes.findIndex((n) => isPlainObject(n) && n.id === id);
+    if (index < 0) throw new ConfigError('NODE_ADDRESSES', `names unknown node "${id}"`);
+    set(['nodes', index, 'address'], nodeAddress, 'NODE_ADDRESSES');
+  }
+  const threads = env.INTRA_OP_THREADS;
+  if (threads !== undefined) {
+    set(['runtime', 'intra_op_threads'], threads, 'INTRA_OP_THREADS');
+    nodes.forEach((n, i) => {
+      if (isPlainObject(n)) set(['nodes', i, 'intra_op_threads'], threads, 'INTRA_OP_THREADS');
+    });
+  }
+  return { document, setBy };
+}
 
+function toAppConfig(raw: RawConfig, baseDir: string): AppConfig {
+  const { limits: l, resilience: r, security, runtime } = raw;
+  const tls = security.tls;
   return {
-    modelName: str(root.model_name, 'model_name'),
-    modelDir: path.resolve(options.baseDir, modelDir),
-    api: {
-      port: port(env.API_PORT ?? api.port ?? 8000, 'api.port'),
-      host: str(env.API_HOST ?? api.host ?? '0.0.0.0', 'api.host'),
-      ...optionalEntry('apiKey', optionalStr(env.API_KEY ?? api.api_key, 'api.api_key')),
-      corsOrigins: corsOrigins(api.cors_origins ?? []),
-    },
-    tokenizer: {
-      address: address(env.TOKENIZER_ADDRESS ?? tokenizer.address, 'tokenizer.address'),
-      metricsPort: port(tokenizer.metrics_port, 'tokenizer.metrics_port'),
-    },
-    coordinator: {
-      address: address(env.COORDINATOR_ADDRESS ?? coordinator.address, 'coordinator.address'),
-      metricsPort: port(coordinator.metrics_port, 'coordinator.metrics_port'),
-    },
-    nodes,
+    modelName: raw.model_name,
+    modelDir: path.resolve(baseDir, raw.model_dir),
+    api: { port: raw.api.port, host: raw.api.host, ...(raw.api.api_key === undefined ? {} : { apiKey: raw.api.api_key }), corsOrigins: raw.api.cors_origins },
+    tokenizer: { address: raw.tokenizer.address, metricsPort: raw.tokenizer.metrics_port },
+    coordinator: { address: raw.coordinator.address, metricsPort: raw.coordinator.metrics_port },
+    nodes: raw.nodes.map((node) => ({
+      id: node.id,
+      address: node.address,
+      modelPart: node.model_part,
+      metricsPort: node.metrics_port,
+      discovery: node.discovery,
+      ...(node.bind_address === undefined ? {} : { bindAddress: node.bind_address }),
+      intraOpThreads: node.intra_op_threads ?? runtime.intra_op_threads,
+    })),
     limits: {
-      maxNewTokens: int(limits.max_new_tokens ?? DEFAULT_LIMITS.maxNewTokens, 'limits.max_new_tokens', 1),
-      maxPromptTokens: int(limits.max_prompt_tokens ?? DEFAULT_LIMITS.maxPromptTokens, 'limits.max_prompt_tokens', 1),
-      maxBatchSize: int(limits.max_batch_size ?? DEFAULT_LIMITS.maxBatchSize, 'limits.max_batch_size', 1),
-      maxBatchTokens: int(limits.max_batch_tokens ?? DEFAULT_LIMITS.maxBatchTokens, 'limits.max_batch_tokens', 1),
-      maxQueuedRequests: int(limits.max_queued_requests ?? DEFAULT_LIMITS.maxQueuedRequests, 'limits.max_queued_requests', 1),
-      requestTimeoutMs: int(env.REQUEST_TIMEOUT_MS ?? limits.request_timeout_ms ?? DEFAULT_LIMITS.requestTimeoutMs, 'limits.request_timeout_ms', 1),
-      kvBudgetBytes: int(env.KV_BUDGET_BYTES ?? limits.kv_budget_bytes ?? DEFAULT_LIMITS.kvBudgetBytes, 'limits.kv_budget_bytes', 1),
-      kvIdleTtlMs: int(limits.kv_idle_ttl_ms ?? DEFAULT_LIMITS.kvIdleTtlMs, 'limits.kv_idle_ttl_ms', 1),
-      bodyLimitBytes: int(limits.body_limit_bytes ?? DEFAULT_LIMITS.bodyLimitBytes, 'limits.body_limit_bytes', 1),
-      httpHeadersTimeoutMs: int(limits.http_headers_timeout_ms ?? DEFAULT_LIMITS.httpHeadersTimeoutMs, 'limits.http_headers_timeout_ms', 1),
-      httpRequestTimeoutMs: int(limits.http_request_timeout_ms ?? DEFAULT_LIMITS.httpRequestTimeoutMs, 'limits.http_request_timeout_ms', 1),
-      maxMessageBytes: int(limits.max_message_bytes ?? DEFAULT_LIMITS.maxMessageBytes, 'limits.max_message_bytes', 64 * 1024),
-      stepTimeoutMaxMs: int(limits.step_timeout_max_ms ?? DEFAULT_LIMITS.stepTimeoutMaxMs, 'limits.step_timeout_max_ms', 100),
-      microBatches: int(limits.micro_batches ?? DEFAULT_LIMITS.microBatches, 'limits.micro_batches', 0),
+      maxNewTokens: l.max_new_tokens,
+      maxPromptTokens: l.max_prompt_tokens,
+      maxBatchSize: l.max_batch_size,
+      maxBatchTokens: l.max_batch_tokens,
+      maxQueuedRequests: l.max_queued_requests,
+      requestTimeoutMs: l.request_timeout_ms,
+      kvBudgetBytes: l.kv_budget_bytes,
+      kvIdleTtlMs: l.kv_idle_ttl_ms,
+      bodyLimitBytes: l.body_limit_bytes,
+      httpHeadersTimeoutMs: l.http_headers_timeout_ms,
+      httpRequestTimeoutMs: l.http_request_timeout_ms,
+      maxMessageBytes: l.max_message_bytes,
+      stepTimeoutMaxMs: l.step_timeout_max_ms,
+      microBatches: l.micro_batches,
     },
     resilience: {
-      breakerFailureThreshold: int(resilience.breaker_failure_threshold ?? DEFAULT_RESILIENCE.breakerFailureThreshold, 'resilience.breaker_failure_threshold', 1),
-      breakerOpenMs: int(resilience.breaker_open_ms ?? DEFAULT_RESILIENCE.breakerOpenMs, 'resilience.breaker_open_ms', 1),
-      breakerSuccessThreshold: int(resilience.breaker_success_threshold ?? DEFAULT_RESILIENCE.breakerSuccessThreshold, 'resilience.breaker_success_threshold', 1),
-      healthIntervalMs: int(resilience.health_interval_ms ?? DEFAULT_RESILIENCE.healthIntervalMs, 'resilience.health_interval_ms', 10),
-      healthTimeoutMs: int(resilience.health_timeout_ms ?? DEFAULT_RESILIENCE.healthTimeoutMs, 'resilience.health_timeout_ms', 10),
-      healthFailuresToDown: int(resilience.health_failures_to_down ?? DEFAULT_RESILIENCE.healthFailuresToDown, 'resilience.health_failures_to_down', 1),
+      breakerFailureThreshold: r.breaker_failure_threshold,
+      breakerOpenMs: r.breaker_open_ms,
+      breakerSuccessThreshold: r.breaker_success_threshold,
+      healthIntervalMs: r.health_interval_ms,
+      healthTimeoutMs: r.health_timeout_ms,
+      healthFailuresToDown: r.health_failures_to_down,
     },
     security: {
-      clusterSecret: clusterSecret as string | undefined,
+      clusterSecret: security.cluster_secret,
       tls:
-        tlsGiven === 3
-          ? {
-              caFile: path.resolve(options.baseDir, str(tlsFiles.caFile, 'security.tls.ca_file')),
-              certFile: path.resolve(options.baseDir, str(tlsFiles.certFile, 'security.tls.cert_file')),
-              keyFile: path.resolve(options.baseDir, str(tlsFiles.keyFile, 'security.tls.key_file')),
-            }
+        tls.ca_file !== undefined && tls.cert_file !== undefined && tls.key_file !== undefined
+          ? { caFile: path.resolve(baseDir, tls.ca_file), certFile: path.resolve(baseDir, tls.cert_file), keyFile: path.resolve(baseDir, tls.key_file) }
           : undefined,
     },
-    logLevel: logLevel(env.LOG_LEVEL ?? root.log_level ?? 'info'),
+    logLevel: raw.log_level,
   };
 }
 
@@ -314,68 +465,6 @@ function parseNodeAddresses(value: string | undefined): Map<string, string> {
   return result;
 }
 
-function asObject(value: unknown, key: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, 'must be an object');
-  return value as Record<string, unknown>;
-}
-
-function str(value: unknown, key: string): string {
-  if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(key, 'must be a non-empty string');
-  return value;
-}
-
-/** Absent or empty stays absent: an empty API_KEY means no key, not an empty one. */
-function optionalStr(value: unknown, key: string): string | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  return str(value, key);
-}
-
-function optionalEntry<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
-}
-
-function corsOrigins(value: unknown): readonly string[] {
-  const list = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(list) || !list.every((o) => typeof o === 'string' && (o === '*' || /^https?:\/\/[^/\s]+$/.test(o)))) {
-    throw new ConfigError('api.cors_origins', `must be "*" or a list of origins such as "https://app.example.com" (scheme and host, no path), got ${JSON.stringify(value)}`);
-  }
-  return list as string[];
-}
-
-function int(value: unknown, key: string, min: number): number {
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
-    throw new ConfigError(key, `must be an integer >= ${min}, got ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
-function port(value: unknown, key: string): number {
-  const n = int(value, key, 1);
-  if (n > 65535) throw new ConfigError(key, `must be a port number (1-65535), got ${n}`);
-  return n;
-}
-
-function address(value: unknown, key: string): string {
-  const text = str(value, key);
-  const colon = text.lastIndexOf(':');
-  if (colon <= 0) throw new ConfigError(key, `"${text}" must be host:port`);
-  port(text.slice(colon + 1), key);
-  return text;
-}
-
-function logLevel(value: unknown): string {
-  const levels = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'];
-  if (typeof value !== 'string' || !levels.includes(value)) {
-    throw new ConfigError('log_level', `must be one of ${levels.join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function checkUnique(values: readonly string[], key: string): void {
-  const seen = new Set<string>();
-  for (const v of values) {
-    if (seen.has(v)) throw new ConfigError(key, `"${v}" appears twice`);
-    seen.add(v);
-  }
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

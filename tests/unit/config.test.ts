@@ -36,7 +36,7 @@ describe('config.json', () => {
     [(c: Record<string, unknown>) => ((c.api as { port: number }).port = 70000), /config api\.port: must be a port number/],
     [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).max_new_tokens = 0), /config limits\.max_new_tokens: must be an integer >= 1/],
     [(c: Record<string, unknown>) => (c.log_level = 'loud'), /config log_level: must be one of/],
-    [(c: Record<string, unknown>) => ((c.api as Record<string, unknown>).cors_origins = ['https://a.example/path']), /config api\.cors_origins: must be "\*" or a list of origins/],
+    [(c: Record<string, unknown>) => ((c.api as Record<string, unknown>).cors_origins = ['https://a.example/path']), /config api\.cors_origins\[0\]: must be "\*" or a list of origins/],
     [(c: Record<string, unknown>) => ((c.api as Record<string, unknown>).api_key = 5), /config api\.api_key: must be a non-empty string/],
     [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).http_headers_timeout_ms = 0), /config limits\.http_headers_timeout_ms: must be an integer >= 1/],
   ])('an invalid config is rejected with a message naming the key (%#)', (mutate, message) => {
@@ -75,7 +75,31 @@ describe('config.json', () => {
     expect(parseConfig(json, { baseDir: ROOT, env: { INTRA_OP_THREADS: '3' } }).nodes.map((n) => n.intraOpThreads)).toEqual([3, 3, 3]);
     (json.nodes as Record<string, unknown>[])[1].intra_op_threads = -1;
     expect(() => parseConfig(json, { baseDir: ROOT })).toThrow(/config nodes\[1\]\.intra_op_threads: must be an integer >= 0/);
-    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { INTRA_OP_THREADS: 'many' } })).toThrow(/config INTRA_OP_THREADS: must be an integer >= 0/);
+    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { INTRA_OP_THREADS: 'many' } })).toThrow(/config runtime\.intra_op_threads: must be an integer >= 0, got "many" \(set by INTRA_OP_THREADS\)/);
+  });
+
+  it('an unknown key is refused by name, every problem is reported, and the document is not changed', () => {
+    const json = shipped();
+    (json.limits as Record<string, unknown>).max_new_token = 8;
+    (json.api as Record<string, unknown>).port = 'eighty';
+    const before = structuredClone(json);
+    let message = '';
+    try {
+      parseConfig(json, { baseDir: ROOT, env: { API_PORT: '1' } });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toBe('config limits.max_new_token: is not a known key (a typo?)');
+    expect(() => parseConfig(json, { baseDir: ROOT })).toThrow(/^config api\.port: must be a port number \(1-65535\), got "eighty"\nconfig limits\.max_new_token: is not a known key/);
+    expect(json).toEqual(before);
+    expect(() => parseConfig({ ...shipped(), extra: true }, { baseDir: ROOT })).toThrow(/^config extra: is not a known key/);
+    expect(() => parseConfig('nodes', { baseDir: ROOT })).toThrow(/^config \(root\): must be an object$/);
+  });
+
+  it('a bad value from an environment variable names the key and the variable', () => {
+    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { API_PORT: '0' } })).toThrow(/^config api\.port: must be a port number \(1-65535\), got 0 \(set by API_PORT\)$/);
+    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { NODE_ADDRESSES: 'node2=nohost' } })).toThrow(/^config nodes\[1\]\.address: "nohost" must be host:port \(port 1-65535\) \(set by NODE_ADDRESSES\)$/);
+    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { LOG_LEVEL: 'loud' } })).toThrow(/^config log_level: must be one of error, warn, info, http, verbose, debug, silly, got "loud" \(set by LOG_LEVEL\)$/);
   });
 
   it('NODE_ADDRESSES naming an unknown node is rejected', () => {
