@@ -13,6 +13,8 @@ import type { OpenSequence as _pipeserve_v1_OpenSequence, OpenSequence__Output a
 import type { Opened as _pipeserve_v1_Opened, Opened__Output as _pipeserve_v1_Opened__Output } from './pipeserve/v1/Opened';
 import type { ReleaseSequences as _pipeserve_v1_ReleaseSequences, ReleaseSequences__Output as _pipeserve_v1_ReleaseSequences__Output } from './pipeserve/v1/ReleaseSequences';
 import type { Released as _pipeserve_v1_Released, Released__Output as _pipeserve_v1_Released__Output } from './pipeserve/v1/Released';
+import type { RewindSequence as _pipeserve_v1_RewindSequence, RewindSequence__Output as _pipeserve_v1_RewindSequence__Output } from './pipeserve/v1/RewindSequence';
+import type { Rewound as _pipeserve_v1_Rewound, Rewound__Output as _pipeserve_v1_Rewound__Output } from './pipeserve/v1/Rewound';
 import type { SampledToken as _pipeserve_v1_SampledToken, SampledToken__Output as _pipeserve_v1_SampledToken__Output } from './pipeserve/v1/SampledToken';
 import type { SamplingParameters as _pipeserve_v1_SamplingParameters, SamplingParameters__Output as _pipeserve_v1_SamplingParameters__Output } from './pipeserve/v1/SamplingParameters';
 import type { StageTiming as _pipeserve_v1_StageTiming, StageTiming__Output as _pipeserve_v1_StageTiming__Output } from './pipeserve/v1/StageTiming';
@@ -42,6 +44,8 @@ export interface ProtoGrpcType {
       Opened: MessageTypeDefinition<_pipeserve_v1_Opened, _pipeserve_v1_Opened__Output>
       ReleaseSequences: MessageTypeDefinition<_pipeserve_v1_ReleaseSequences, _pipeserve_v1_ReleaseSequences__Output>
       Released: MessageTypeDefinition<_pipeserve_v1_Released, _pipeserve_v1_Released__Output>
+      RewindSequence: MessageTypeDefinition<_pipeserve_v1_RewindSequence, _pipeserve_v1_RewindSequence__Output>
+      Rewound: MessageTypeDefinition<_pipeserve_v1_Rewound, _pipeserve_v1_Rewound__Output>
       SampledToken: MessageTypeDefinition<_pipeserve_v1_SampledToken, _pipeserve_v1_SampledToken__Output>
       SamplingParameters: MessageTypeDefinition<_pipeserve_v1_SamplingParameters, _pipeserve_v1_SamplingParameters__Output>
       StageTiming: MessageTypeDefinition<_pipeserve_v1_StageTiming, _pipeserve_v1_StageTiming__Output>

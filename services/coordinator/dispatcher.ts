@@ -38,6 +38,15 @@ export interface DispatchListener {
   onStepOverdue(step: InFlightStep): void;
 }
 
+/** A refill of a partial replay: not a lane's step, but its result (empty) or failure arrives the same way. */
+interface PendingFill {
+  /** The replicas it passes through: losing one fails it. */
+  readonly replicas: ReadonlySet<string>;
+  readonly resolve: () => void;
+  readonly reject: (error: ServiceError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
 /** A step is never overdue sooner than this: below it, a busy machine's jitter would trigger checks on every step. */
 export const MIN_OVERDUE_MS = 300;
 
@@ -50,6 +59,7 @@ export const MIN_OVERDUE_MS = 300;
  */
 export class Dispatcher {
   private readonly inFlight = new Map<number, InFlightStep>();
+  private readonly fills = new Map<number, PendingFill>();
   private nextStepId = 1;
 
   constructor(
@@ -109,9 +119,27 @@ export class Dispatcher {
     return step;
   }
 
+  /**
+   * A step id for a refill (a partial replay's fill_only step) and the promise of its outcome:
+   * resolved by its result, rejected by its failure, by the loss of one of `replicas`, or after
+   * its deadline (the measured time of a step of `tokens` new tokens, see StepTimeout).
+   */
+  expectFill(replicas: readonly string[], tokens: number): { readonly stepId: number; readonly timeoutMs: number; readonly done: Promise<void> } {
+    const stepId = this.nextStepId++;
+    const timeoutMs = this.timeout.timeoutMs(tokens);
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => this.settleFill(stepId, new ServiceError(grpc.status.DEADLINE_EXCEEDED, `refill ${stepId} did not come back within ${timeoutMs} ms`)), timeoutMs);
+      this.fills.set(stepId, { replicas: new Set(replicas), resolve, reject, timer });
+    });
+    return { stepId, timeoutMs, done };
+  }
+
   onResult(replicaId: string, result: StepResult__Output): void {
     const step = this.take(result.step_id);
-    if (step === undefined) return;
+    if (step === undefined) {
+      this.settleFill(result.step_id, undefined);
+      return;
+    }
     if (replicaId !== step.lane.route[step.lane.route.length - 1].id) {
       this.logger.warn('step result from a replica that is not the last of its route', { step_id: result.step_id, from: replicaId });
     }
@@ -132,15 +160,27 @@ export class Dispatcher {
     for (const step of [...this.inFlight.values()]) {
       if (step.lane.route.some((r) => r.id === replicaId)) this.settleFailure(step.stepId, { error, replicaId, unreachable: true });
     }
+    for (const [stepId, fill] of [...this.fills]) if (fill.replicas.has(replicaId)) this.settleFill(stepId, error);
   }
 
   failAll(error: ServiceError): void {
     for (const stepId of [...this.inFlight.keys()]) this.settleFailure(stepId, { error, replicaId: '', unreachable: false });
+    for (const stepId of [...this.fills.keys()]) this.settleFill(stepId, error);
   }
 
   private settleFailure(stepId: number, failure: StepFailure): void {
     const step = this.take(stepId);
     if (step !== undefined) this.listener.onStepFailed(step, failure);
+    else this.settleFill(stepId, failure.error);
+  }
+
+  private settleFill(stepId: number, error: ServiceError | undefined): void {
+    const fill = this.fills.get(stepId);
+    if (fill === undefined) return;
+    this.fills.delete(stepId);
+    clearTimeout(fill.timer);
+    if (error === undefined) fill.resolve();
+    else fill.reject(error);
   }
 
   private take(stepId: number): InFlightStep | undefined {

@@ -3,6 +3,7 @@ import type { CoordinatorMessage } from '../../protos/generated/pipeserve/v1/Coo
 import type { ModelNodeClient } from '../../protos/generated/pipeserve/v1/ModelNode';
 import type { NodeEvent__Output } from '../../protos/generated/pipeserve/v1/NodeEvent';
 import type { OpenSequence } from '../../protos/generated/pipeserve/v1/OpenSequence';
+import type { RewindSequence } from '../../protos/generated/pipeserve/v1/RewindSequence';
 import type { Step } from '../../protos/generated/pipeserve/v1/Step';
 import type { StepFailed__Output } from '../../protos/generated/pipeserve/v1/StepFailed';
 import type { StepResult__Output } from '../../protos/generated/pipeserve/v1/StepResult';
@@ -42,6 +43,7 @@ export class NodeSession {
   private call: ConnectCall | undefined;
   private connecting: Promise<ConnectCall> | undefined;
   private readonly opens = new Map<string, Waiter<void>>();
+  private readonly rewinds = new Map<string, Waiter<void>>();
   private readonly releases: Waiter<string[]>[] = [];
   private closed = false;
 
@@ -67,7 +69,20 @@ export class NodeSession {
         reject(new ServiceError(grpc.status.DEADLINE_EXCEEDED, `${this.replica.id} did not acknowledge opening ${id} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.opens.set(id, { resolve, reject, timer });
-      this.send({ open }).catch((error: ServiceError) => this.settleOpen(id, error));
+      this.send({ open }).catch((error: ServiceError) => this.settle(this.opens, id, error));
+    });
+  }
+
+  /** Rewinds a sequence on the replica (a partial replay); resolves when it acknowledges, rejects with its status. */
+  rewind(rewind: RewindSequence, timeoutMs: number): Promise<void> {
+    const id = rewind.sequence_id as string;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.rewinds.delete(id);
+        reject(new ServiceError(grpc.status.DEADLINE_EXCEEDED, `${this.replica.id} did not acknowledge rewinding ${id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.rewinds.set(id, { resolve, reject, timer });
+      this.send({ rewind }).catch((error: ServiceError) => this.settle(this.rewinds, id, error));
     });
   }
 
@@ -146,7 +161,13 @@ export class NodeSession {
       case 'opened': {
         const opened = event.opened;
         if (!opened) return;
-        this.settleOpen(opened.sequence_id, opened.code === grpc.status.OK ? undefined : new ServiceError(opened.code as grpc.status, `${this.replica.id}: ${opened.message}`));
+        this.settle(this.opens, opened.sequence_id, opened.code === grpc.status.OK ? undefined : new ServiceError(opened.code as grpc.status, `${this.replica.id}: ${opened.message}`));
+        return;
+      }
+      case 'rewound': {
+        const rewound = event.rewound;
+        if (!rewound) return;
+        this.settle(this.rewinds, rewound.sequence_id, rewound.code === grpc.status.OK ? undefined : new ServiceError(rewound.code as grpc.status, `${this.replica.id}: ${rewound.message}`));
         return;
       }
       case 'result':
@@ -167,20 +188,22 @@ export class NodeSession {
     }
   }
 
-  private settleOpen(sequenceId: string, error: ServiceError | undefined): void {
-    const waiter = this.opens.get(sequenceId);
+  private settle(waiters: Map<string, Waiter<void>>, sequenceId: string, error: ServiceError | undefined): void {
+    const waiter = waiters.get(sequenceId);
     if (waiter === undefined) return;
-    this.opens.delete(sequenceId);
+    waiters.delete(sequenceId);
     clearTimeout(waiter.timer);
     if (error === undefined) waiter.resolve();
     else waiter.reject(error);
   }
 
   private failPending(error: ServiceError): void {
-    for (const [id, waiter] of this.opens) {
-      clearTimeout(waiter.timer);
-      waiter.reject(error);
-      this.opens.delete(id);
+    for (const waiters of [this.opens, this.rewinds]) {
+      for (const [id, waiter] of waiters) {
+        clearTimeout(waiter.timer);
+        waiter.reject(error);
+        waiters.delete(id);
+      }
     }
     for (const waiter of this.releases.splice(0)) {
       clearTimeout(waiter.timer);

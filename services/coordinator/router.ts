@@ -24,21 +24,22 @@ export class Router {
    */
   pick(avoid: ReadonlySet<string> = new Set()): NodeReplica[] {
     const now = Date.now();
-    const route: NodeReplica[] = [];
-    for (let stage = 0; stage < this.stages; stage++) {
-      const replicas = this.directory.ofStage(stage);
-      const routable = replicas.filter((r) => this.health.routable(r.id, now));
-      const preferred = routable.filter((r) => !avoid.has(r.id));
-      // A breaker diverts traffic to the other replicas; it never takes the last one that answers its health checks out.
-      const lastResort = routable.length === 0 ? replicas.filter((r) => this.health.serving(r.id)) : [];
-      const usable = preferred.length > 0 ? preferred : routable.length > 0 ? routable : lastResort;
-      if (usable.length === 0) {
-        const detail = replicas.map((r) => `${r.id} at ${r.address}: ${this.health.describe(r.id, now)}`).join('; ');
-        throw new ServiceError(grpc.status.UNAVAILABLE, `no serving replica of stage ${stage} (${detail || 'none configured'})`);
-      }
-      route.push(usable.reduce((best, r) => (this.load(r.id) < this.load(best.id) ? r : best)));
+    return Array.from({ length: this.stages }, (_, stage) => this.pickStage(stage, avoid, now));
+  }
+
+  /** One replica of `stage`, by the same rules as `pick` (a partial replay replaces one stage's replica). */
+  pickStage(stage: number, avoid: ReadonlySet<string> = new Set(), now = Date.now()): NodeReplica {
+    const replicas = this.directory.ofStage(stage);
+    const routable = replicas.filter((r) => this.health.routable(r.id, now));
+    const preferred = routable.filter((r) => !avoid.has(r.id));
+    // A breaker diverts traffic to the other replicas; it never takes the last one that answers its health checks out.
+    const lastResort = routable.length === 0 ? replicas.filter((r) => this.health.serving(r.id)) : [];
+    const usable = preferred.length > 0 ? preferred : routable.length > 0 ? routable : lastResort;
+    if (usable.length === 0) {
+      const detail = replicas.map((r) => `${r.id} at ${r.address}: ${this.health.describe(r.id, now)}`).join('; ');
+      throw new ServiceError(grpc.status.UNAVAILABLE, `no serving replica of stage ${stage} (${detail || 'none configured'})`);
     }
-    return route;
+    return usable.reduce((best, r) => (this.load(r.id) < this.load(best.id) ? r : best));
   }
 
   /** Whether every stage has a usable replica now. */

@@ -5,7 +5,7 @@ import { ServiceError } from '../../shared/errors';
 import type { SampledToken } from '../node/sampling/sampler';
 import type { Logger } from '../../shared/logger';
 import { isEos, type ModelShape } from '../../shared/model/model-shape';
-import type { NodeDirectory } from '../../shared/node-directory';
+import type { NodeDirectory, NodeReplica } from '../../shared/node-directory';
 import { AdmissionQueue } from './admission-queue';
 import type { CoordinatorMetrics } from './coordinator-metrics';
 import { Dispatcher, type DispatchListener, type InFlightStep, type StepFailure } from './dispatcher';
@@ -274,8 +274,7 @@ export class Scheduler implements DispatchListener {
     }
     const incarnation = sequence.newIncarnation(route);
     sequence.state = 'opening';
-    const s = sequence.request.sampling;
-    const sampling: SamplingParameters = { temperature: s.temperature, top_k: s.topK, top_p: s.topP, repetition_penalty: s.repetitionPenalty, seed: s.seed, top_logprobs: s.topLogprobs };
+    const sampling = this.samplingOf(sequence);
     const opens = route.map((replica, k) =>
       this.sessions
         .get(replica)
@@ -333,8 +332,135 @@ export class Scheduler implements DispatchListener {
     });
   }
 
-  /** Abandons the sequence's placement and replays its history on a new route. */
+  /**
+   * Moves a sequence off a failed placement: when exactly one stage's replica is lost and the
+   * others still serve, only that stage is replayed (replayLostStage); otherwise the placement
+   * is abandoned and the whole history replayed on a new route.
+   */
   private recover(sequence: Sequence, cause: ServiceError, avoid: ReadonlySet<string>): void {
+    if (sequence.done) return;
+    if (this.replayLostStage(sequence, cause, avoid)) return;
+    this.replayEverywhere(sequence, cause, avoid);
+  }
+
+  /**
+   * Partial replay: the healthy stages keep their KV caches, cut back to what the coordinator
+   * knows they hold (`fed`: a failed step may have gone part of the way), under a new token;
+   * a replacement replica of the lost stage is opened and filled — by the previous stage from
+   * the hidden states it cached, or, for the first stage, from the token ids — so one stage
+   * recomputes the history instead of all of them. Any refusal falls back to the full replay.
+   * Returns whether it started.
+   */
+  private replayLostStage(sequence: Sequence, cause: ServiceError, avoid: ReadonlySet<string>): boolean {
+    const current = sequence.incarnation;
+    if (current === undefined || sequence.fed === 0 || current.route.some((r) => !current.opened.has(r.id))) return false;
+    const lost = current.route.flatMap((r, k) => (avoid.has(r.id) || !this.health.serving(r.id) ? [k] : []));
+    if (lost.length !== 1) return false;
+    const stage = lost[0];
+    const lostReplica = current.route[stage];
+    let replacement;
+    try {
+      replacement = this.router.pickStage(stage, new Set([...avoid, lostReplica.id]));
+    } catch {
+      return false;
+    }
+    if (replacement.id === lostReplica.id) return false;
+
+    this.leaveLane(sequence);
+    sequence.state = 'recovering';
+    sequence.recoveries += 1;
+    sequence.failingSince ??= Date.now();
+    this.metrics.failovers.inc();
+    this.metrics.stageReplays.inc();
+    // The lost replica's copy is dropped there if it ever answers again.
+    this.releaseOn(lostReplica, current.nodeSequenceId, sequence.request.requestId);
+    const incarnation = sequence.replaceStage(stage, replacement);
+    const { route, nodeSequenceId: id, token } = incarnation;
+    const length = sequence.fed;
+    const requestId = sequence.request.requestId;
+    this.logger.info('replaying one stage of a sequence on a new replica', {
+      request_id: requestId,
+      sequence_id: sequence.id,
+      stage,
+      lost: lostReplica.id,
+      replacement: replacement.id,
+      history_tokens: length,
+      cause: cause.message,
+    });
+    const last = stage === route.length - 1;
+    const opened = this.sessions
+      .get(replacement)
+      .open(
+        {
+          sequence_id: id,
+          request_id: requestId,
+          token,
+          reserve_tokens: Math.min(this.shape.contextLength, sequence.reserveTokens),
+          next_node_id: route[stage + 1]?.id ?? '',
+          sampling: last ? this.samplingOf(sequence) : undefined,
+        },
+        this.options.openTimeoutMs,
+      )
+      .then(() => {
+        incarnation.opened.add(replacement.id);
+      });
+    const repaired = opened.then(() => {
+      const history = sequence.historySlice(0, length);
+      // The fill passes through the replacement, and through the previous stage when that one sends it.
+      const fill = this.dispatcher.expectFill(stage === 0 ? [replacement.id] : [route[stage - 1].id, replacement.id], length);
+      const rewinds = route.flatMap((replica, k) =>
+        k === stage
+          ? []
+          : [
+              this.sessions.get(replica).rewind(
+                {
+                  sequence_id: id,
+                  token,
+                  length,
+                  next_node_id: route[k + 1]?.id ?? '',
+                  refill: k === stage - 1,
+                  step_id: fill.stepId,
+                  history: k === stage - 1 ? history : [],
+                  timeout_ms: fill.timeoutMs,
+                  request_id: requestId,
+                },
+                this.options.openTimeoutMs,
+              ),
+            ],
+      );
+      if (stage === 0) {
+        this.sessions
+          .get(replacement)
+          .step({ step_id: fill.stepId, rows: [{ sequence_id: id, token, past_length: 0, token_ids: history, sample: false, generated_index: 0 }], timeout_ms: fill.timeoutMs, request_id: requestId, fill_only: true })
+          .catch(() => undefined); // a session that fails fails the fill through replicaLost
+      }
+      return Promise.all([...rewinds, fill.done]);
+    });
+    repaired.then(
+      () => {
+        if (sequence.done || sequence.incarnation !== incarnation) {
+          this.releaseOf(incarnation, requestId);
+          return;
+        }
+        sequence.state = 'running';
+        this.joinLane(sequence, route);
+        this.pump();
+      },
+      (error: unknown) => {
+        if (sequence.done || sequence.incarnation !== incarnation) {
+          this.releaseOf(incarnation, requestId);
+          return;
+        }
+        const why = ServiceError.from(error);
+        this.logger.warn('partial replay failed; replaying the whole history', { request_id: requestId, sequence_id: sequence.id, error: why.message });
+        this.replayEverywhere(sequence, why, new Set([...avoid, lostReplica.id]));
+      },
+    );
+    return true;
+  }
+
+  /** Abandons the sequence's placement and replays its history on a new route. */
+  private replayEverywhere(sequence: Sequence, cause: ServiceError, avoid: ReadonlySet<string>): void {
     if (sequence.done) return;
     this.leaveLane(sequence);
     this.releaseIncarnation(sequence);
@@ -429,15 +555,23 @@ export class Scheduler implements DispatchListener {
   /** Releases an incarnation on every replica that acknowledged it, the ones past a failed hop included. */
   private releaseOf(incarnation: Incarnation, requestId: string): void {
     for (const replica of incarnation.route) {
-      if (!incarnation.opened.has(replica.id)) continue;
-      this.sessions
-        .get(replica)
-        .release([incarnation.nodeSequenceId], requestId, this.options.releaseTimeoutMs)
-        .catch((error: unknown) =>
-          // A replica that is gone has dropped the sequence with its session; a live one will drop it on its idle TTL.
-          this.logger.debug('release not acknowledged', { node_id: replica.id, sequence_id: incarnation.nodeSequenceId, error: ServiceError.from(error).message }),
-        );
+      if (incarnation.opened.has(replica.id)) this.releaseOn(replica, incarnation.nodeSequenceId, requestId);
     }
+  }
+
+  private releaseOn(replica: NodeReplica, nodeSequenceId: string, requestId: string): void {
+    this.sessions
+      .get(replica)
+      .release([nodeSequenceId], requestId, this.options.releaseTimeoutMs)
+      .catch((error: unknown) =>
+        // A replica that is gone has dropped the sequence with its session; a live one will drop it on its idle TTL.
+        this.logger.debug('release not acknowledged', { node_id: replica.id, sequence_id: nodeSequenceId, error: ServiceError.from(error).message }),
+      );
+  }
+
+  private samplingOf(sequence: Sequence): SamplingParameters {
+    const s = sequence.request.sampling;
+    return { temperature: s.temperature, top_k: s.topK, top_p: s.topP, repetition_penalty: s.repetitionPenalty, seed: s.seed, top_logprobs: s.topLogprobs };
   }
 
   private joinLane(sequence: Sequence, route: Incarnation['route']): void {

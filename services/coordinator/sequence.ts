@@ -41,8 +41,10 @@ export interface NodeTimingTotal {
 
 /**
  * One placement of a sequence on the pipeline: a route (one replica per stage) and the id and
- * token the replicas know it by. A failover abandons the incarnation and opens a new one on
- * another route, which rebuilds the KV caches by replaying the history from position 0.
+ * token the replicas know it by. A full failover abandons the incarnation and opens a new one on
+ * another route, which rebuilds the KV caches by replaying the history from position 0; a
+ * partial one (one stage's replica lost) keeps the id on the healthy stages and moves only that
+ * stage to a new replica, under a new token.
  */
 export interface Incarnation {
   readonly nodeSequenceId: string;
@@ -113,6 +115,20 @@ export class Sequence {
     const out: number[] = [];
     for (let i = start; i < start + count; i++) out.push(i < prompt.length ? prompt[i] : this.generated[i - prompt.length]);
     return out;
+  }
+
+  /**
+   * The same placement with stage `stage` on `replica` and a new token (steps of the failed
+   * placement can no longer match); the lost replica no longer counts as holding the sequence,
+   * and what is fed stays: the healthy stages are cut back to it.
+   */
+  replaceStage(stage: number, replica: NodeReplica): Incarnation {
+    const current = this.incarnation;
+    if (current === undefined) throw new Error(`sequence ${this.id} has no placement to repair`);
+    const lost = current.route[stage];
+    const opened = new Set([...current.opened].filter((id) => id !== lost.id));
+    this.incarnation = { nodeSequenceId: current.nodeSequenceId, token: randomBytes(SEQUENCE_TOKEN_BYTES), route: current.route.map((r, k) => (k === stage ? replica : r)), opened };
+    return this.incarnation;
   }
 
   /** A fresh placement on `route`: a new id and token (stale messages of the old one can never match it), nothing fed yet. */

@@ -23,6 +23,8 @@ export interface IncomingStep {
   readonly timeoutMs: number;
   readonly requestId: string;
   readonly timings: readonly StageTiming__Output[];
+  /** A refill: write the KV cache, pass nothing on, answer the owner with an empty result. */
+  readonly fillOnly: boolean;
 }
 
 /**
@@ -62,7 +64,8 @@ export function parseIncomingStep(step: Step__Output, stage: { readonly isFirst:
     const bad = firstNonFinite(hiddenStates);
     if (bad >= 0) throw ServiceError.invalidArgument('step.hidden_states', `element ${bad} is ${hiddenStates[bad]}: activations must be finite`);
   }
-  return { stepId: step.step_id, rows: parsed, hiddenStates, timeoutMs: step.timeout_ms, requestId: step.request_id, timings: step.timings };
+  if (step.fill_only && parsed.some((row) => row.sample)) throw ServiceError.invalidArgument('step.rows', 'a fill_only step samples nothing: every row has sample false');
+  return { stepId: step.step_id, rows: parsed, hiddenStates, timeoutMs: step.timeout_ms, requestId: step.request_id, timings: step.timings, fillOnly: step.fill_only };
 }
 
 /** The largest finite float32. */

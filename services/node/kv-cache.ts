@@ -219,6 +219,17 @@ export class KvCache {
     });
   }
 
+  /**
+   * Cuts a sequence back to its first `length` entries (a failover replays from there); its
+   * reservation stays. FAILED_PRECONDITION when it holds fewer.
+   */
+  truncate(sequenceId: string, length: number): void {
+    const entry = this.requireEntry(sequenceId);
+    if (length > entry.length) throw new ServiceError(status.FAILED_PRECONDITION, `sequence ${sequenceId} holds ${entry.length} entries, cannot keep ${length}`);
+    entry.length = length;
+    entry.lastUsedMs = this.clock();
+  }
+
   /** Frees a sequence; returns whether it was cached. */
   release(sequenceId: string): boolean {
     const entry = this.sequences.get(sequenceId);

@@ -9,6 +9,7 @@ import type { ModelNodeHandlers } from '../../protos/generated/pipeserve/v1/Mode
 import type { NodeEvent } from '../../protos/generated/pipeserve/v1/NodeEvent';
 import type { OpenSequence__Output } from '../../protos/generated/pipeserve/v1/OpenSequence';
 import type { ReleaseSequences__Output } from '../../protos/generated/pipeserve/v1/ReleaseSequences';
+import type { RewindSequence__Output } from '../../protos/generated/pipeserve/v1/RewindSequence';
 import type { SampledToken } from '../../protos/generated/pipeserve/v1/SampledToken';
 import type { StageTiming } from '../../protos/generated/pipeserve/v1/StageTiming';
 import type { Step__Output } from '../../protos/generated/pipeserve/v1/Step';
@@ -20,6 +21,7 @@ import { float32Tensor } from '../../shared/tensor';
 import { encodeTensor } from '../../shared/tensor-codec';
 import { CoordinatorSession } from './coordinator-session';
 import { ForwardLinks } from './forward-links';
+import { HiddenStateCache } from './hidden-state-cache';
 import { parseIncomingStep, type IncomingStep } from './incoming-step';
 import { NodeMetrics } from './node-metrics';
 import { OpenSequences, type OpenSequence } from './open-sequences';
@@ -52,6 +54,8 @@ export class ModelNodeService {
   /** Ids whose open is waiting for its KV reservation. */
   private readonly opening = new Set<string>();
   private readonly samplers = new SequenceSamplers();
+  /** Every stage but the last: what it passed on, for a partial replay of the next stage. */
+  private readonly hidden: HiddenStateCache | undefined;
   private readonly links: ForwardLinks;
   private readonly forwarded = new Map<number, { readonly owner: CoordinatorSession; readonly stepId: number; readonly at: number }>();
   private nextForwardId = 1;
@@ -66,6 +70,7 @@ export class ModelNodeService {
     private readonly logger: Logger,
   ) {
     this.metrics = new NodeMetrics(registry);
+    this.hidden = runtime.stage.isLast ? undefined : new HiddenStateCache(runtime.shape.hiddenSize);
     this.links = new ForwardLinks(directory, { onReply: (peerId, reply) => this.onForwardReply(peerId, reply) }, logger);
     this.metrics.kvBudgetBytes.set(options.kvBudgetBytes);
     this.metrics.describeModel(runtime.manifest, runtime.stage);
@@ -150,10 +155,13 @@ export class ModelNodeService {
       case 'release':
         if (message.release) void this.releaseFor(session, message.release);
         return;
+      case 'rewind':
+        if (message.rewind) void this.rewind(session, message.rewind);
+        return;
       default:
         // Nothing to answer it on, and silence would leave the sender waiting: the session ends.
         this.logger.warn('coordinator message without a kind', { session: session.id });
-        session.fail(ServiceError.invalidArgument('kind', 'a coordinator message is one of hello, open, step, release'));
+        session.fail(ServiceError.invalidArgument('kind', 'a coordinator message is one of hello, open, step, release, rewind'));
     }
   }
 
@@ -174,16 +182,7 @@ export class ModelNodeService {
       if (open.reserve_tokens < 1 || open.reserve_tokens > shape.contextLength) {
         throw ServiceError.invalidArgument('open.reserve_tokens', `must be 1-${shape.contextLength} (the model's context), got ${open.reserve_tokens}`);
       }
-      let nextNodeId: string | undefined;
-      if (stage.isLast) {
-        if (open.next_node_id !== '') throw ServiceError.invalidArgument('open.next_node_id', 'the last stage has no next hop');
-      } else {
-        const next = this.directory.find(open.next_node_id);
-        if (next === undefined || next.stage !== stage.index + 1) {
-          throw ServiceError.invalidArgument('open.next_node_id', `"${open.next_node_id}" is not a configured replica of stage ${stage.index + 1}`);
-        }
-        nextNodeId = next.id;
-      }
+      const nextNodeId = this.nextHop(open.next_node_id, 'open.next_node_id');
       const sampling = open.sampling ?? { temperature: 0, top_k: 0, top_p: 1, repetition_penalty: 1, seed: 0, top_logprobs: 0 };
       if (stage.isLast) this.samplers.open(open.sequence_id, sampling);
       try {
@@ -208,6 +207,68 @@ export class ModelNodeService {
       session.send({ opened: { sequence_id: open.sequence_id, code: serviceError.code, message: serviceError.message } });
     } finally {
       if (claimed) this.opening.delete(open.sequence_id);
+    }
+  }
+
+  /** The next hop a coordinator names, checked: a configured replica of the next stage; none on the last stage. */
+  private nextHop(nodeId: string, field: string): string | undefined {
+    const { stage } = this.runtime;
+    if (stage.isLast) {
+      if (nodeId !== '') throw ServiceError.invalidArgument(field, 'the last stage has no next hop');
+      return undefined;
+    }
+    const next = this.directory.find(nodeId);
+    if (next === undefined || next.stage !== stage.index + 1) throw ServiceError.invalidArgument(field, `"${nodeId}" is not a configured replica of stage ${stage.index + 1}`);
+    return next.id;
+  }
+
+  /**
+   * A partial replay (see RewindSequence in node.proto): cut back, take the new token and next
+   * hop, and with `refill` pass the cached hidden states of the kept positions on to the new next
+   * hop. The cut waits for the steps queued before it, so a step of the failed placement that
+   * was still running here cannot write past it.
+   */
+  private async rewind(session: CoordinatorSession, rewind: RewindSequence__Output): Promise<void> {
+    const { stage, shape } = this.runtime;
+    try {
+      const sequence = this.sequences.ownedBy(rewind.sequence_id, session);
+      if (sequence === undefined) throw new ServiceError(grpc.status.NOT_FOUND, `rewind.sequence_id: sequence ${rewind.sequence_id} is not open here`);
+      if (rewind.token.length < PROTOCOL_LIMITS.minTokenBytes || rewind.token.length > PROTOCOL_LIMITS.maxTokenBytes) {
+        throw ServiceError.invalidArgument('rewind.token', `must be ${PROTOCOL_LIMITS.minTokenBytes}-${PROTOCOL_LIMITS.maxTokenBytes} bytes`);
+      }
+      if (rewind.length > shape.contextLength) throw ServiceError.invalidArgument('rewind.length', `at most the model's ${shape.contextLength} positions, got ${rewind.length}`);
+      const nextNodeId = this.nextHop(rewind.next_node_id, 'rewind.next_node_id');
+      if (rewind.refill) {
+        if (stage.isLast) throw ServiceError.invalidArgument('rewind.refill', 'the last stage has no next stage to refill');
+        if (rewind.length === 0) throw ServiceError.invalidArgument('rewind.length', 'a refill needs at least one position');
+        if (rewind.history.length !== rewind.length) throw ServiceError.invalidArgument('rewind.history', `must hold the ${rewind.length} kept token ids, got ${rewind.history.length}`);
+        if (rewind.history.some((id) => id >= shape.vocabSize)) throw ServiceError.invalidArgument('rewind.history', `token ids must be below ${shape.vocabSize}`);
+        if (rewind.timeout_ms === 0) throw ServiceError.invalidArgument('rewind.timeout_ms', 'a refill needs a deadline');
+      }
+      await this.runtime.rewindInOrder(sequence.sequenceId, rewind.length);
+      if (this.sequences.ownedBy(sequence.sequenceId, session) !== sequence) throw new ServiceError(grpc.status.NOT_FOUND, `rewind.sequence_id: sequence ${rewind.sequence_id} was released`);
+      this.hidden?.truncate(sequence.sequenceId, rewind.length);
+      this.samplers.rewind(sequence.sequenceId, rewind.length);
+      sequence.token = Buffer.from(rewind.token);
+      sequence.nextNodeId = nextNodeId;
+      if (rewind.refill && this.hidden !== undefined) {
+        const states = this.hidden.read(sequence.sequenceId, rewind.length);
+        const refill: IncomingStep = {
+          stepId: Number(rewind.step_id),
+          rows: [{ sequenceId: sequence.sequenceId, token: sequence.token, pastLength: 0, tokenIds: rewind.history, sample: false, generatedIndex: 0 }],
+          hiddenStates: undefined,
+          timeoutMs: rewind.timeout_ms,
+          requestId: rewind.request_id,
+          timings: [],
+          fillOnly: true,
+        };
+        this.forward(refill, session, nextNodeId as string, states, [], Date.now() + rewind.timeout_ms);
+      }
+      this.logger.info('sequence rewound', { request_id: rewind.request_id, sequence_id: sequence.sequenceId, length: rewind.length, next_node_id: nextNodeId, refill: rewind.refill });
+      session.send({ rewound: { sequence_id: rewind.sequence_id, code: grpc.status.OK } });
+    } catch (error) {
+      const serviceError = ServiceError.from(error);
+      session.send({ rewound: { sequence_id: rewind.sequence_id, code: serviceError.code, message: serviceError.message } });
     }
   }
 
@@ -303,7 +364,18 @@ export class ModelNodeService {
           owner.send({ result: { step_id: step.stepId, tokens: this.sample(step, output.logits as Float32Array, output.logsumexp as Float32Array), timings } });
           return;
         }
-        this.forward(step, owner, nextNodeId as string, output.hiddenStates as Float32Array, timings, deadlineUnixMs);
+        const hidden = output.hiddenStates as Float32Array;
+        let offset = 0;
+        for (const row of step.rows) {
+          this.hidden?.write(row.sequenceId, row.pastLength, row.tokenIds.length, hidden, offset);
+          offset += row.tokenIds.length;
+        }
+        if (step.fillOnly) {
+          // The later stages hold these positions already: the refill ends here.
+          owner.send({ result: { step_id: step.stepId, tokens: [], timings } });
+          return;
+        }
+        this.forward(step, owner, nextNodeId as string, hidden, timings, deadlineUnixMs);
       })
       .catch((error: unknown) => {
         stopTimer();
@@ -340,6 +412,7 @@ export class ModelNodeService {
           timeout_ms: Math.max(0, Math.floor(deadlineUnixMs - Date.now())),
           request_id: step.requestId,
           timings,
+          fill_only: step.fillOnly,
         },
       })
       .catch((error: unknown) => this.reportFailure(owner, step.stepId, ServiceError.from(error), nextNodeId, true));
@@ -396,6 +469,7 @@ export class ModelNodeService {
   private async release(sequenceId: string): Promise<boolean> {
     this.sequences.delete(sequenceId);
     this.samplers.delete(sequenceId);
+    this.hidden?.delete(sequenceId);
     const held = await this.runtime.releaseInOrder(sequenceId);
     this.updateKvGauges();
     return held;
@@ -407,6 +481,7 @@ export class ModelNodeService {
     for (const id of dropped) {
       this.sequences.delete(id);
       this.samplers.delete(id);
+      this.hidden?.delete(id);
     }
     if (dropped.length > 0) {
       this.logger.info('dropped idle sequences', { sequences: dropped.length, ttl_ms: this.options.kvIdleTtlMs });

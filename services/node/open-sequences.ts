@@ -7,9 +7,10 @@ export interface OpenSequence {
   readonly sequenceId: string;
   readonly requestId: string;
   readonly owner: CoordinatorSession;
-  readonly token: Buffer;
-  /** The replica this stage passes the sequence's hidden states to; undefined on the last stage. */
-  readonly nextNodeId: string | undefined;
+  /** Changes when the owner rewinds the sequence after a failover (steps of the failed placement then no longer match). */
+  token: Buffer;
+  /** The replica this stage passes the sequence's hidden states to; undefined on the last stage. Moves with a rewind. */
+  nextNodeId: string | undefined;
   readonly sampling: SamplingParameters__Output;
 }
 

@@ -46,6 +46,12 @@ export class SequenceSamplers {
     return state.sampler.sample(logits, state.history, generatedIndex, logsumexp, state.topLogprobs);
   }
 
+  /** Cuts the history back to its first `length` tokens (a partial replay continues from there). */
+  rewind(sequenceId: string, length: number): void {
+    const state = this.sequences.get(sequenceId);
+    if (state !== undefined && state.history.length > length) state.history.length = length;
+  }
+
   delete(sequenceId: string): void {
     this.sequences.delete(sequenceId);
   }

@@ -26,6 +26,8 @@ export interface StageEngine {
   kvStats(): KvStats;
   reserve(sequenceId: string, tokens: number): Promise<void>;
   step(request: StepRequest): Promise<StepOutput>;
+  /** Cuts a sequence's KV back to `length` tokens after every step queued before (FAILED_PRECONDITION if it holds fewer). */
+  rewindInOrder(sequenceId: string, length: number): Promise<void>;
   /** Frees a sequence after every step queued before; resolves whether it was held. */
   releaseInOrder(sequenceId: string): Promise<boolean>;
   /** Frees sequences idle for longer than `ttlMs` (after the queued steps); resolves with their ids. */

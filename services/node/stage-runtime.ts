@@ -137,6 +137,13 @@ export class StageRuntime implements StageEngine {
     return released;
   }
 
+  /** Cuts a sequence's KV back to `length` tokens once every step queued before this call has run. */
+  rewindInOrder(sequenceId: string, length: number): Promise<void> {
+    const rewound = this.queue.then(() => this.cache.truncate(sequenceId, length));
+    this.queue = rewound.catch(() => undefined);
+    return rewound;
+  }
+
   /** Frees a sequence's KV entries; returns whether it was held. */
   release(sequenceId: string): boolean {
     return this.cache.release(sequenceId);

@@ -45,6 +45,9 @@ async function serve(): Promise<void> {
       case 'release':
         runtime.releaseInOrder(request.sequenceId).then((held) => reply({ held }), fail);
         return;
+      case 'rewind':
+        runtime.rewindInOrder(request.sequenceId, request.length).then(() => reply({}), fail);
+        return;
       case 'drop-idle':
         runtime.dropIdle(request.ttlMs, request.nowMs).then((dropped) => reply({ dropped }), fail);
         return;

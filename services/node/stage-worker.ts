@@ -19,6 +19,7 @@ export type WorkerOperation =
   | { readonly op: 'step'; readonly request: StepRequest }
   | { readonly op: 'reserve'; readonly sequenceId: string; readonly tokens: number }
   | { readonly op: 'release'; readonly sequenceId: string }
+  | { readonly op: 'rewind'; readonly sequenceId: string; readonly length: number }
   | { readonly op: 'drop-idle'; readonly ttlMs: number; readonly nowMs: number }
   | { readonly op: 'close' };
 
@@ -97,6 +98,10 @@ export class StageWorker implements StageEngine {
     const hidden = request.hiddenStates === undefined ? undefined : Float32Array.from(request.hiddenStates);
     const reply = await this.call({ op: 'step', request: { ...request, hiddenStates: hidden } }, hidden === undefined ? [] : [hidden.buffer]);
     return reply.output as StepOutput;
+  }
+
+  async rewindInOrder(sequenceId: string, length: number): Promise<void> {
+    await this.call({ op: 'rewind', sequenceId, length });
   }
 
   async releaseInOrder(sequenceId: string): Promise<boolean> {

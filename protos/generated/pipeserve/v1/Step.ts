@@ -12,6 +12,7 @@ export interface Step {
   'timeout_ms'?: (number);
   'request_id'?: (string);
   'timings'?: (_pipeserve_v1_StageTiming)[];
+  'fill_only'?: (boolean);
 }
 
 export interface Step__Output {
@@ -21,4 +22,5 @@ export interface Step__Output {
   'timeout_ms': (number);
   'request_id': (string);
   'timings': (_pipeserve_v1_StageTiming__Output)[];
+  'fill_only': (boolean);
 }
