@@ -67,6 +67,12 @@ export class InProcessNodes {
     node.server = undefined;
   }
 
+  /** Serves a crashed node again on its address (its service and runtime kept what they held, as a process would not). */
+  async restart(id: string): Promise<void> {
+    const node = this.node(id);
+    if (node.server === undefined) await InProcessNodes.serve(node);
+  }
+
   async stop(): Promise<void> {
     for (const node of this.nodes) {
       node.server?.server.forceShutdown();

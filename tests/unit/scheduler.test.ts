@@ -64,6 +64,8 @@ describe('Scheduler on in-process nodes', () => {
   let scheduler: Scheduler;
   let options: SchedulerOptions;
   let modelDir: string;
+  let metrics: CoordinatorMetrics;
+  const counter = async (name: 'stageReplays' | 'failovers'): Promise<number> => (await metrics[name].get()).values[0]?.value ?? 0;
 
   const submit = (prompt: number[], maxNewTokens: number, observer: SequenceObserver): Sequence =>
     scheduler.submit(
@@ -95,7 +97,8 @@ describe('Scheduler on in-process nodes', () => {
       releaseTimeoutMs: 2_000,
       recoveryWindowMs: 2_500,
     };
-    scheduler = new Scheduler((await readManifest(modelDir)).shape, nodes.directory, health, 'test-coordinator', options, new CoordinatorMetrics(new Registry()), TEST_LOGGER);
+    metrics = new CoordinatorMetrics(new Registry());
+    scheduler = new Scheduler((await readManifest(modelDir)).shape, nodes.directory, health, 'test-coordinator', options, metrics, TEST_LOGGER);
     await health.checkAll();
   }, TEST_TIMEOUT_MS);
 
@@ -244,6 +247,7 @@ describe('Scheduler on in-process nodes', () => {
     'a replica that dies mid-generation costs no sequence: its sequences are replayed elsewhere and finish with their naive tokens',
     async () => {
       const expected = PROMPTS.map((p) => naiveGreedy(tinyCheckpoint(), p, 40));
+      const replaysBefore = await counter('stageReplays');
       let crashed = false;
       const runs = PROMPTS.map((_, i) =>
         collect((index) => {
@@ -256,7 +260,39 @@ describe('Scheduler on in-process nodes', () => {
       PROMPTS.forEach((p, i) => submit(p, 40, runs[i].observer));
       const outcomes = await Promise.all(runs.map((r) => r.done));
       outcomes.forEach((outcome, i) => expect({ i, error: outcome.error?.message, tokens: outcome.tokens }).toEqual({ i, error: undefined, tokens: expected[i] }));
+      // node2a's sequences moved by partial replay: node1 kept its KV and refilled node2b from its cached hidden states.
+      expect(await counter('stageReplays')).toBeGreaterThan(replaysBefore);
       await until(() => nodes.nodes.filter((n) => n.entry.id !== 'node2a').every((n) => n.runtime.kvStats().sequences === 0), 'the live stages to release');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'when the replacement dies too, the sequences wait for a replica of the stage to come back and still finish with their naive tokens',
+    async () => {
+      // node2a is down since the previous test: every sequence runs on node2b.
+      await nodes.restart('node2a');
+      await until(() => health.serving('node2a'), 'node2a to serve again');
+      const expected = PROMPTS.map((p) => naiveGreedy(tinyCheckpoint(), p, 40));
+      const failoversBefore = await counter('failovers');
+      let crashed = false;
+      const runs = PROMPTS.map((_, i) =>
+        collect((index) => {
+          if (i === 0 && index === 10 && !crashed) {
+            crashed = true;
+            // Both replicas of the last stage at once: whichever the replay picks first is gone too (a partial replay that
+            // falls back, or a full one that waits for a route); node2a is back within the recovery window.
+            void nodes.crash('node2b');
+            void nodes.crash('node2a');
+            setTimeout(() => void nodes.restart('node2a'), 300);
+          }
+        }),
+      );
+      PROMPTS.forEach((p, i) => submit(p, 40, runs[i].observer));
+      const outcomes = await Promise.all(runs.map((r) => r.done));
+      outcomes.forEach((outcome, i) => expect({ i, error: outcome.error?.message, tokens: outcome.tokens }).toEqual({ i, error: undefined, tokens: expected[i] }));
+      expect(await counter('failovers')).toBeGreaterThan(failoversBefore);
+      await until(() => ['node1', 'node2a'].every((id) => nodes.node(id).runtime.kvStats().sequences === 0), 'the live stages to release');
     },
     TEST_TIMEOUT_MS,
   );
