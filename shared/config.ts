@@ -196,9 +196,15 @@ const hostPort = () =>
     { error: (issue) => `${JSON.stringify(issue.input)} must be host:port (port 1-65535)` },
   );
 
-/** An object with exactly these keys; anything else is a type error named "must be an object". */
+/**
+ * An object with exactly these keys; anything else is a type error named "must be an object".
+ * A key set to null counts as absent (its default applies), as templated configs write them.
+ */
 function section<T extends z.ZodRawShape>(shape: T) {
-  return z.strictObject(shape, { error: (issue) => (issue.code === 'invalid_type' ? 'must be an object' : undefined) });
+  return z.preprocess(
+    (value) => (isPlainObject(value) ? Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null)) : value),
+    z.strictObject(shape, { error: (issue) => (issue.code === 'invalid_type' ? 'must be an object' : undefined) }),
+  );
 }
 
 const corsOrigins = () => {
@@ -211,7 +217,7 @@ const corsOrigins = () => {
 
 const clusterSecret = () => {
   const error = `must be at least ${SECRET_MIN_LENGTH} printable characters without spaces`;
-  return z.string({ error }).min(SECRET_MIN_LENGTH, { error }).regex(/^[\x21-\x7e]+$/, { error });
+  return z.string({ error }).refine((secret) => secret.length >= SECRET_MIN_LENGTH && /^[\x21-\x7e]+$/.test(secret), { error });
 };
 
 /** config.json as written (snake_case keys), with the defaults of every optional key. */
@@ -277,7 +283,9 @@ const CONFIG_SCHEMA = section({
     ids.add(node.id);
   }
   const parts = new Set(config.nodes.map((n) => n.model_part));
-  for (let part = 0; part < parts.size; part++) {
+  // A model_part that is itself wrong is reported as such; the numbering is checked once they are all stage indices.
+  const indices = [...parts].every((part) => Number.isSafeInteger(part) && part >= 0);
+  for (let part = 0; indices && part < parts.size; part++) {
     if (!parts.has(part)) {
       ctx.addIssue({ code: 'custom', path: ['nodes[]', 'model_part'], message: `stages must be numbered 0..${parts.size - 1}; stage ${part} has no node` });
       break;
@@ -319,10 +327,14 @@ export function parseConfig(json: unknown, options: { baseDir: string; env?: Env
 
 /** The first problem names its key in the message (`config <key>: <problem>`); further ones follow, one per line. */
 function configErrorOf(error: z.ZodError, setBy: ReadonlyMap<string, string>): ConfigError {
+  const seen = new Set<string>();
   const problems = error.issues.flatMap((issue) => {
     const key = keyOf(issue.path);
     if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => [key === '(root)' ? k : `${key}.${k}`, 'is not a known key (a typo?)'] as const);
     const variable = setBy.get(key);
+    // Two checks of one value (an integer and its maximum, say) may both fail with one message: say it once.
+    if (seen.has(`${key}\n${issue.message}`)) return [];
+    seen.add(`${key}\n${issue.message}`);
     return [[key, variable === undefined ? issue.message : `${issue.message} (set by ${variable})`] as const];
   });
   const [[key, problem], ...more] = problems;

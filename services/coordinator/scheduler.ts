@@ -354,6 +354,8 @@ export class Scheduler implements DispatchListener {
   private replayLostStage(sequence: Sequence, cause: ServiceError, avoid: ReadonlySet<string>): boolean {
     const current = sequence.incarnation;
     if (current === undefined || sequence.fed === 0 || current.route.some((r) => !current.opened.has(r.id))) return false;
+    // The refill travels as one message: a history longer than a step may carry is replayed in chunks by the full replay instead.
+    if (sequence.fed > this.options.step.maxTokens) return false;
     const lost = current.route.flatMap((r, k) => (avoid.has(r.id) || !this.health.serving(r.id) ? [k] : []));
     if (lost.length !== 1) return false;
     const stage = lost[0];
@@ -370,8 +372,6 @@ export class Scheduler implements DispatchListener {
     sequence.state = 'recovering';
     sequence.recoveries += 1;
     sequence.failingSince ??= Date.now();
-    this.metrics.failovers.inc();
-    this.metrics.stageReplays.inc();
     // The lost replica's copy is dropped there if it ever answers again.
     this.releaseOn(lostReplica, current.nodeSequenceId, sequence.request.requestId);
     const incarnation = sequence.replaceStage(stage, replacement);
@@ -440,6 +440,14 @@ export class Scheduler implements DispatchListener {
       () => {
         if (sequence.done || sequence.incarnation !== incarnation) {
           this.releaseOf(incarnation, requestId);
+          return;
+        }
+        this.metrics.failovers.inc();
+        this.metrics.stageReplays.inc();
+        // A replica of the route may have been lost while the replay was under way (its loss skips sequences that are recovering).
+        const gone = route.find((r) => !this.health.serving(r.id));
+        if (gone !== undefined) {
+          this.recover(sequence, new ServiceError(grpc.status.UNAVAILABLE, `${gone.id} went down during the partial replay`), new Set([gone.id]));
           return;
         }
         sequence.state = 'running';

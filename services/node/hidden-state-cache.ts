@@ -11,11 +11,13 @@ interface Entry {
  * What a stage that is not the last passed on for each open sequence: its output hidden states,
  * position by position. When the next stage's replica is lost, a replacement rebuilds its KV
  * cache from these (a partial replay: only the lost stage recomputes), instead of every stage
- * replaying the whole history. hidden × 4 bytes per position: for GPT-2 small a sixth of what
- * the KV cache of a four-layer stage costs.
+ * replaying the whole history. hidden × 4 bytes per position (for GPT-2 small an eighth of what
+ * the KV cache of a four-layer stage costs), reserved with the KV at open (KvCache's
+ * extraBytesPerToken), so the KV budget bounds both.
  */
 export class HiddenStateCache {
   private readonly sequences = new Map<string, Entry>();
+  private allocatedBytes = 0;
 
   constructor(private readonly hiddenSize: number) {}
 
@@ -31,6 +33,7 @@ export class HiddenStateCache {
     if (entry === undefined) {
       entry = { data: new Float32Array(Math.max(16, start + count) * h), length: 0 };
       this.sequences.set(sequenceId, entry);
+      this.allocatedBytes += entry.data.byteLength;
     }
     // A gap (positions this stage never passed on) leaves the cache unusable for a refill: forget it.
     if (start > entry.length) {
@@ -41,6 +44,7 @@ export class HiddenStateCache {
     if (needed > entry.data.length) {
       const grown = new Float32Array(Math.max(needed, entry.data.length * 2));
       grown.set(entry.data.subarray(0, entry.length * h));
+      this.allocatedBytes += grown.byteLength - entry.data.byteLength;
       entry.data = grown;
     }
     entry.data.set(packed.subarray(offset * h, (offset + count) * h), start * h);
@@ -63,13 +67,14 @@ export class HiddenStateCache {
   }
 
   delete(sequenceId: string): void {
+    const entry = this.sequences.get(sequenceId);
+    if (entry === undefined) return;
+    this.allocatedBytes -= entry.data.byteLength;
     this.sequences.delete(sequenceId);
   }
 
-  /** Bytes held (allocated). */
+  /** Bytes allocated (within what the KV budget reserves for them: hidden × 4 per reserved position). */
   get bytes(): number {
-    let total = 0;
-    for (const entry of this.sequences.values()) total += entry.data.byteLength;
-    return total;
+    return this.allocatedBytes;
   }
 }

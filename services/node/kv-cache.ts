@@ -11,6 +11,11 @@ export interface KvCacheOptions {
   readonly maxLength: number;
   /** Upper bound on the KV memory that admitted sequences may reserve. */
   readonly kvBudgetBytes: number;
+  /**
+   * Bytes per reserved position the stage holds for a sequence outside this cache (the hidden
+   * states a stage that is not the last keeps for a partial replay); counted in the budget.
+   */
+  readonly extraBytesPerToken?: number;
   /** Milliseconds clock for idle tracking; injectable so tests control time. */
   readonly clock?: () => number;
 }
@@ -83,9 +88,14 @@ export class KvCache {
     return 2 * layerCount * kvHeads * headDim * FLOAT32_BYTES;
   }
 
+  /** What one reserved position costs against the budget: its KV entries and what the stage keeps beside them. */
+  get reservedBytesPerToken(): number {
+    return this.bytesPerToken + (this.options.extraBytesPerToken ?? 0);
+  }
+
   /** Bytes reserved by admitted sequences (what the budget bounds). */
   get reservedBytes(): number {
-    return this.reservedTokens * this.bytesPerToken;
+    return this.reservedTokens * this.reservedBytesPerToken;
   }
 
   /** Bytes of every buffer allocated (reserved room is allocated as sequences grow into it). */
@@ -128,11 +138,11 @@ export class KvCache {
       }
       extra += Math.max(0, length - (this.sequences.get(sequenceId)?.reserved ?? 0));
     }
-    if (extra > 0 && (this.reservedTokens + extra) * this.bytesPerToken > this.options.kvBudgetBytes) {
+    if (extra > 0 && (this.reservedTokens + extra) * this.reservedBytesPerToken > this.options.kvBudgetBytes) {
       throw new ServiceError(
         status.RESOURCE_EXHAUSTED,
         `KV cache budget exhausted: ${this.reservedBytes} bytes reserved by ${this.sequences.size} sequences, ` +
-          `${extra * this.bytesPerToken} more needed, budget ${this.options.kvBudgetBytes} bytes`,
+          `${extra * this.reservedBytesPerToken} more needed, budget ${this.options.kvBudgetBytes} bytes`,
       );
     }
     const now = this.clock();

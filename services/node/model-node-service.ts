@@ -53,6 +53,8 @@ export class ModelNodeService {
   private readonly sequences = new OpenSequences();
   /** Ids whose open is waiting for its KV reservation. */
   private readonly opening = new Set<string>();
+  /** Ids released whose KV is freed behind the steps queued before: reopening one now would merge into the old entry. */
+  private readonly releasing = new Set<string>();
   private readonly samplers = new SequenceSamplers();
   /** Every stage but the last: what it passed on, for a partial replay of the next stage. */
   private readonly hidden: HiddenStateCache | undefined;
@@ -174,6 +176,7 @@ export class ModelNodeService {
       if (this.sequences.has(open.sequence_id) || this.opening.has(open.sequence_id)) {
         throw new ServiceError(grpc.status.ALREADY_EXISTS, `open.sequence_id: ${open.sequence_id} is already open`);
       }
+      if (this.releasing.has(open.sequence_id)) throw new ServiceError(grpc.status.ALREADY_EXISTS, `open.sequence_id: ${open.sequence_id} is still being released`);
       this.opening.add(open.sequence_id);
       claimed = true;
       if (open.token.length < PROTOCOL_LIMITS.minTokenBytes || open.token.length > PROTOCOL_LIMITS.maxTokenBytes) {
@@ -192,7 +195,7 @@ export class ModelNodeService {
         if (ServiceError.from(error).code === grpc.status.RESOURCE_EXHAUSTED) this.metrics.sessionsRefused.inc();
         throw error;
       }
-      const sequence: OpenSequence = { sequenceId: open.sequence_id, requestId: open.request_id, owner: session, token: Buffer.from(open.token), nextNodeId, sampling };
+      const sequence: OpenSequence = { sequenceId: open.sequence_id, requestId: open.request_id, owner: session, token: Buffer.from(open.token), nextNodeId, sampling, rewinding: false };
       this.sequences.add(sequence);
       this.updateKvGauges();
       this.logger.info('sequence opened', { request_id: open.request_id, sequence_id: open.sequence_id, reserve_tokens: open.reserve_tokens });
@@ -201,7 +204,7 @@ export class ModelNodeService {
         void this.release(open.sequence_id);
         return;
       }
-      session.send({ opened: { sequence_id: open.sequence_id, code: grpc.status.OK, reserved_bytes: open.reserve_tokens * this.runtime.kvStats().bytesPerToken } });
+      session.send({ opened: { sequence_id: open.sequence_id, code: grpc.status.OK, reserved_bytes: open.reserve_tokens * this.runtime.kvStats().reservedBytesPerToken } });
     } catch (error) {
       const serviceError = ServiceError.from(error);
       session.send({ opened: { sequence_id: open.sequence_id, code: serviceError.code, message: serviceError.message } });
@@ -238,6 +241,7 @@ export class ModelNodeService {
       }
       if (rewind.length > shape.contextLength) throw ServiceError.invalidArgument('rewind.length', `at most the model's ${shape.contextLength} positions, got ${rewind.length}`);
       const nextNodeId = this.nextHop(rewind.next_node_id, 'rewind.next_node_id');
+      if (sequence.rewinding) throw new ServiceError(grpc.status.FAILED_PRECONDITION, `rewind.sequence_id: sequence ${rewind.sequence_id} is being rewound already`);
       if (rewind.refill) {
         if (stage.isLast) throw ServiceError.invalidArgument('rewind.refill', 'the last stage has no next stage to refill');
         if (rewind.length === 0) throw ServiceError.invalidArgument('rewind.length', 'a refill needs at least one position');
@@ -245,12 +249,19 @@ export class ModelNodeService {
         if (rewind.history.some((id) => id >= shape.vocabSize)) throw ServiceError.invalidArgument('rewind.history', `token ids must be below ${shape.vocabSize}`);
         if (rewind.timeout_ms === 0) throw ServiceError.invalidArgument('rewind.timeout_ms', 'a refill needs a deadline');
       }
-      await this.runtime.rewindInOrder(sequence.sequenceId, rewind.length);
-      if (this.sequences.ownedBy(sequence.sequenceId, session) !== sequence) throw new ServiceError(grpc.status.NOT_FOUND, `rewind.sequence_id: sequence ${rewind.sequence_id} was released`);
-      this.hidden?.truncate(sequence.sequenceId, rewind.length);
-      this.samplers.rewind(sequence.sequenceId, rewind.length);
-      sequence.token = Buffer.from(rewind.token);
-      sequence.nextNodeId = nextNodeId;
+      // From here until the cut settles no step is accepted: one of the failed placement, still
+      // carrying the old token, would be queued behind the cut and write past it.
+      sequence.rewinding = true;
+      try {
+        await this.runtime.rewindInOrder(sequence.sequenceId, rewind.length);
+        if (this.sequences.ownedBy(sequence.sequenceId, session) !== sequence) throw new ServiceError(grpc.status.NOT_FOUND, `rewind.sequence_id: sequence ${rewind.sequence_id} was released`);
+        this.hidden?.truncate(sequence.sequenceId, rewind.length);
+        this.samplers.rewind(sequence.sequenceId, rewind.length);
+        sequence.token = Buffer.from(rewind.token);
+        sequence.nextNodeId = nextNodeId;
+      } finally {
+        sequence.rewinding = false;
+      }
       if (rewind.refill && this.hidden !== undefined) {
         const states = this.hidden.read(sequence.sequenceId, rewind.length);
         const refill: IncomingStep = {
@@ -470,9 +481,13 @@ export class ModelNodeService {
     this.sequences.delete(sequenceId);
     this.samplers.delete(sequenceId);
     this.hidden?.delete(sequenceId);
-    const held = await this.runtime.releaseInOrder(sequenceId);
-    this.updateKvGauges();
-    return held;
+    this.releasing.add(sequenceId);
+    try {
+      return await this.runtime.releaseInOrder(sequenceId);
+    } finally {
+      this.releasing.delete(sequenceId);
+      this.updateKvGauges();
+    }
   }
 
   private async dropIdleSequences(): Promise<void> {
@@ -493,5 +508,6 @@ export class ModelNodeService {
     const kv = this.runtime.kvStats();
     this.metrics.kvSequences.set(kv.sequences);
     this.metrics.kvBytes.set(kv.bytes);
+    this.metrics.hiddenCacheBytes.set(this.hidden?.bytes ?? 0);
   }
 }

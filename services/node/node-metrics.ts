@@ -12,6 +12,7 @@ export class NodeMetrics {
   readonly kvSequences: Gauge;
   readonly kvBytes: Gauge;
   readonly kvBudgetBytes: Gauge;
+  readonly hiddenCacheBytes: Gauge;
   readonly sessionsRefused: Counter;
   readonly stepErrors: Counter<'code'>;
   private readonly modelInfo: Gauge<'model_name' | 'architecture' | 'weights' | 'layers' | 'stages'>;
@@ -23,6 +24,7 @@ export class NodeMetrics {
     this.sentBytes = new Counter({ name: 'pipeserve_stage_sent_bytes_total', help: 'Activation bytes sent to the next hop', registers });
     this.kvSequences = new Gauge({ name: 'pipeserve_stage_kv_cache_sequences', help: 'Sequences holding KV cache in this stage', registers });
     this.kvBytes = new Gauge({ name: 'pipeserve_stage_kv_cache_bytes', help: 'Bytes of KV cache held by this stage', registers });
+    this.hiddenCacheBytes = new Gauge({ name: 'pipeserve_stage_hidden_cache_bytes', help: 'Bytes of the hidden states this stage keeps of what it passed on, for a partial replay of the next stage (0 on the last stage)', registers });
     this.kvBudgetBytes = new Gauge({ name: 'pipeserve_stage_kv_cache_budget_bytes', help: 'KV cache budget of this stage', registers });
     this.sessionsRefused = new Counter({ name: 'pipeserve_stage_sessions_refused_total', help: 'Sequences refused because the KV budget was full', registers });
     this.stepErrors = new Counter({ name: 'pipeserve_stage_step_errors_total', help: 'Steps that failed in this stage, by gRPC status', labelNames: ['code'], registers });

@@ -11,6 +11,8 @@ export interface OpenSequence {
   token: Buffer;
   /** The replica this stage passes the sequence's hidden states to; undefined on the last stage. Moves with a rewind. */
   nextNodeId: string | undefined;
+  /** A rewind is cutting the sequence back: no step is accepted until it settles (one of the failed placement would write past the cut). */
+  rewinding: boolean;
   readonly sampling: SamplingParameters__Output;
 }
 
@@ -37,7 +39,7 @@ export class OpenSequences {
   /** The sequence if `token` is its token; undefined otherwise. */
   authorize(sequenceId: string, token: Buffer): OpenSequence | undefined {
     const sequence = this.sequences.get(sequenceId);
-    if (sequence === undefined || sequence.token.length !== token.length || !timingSafeEqual(sequence.token, token)) return undefined;
+    if (sequence === undefined || sequence.rewinding || sequence.token.length !== token.length || !timingSafeEqual(sequence.token, token)) return undefined;
     return sequence;
   }
 

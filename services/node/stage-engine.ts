@@ -11,6 +11,8 @@ export interface KvStats {
   readonly reservedBytes: number;
   /** 2 × layers × kvHeads × headDim × 4. */
   readonly bytesPerToken: number;
+  /** What a reserved position costs against the budget: bytesPerToken, plus hidden × 4 on a stage that is not the last (its cached hidden states). */
+  readonly reservedBytesPerToken: number;
 }
 
 /**

@@ -77,6 +77,8 @@ export class StageRuntime implements StageEngine {
       headDim: shape.headDim,
       maxLength: shape.contextLength,
       kvBudgetBytes: options.kvBudgetBytes,
+      // A stage that is not the last keeps the hidden states it passes on (HiddenStateCache), float32 per position.
+      extraBytesPerToken: stage.isLast ? 0 : shape.hiddenSize * 4,
     });
   }
 
@@ -113,7 +115,13 @@ export class StageRuntime implements StageEngine {
   }
 
   kvStats(): KvStats {
-    return { sequences: this.cache.sequenceCount, bytes: this.cache.bytes, reservedBytes: this.cache.reservedBytes, bytesPerToken: this.cache.bytesPerToken };
+    return {
+      sequences: this.cache.sequenceCount,
+      bytes: this.cache.bytes,
+      reservedBytes: this.cache.reservedBytes,
+      bytesPerToken: this.cache.bytesPerToken,
+      reservedBytesPerToken: this.cache.reservedBytesPerToken,
+    };
   }
 
   /** Reserves a sequence's KV room ahead of its first step; RESOURCE_EXHAUSTED when the budget cannot take it. */

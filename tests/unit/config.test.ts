@@ -96,6 +96,19 @@ describe('config.json', () => {
     expect(() => parseConfig('nodes', { baseDir: ROOT })).toThrow(/^config \(root\): must be an object$/);
   });
 
+  it('a key set to null takes its default, as templated configs write them; one wrong value is reported once', () => {
+    const json = { ...shipped(), api: null, limits: { max_new_tokens: null, micro_batches: 2 }, log_level: null, security: { tls: null } };
+    const config = parseConfig(json, { baseDir: ROOT });
+    expect(config.api).toMatchObject({ port: 8000, host: '0.0.0.0', corsOrigins: [] });
+    expect(config.limits).toMatchObject({ maxNewTokens: 512, microBatches: 2 });
+    expect([config.logLevel, config.security.tls]).toEqual(['info', undefined]);
+    expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { CLUSTER_SECRET: '' } })).toThrow(/^config security\.cluster_secret: must be at least 16 printable characters without spaces \(set by CLUSTER_SECRET\)$/);
+    const negative = shipped();
+    (negative.nodes as { model_part: number }[])[2].model_part = -1;
+    expect(() => parseConfig(negative, { baseDir: ROOT })).toThrow(/^config nodes\[2\]\.model_part: must be an integer >= 0, got -1$/);
+    expect(() => parseConfig({ ...shipped(), limits: { kv_budget_bytes: 2 ** 60 } }, { baseDir: ROOT })).toThrow(/^config limits\.kv_budget_bytes: must be an integer >= 1, got 1152921504606847000$/);
+  });
+
   it('a bad value from an environment variable names the key and the variable', () => {
     expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { API_PORT: '0' } })).toThrow(/^config api\.port: must be a port number \(1-65535\), got 0 \(set by API_PORT\)$/);
     expect(() => parseConfig(shipped(), { baseDir: ROOT, env: { NODE_ADDRESSES: 'node2=nohost' } })).toThrow(/^config nodes\[1\]\.address: "nohost" must be host:port \(port 1-65535\) \(set by NODE_ADDRESSES\)$/);

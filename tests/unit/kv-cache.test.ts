@@ -117,6 +117,34 @@ describe('KvCache', () => {
     expect(cache.sequenceCount).toBe(2);
   });
 
+  test('truncate cuts a sequence back (a partial replay continues from there) and refuses to grow one; the others keep their entries', () => {
+    const cache = newCache();
+    cache.reserve(['s1', 's2'].map((sequenceId) => ({ sequenceId, length: 20 })));
+    step(cache, [
+      { id: 's1', count: 5 },
+      { id: 's2', count: 3 },
+    ]);
+    cache.truncate('s1', 2);
+    expect([cache.length('s1'), cache.length('s2'), cache.reserved('s1')]).toEqual([2, 3, 20]);
+    expectCode(() => cache.truncate('s1', 3), status.FAILED_PRECONDITION);
+    expectCode(() => cache.truncate('nope', 0), status.FAILED_PRECONDITION);
+    step(cache, [
+      { id: 's1', count: 1 },
+      { id: 's2', count: 1 },
+    ]);
+    expect([cache.length('s1'), cache.length('s2')]).toEqual([3, 4]);
+    expectPastHolds(cache, cache.view(['s1', 's2'], [1, 1]));
+  });
+
+  test('what a stage keeps beside the cache per reserved position counts against the budget', () => {
+    const perToken = 2 * LAYERS * KV_HEADS * HEAD_DIM * 4;
+    const cache = new KvCache({ layerCount: LAYERS, kvHeads: KV_HEADS, headDim: HEAD_DIM, maxLength: MAX_LENGTH, kvBudgetBytes: 10 * (perToken + 64), extraBytesPerToken: 64 });
+    expect(cache.reservedBytesPerToken).toBe(perToken + 64);
+    cache.reserve([{ sequenceId: 's1', length: 10 }]);
+    expect(cache.reservedBytes).toBe(10 * (perToken + 64));
+    expectCode(() => cache.reserve([{ sequenceId: 's2', length: 1 }]), status.RESOURCE_EXHAUSTED);
+  });
+
   test('more positions than the model has are INVALID_ARGUMENT', () => {
     expectCode(() => newCache().reserve([{ sequenceId: 's1', length: MAX_LENGTH + 1 }]), status.INVALID_ARGUMENT);
   });

@@ -135,6 +135,74 @@ describe('partial replay: rewind and refill', () => {
     TEST_TIMEOUT_MS,
   );
 
+  test('a step of the failed placement that arrives while the cut waits behind a running step is refused, not written past the cut', async () => {
+    const first = new RawSession(client('node1'));
+    const last = new RawSession(client('node2b'));
+    const token = randomBytes(16);
+    const reserve = (m: CoordinatorMessage): CoordinatorMessage => ({ open: { ...m.open, reserve_tokens: 256 } });
+    first.send(reserve(open('race', token, 'node2b')));
+    last.send(reserve(open('race', token, '')));
+    await first.next('opened');
+    await last.next('opened');
+    first.send(step(1, 'race', token, 0, PROMPT, 0));
+    await last.next('result');
+    // In one burst: the failed step (a long chunk the cut waits behind and undoes), the rewind, then a step of the
+    // failed placement with the old token. Accepted while the cut is under way, it would run right after the cut and
+    // leave node1 one position ahead of what the coordinator knows.
+    // A node's stage runs on a worker thread, so the cut's answer comes back a message later: model that here.
+    const runtime = nodes.node('node1').runtime;
+    const cut = runtime.rewindInOrder.bind(runtime);
+    runtime.rewindInOrder = async (sequenceId: string, length: number): Promise<void> => {
+      await cut(sequenceId, length);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    };
+    const chunk = Array.from({ length: 200 }, (_, i) => 100 + i);
+    try {
+      first.send(step(2, 'race', token, PROMPT.length, chunk, 1));
+      first.send({ rewind: { sequence_id: 'race', token: randomBytes(16), length: PROMPT.length, next_node_id: 'node2b', refill: false, step_id: 0, history: [], timeout_ms: 1_000, request_id: 'r' } });
+      first.send(step(3, 'race', token, PROMPT.length, [12], 1));
+      expect(await first.next('failed')).toMatchObject({ step_id: 3, code: grpc.status.NOT_FOUND });
+      expect(await first.next('rewound')).toMatchObject({ code: grpc.status.OK });
+    } finally {
+      runtime.rewindInOrder = cut;
+    }
+    expect((await last.next('result')).step_id).toBe(2);
+    expect(nodes.node('node1').runtime.cachedLength('race')).toBe(PROMPT.length);
+    first.send({ release: { sequence_ids: ['race'] } });
+    last.send({ release: { sequence_ids: ['race'] } });
+    await first.next('released');
+    await last.next('released');
+    first.close();
+    last.close();
+  });
+
+  test('an id whose release is still under way cannot be opened again (its reservation would merge into the old entry)', async () => {
+    const session = new RawSession(client('node2b'));
+    const token = randomBytes(16);
+    const runtime = nodes.node('node2b').runtime;
+    const free = runtime.releaseInOrder.bind(runtime);
+    runtime.releaseInOrder = async (sequenceId: string): Promise<boolean> => {
+      const held = await free(sequenceId);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return held;
+    };
+    try {
+      session.send(open('again', token, ''));
+      await session.next('opened');
+      session.send({ release: { sequence_ids: ['again'] } });
+      session.send(open('again', token, ''));
+      expect(await session.next('opened')).toMatchObject({ code: grpc.status.ALREADY_EXISTS, message: expect.stringMatching(/still being released/) });
+      expect((await session.next('released')).sequence_ids).toEqual(['again']);
+    } finally {
+      runtime.releaseInOrder = free;
+    }
+    session.send(open('again', token, ''));
+    expect(await session.next('opened')).toMatchObject({ code: grpc.status.OK });
+    session.send({ release: { sequence_ids: ['again'] } });
+    await session.next('released');
+    session.close();
+  });
+
   test('a rewind is refused by name, and changes nothing: unknown sequence, a stranger, a refill on the last stage, more positions than held, a fill step that samples', async () => {
     const first = new RawSession(client('node1'));
     const last = new RawSession(client('node2b'));
