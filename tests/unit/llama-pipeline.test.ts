@@ -255,16 +255,18 @@ describe('the llama-tiny preset (9 query heads over 3 KV heads of 16, GPT-2 toke
       const bytesPerToken = 2 * 2 * TINY.kvHeads * TINY.headDim * FLOAT32_BYTES;
       expect(bytesPerToken).toBe(768);
       expect(bytesPerToken * 3).toBe(2 * 2 * TINY.attentionHeads * TINY.headDim * FLOAT32_BYTES);
-      // 40 tokens' worth fits one sequence reserving 36 tokens, and not a second one reserving 8.
-      const runtime = await StageRuntime.load(modelDir, 0, { kvBudgetBytes: 40 * bytesPerToken, intraOpThreads: 1 });
+      // A reserved position also holds what stage 0 passes on (hidden × 4 bytes, kept for a partial replay of stage 1).
+      const perPosition = bytesPerToken + TINY.hiddenSize * FLOAT32_BYTES;
+      // 40 positions' worth fits one sequence reserving 36 tokens, and not a second one reserving 8.
+      const runtime = await StageRuntime.load(modelDir, 0, { kvBudgetBytes: 40 * perPosition, intraOpThreads: 1 });
       try {
         await runtime.step({ rows: [{ sequenceId: 'runner', pastLength: 0, tokenIds: PROMPTS[0], reserveTokens: 36 }] });
-        expect(runtime.kvStats()).toMatchObject({ sequences: 1, reservedBytes: 36 * bytesPerToken, bytesPerToken });
+        expect(runtime.kvStats()).toMatchObject({ sequences: 1, reservedBytes: 36 * perPosition, bytesPerToken, reservedBytesPerToken: perPosition });
         const refused = await runtime.step({ rows: [{ sequenceId: 'newcomer', pastLength: 0, tokenIds: PROMPTS[1], reserveTokens: 8 }] }).catch((e: unknown) => e);
         expect(refused).toBeInstanceOf(ServiceError);
         expect((refused as ServiceError).code).toBe(status.RESOURCE_EXHAUSTED);
         await runtime.reserve('small', 4);
-        expect(runtime.kvStats().reservedBytes).toBe(40 * bytesPerToken);
+        expect(runtime.kvStats().reservedBytes).toBe(40 * perPosition);
       } finally {
         await runtime.close();
       }

@@ -226,11 +226,13 @@ describe('stage runtime checks', () => {
   });
 
   test('a sequence reserves its whole KV room at admission: a full budget refuses a newcomer, never a running sequence', async () => {
-    // Stage 0 of 3 holds 2 layers: 1 KiB per token. 40 KiB fits one sequence reserving 36 tokens.
-    const tight = await StageRuntime.load(modelDir, 0, { kvBudgetBytes: 40 * 1024 });
+    // Stage 0 of 3 holds 2 layers: 1 KiB of KV per token, and the 64 floats it passes on (kept for a
+    // partial replay of stage 1): 1280 bytes per reserved position. 40 of them fit one sequence reserving 36.
+    const perPosition = 1024 + 64 * 4;
+    const tight = await StageRuntime.load(modelDir, 0, { kvBudgetBytes: 40 * perPosition });
     try {
       await tight.step({ rows: [{ sequenceId: 'runner', pastLength: 0, tokenIds: randomIds(41, 4), reserveTokens: 36 }] });
-      expect(tight.kvStats().reservedBytes).toBe(36 * 1024);
+      expect(tight.kvStats()).toMatchObject({ bytesPerToken: 1024, reservedBytesPerToken: perPosition, reservedBytes: 36 * perPosition });
       await expectServiceError(
         tight.step({ rows: [{ sequenceId: 'newcomer', pastLength: 0, tokenIds: randomIds(42, 2), reserveTokens: 8 }] }),
         status.RESOURCE_EXHAUSTED,
@@ -240,7 +242,7 @@ describe('stage runtime checks', () => {
         await tight.step({ rows: [{ sequenceId: 'runner', pastLength: length, tokenIds: [length] }] });
       }
       expect(tight.cachedLength('runner')).toBe(36);
-      expect(tight.kvStats().reservedBytes).toBe(36 * 1024);
+      expect(tight.kvStats().reservedBytes).toBe(36 * perPosition);
     } finally {
       await tight.close();
     }
