@@ -62,27 +62,23 @@ export class NodeSession {
 
   /** Opens a sequence on the replica; resolves when it acknowledges, rejects with its status. */
   open(open: OpenSequence, timeoutMs: number): Promise<void> {
-    const id = open.sequence_id as string;
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.opens.delete(id);
-        reject(new ServiceError(grpc.status.DEADLINE_EXCEEDED, `${this.replica.id} did not acknowledge opening ${id} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.opens.set(id, { resolve, reject, timer });
-      this.send({ open }).catch((error: ServiceError) => this.settle(this.opens, id, error));
-    });
+    return this.acknowledged(this.opens, open.sequence_id as string, { open }, 'opening', timeoutMs);
   }
 
   /** Rewinds a sequence on the replica (a partial replay); resolves when it acknowledges, rejects with its status. */
   rewind(rewind: RewindSequence, timeoutMs: number): Promise<void> {
-    const id = rewind.sequence_id as string;
+    return this.acknowledged(this.rewinds, rewind.sequence_id as string, { rewind }, 'rewinding', timeoutMs);
+  }
+
+  /** Sends `message` about sequence `id` and waits for the replica's answer to it (settled in `waiters`), at most `timeoutMs`. */
+  private acknowledged(waiters: Map<string, Waiter<void>>, id: string, message: CoordinatorMessage, action: string, timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.rewinds.delete(id);
-        reject(new ServiceError(grpc.status.DEADLINE_EXCEEDED, `${this.replica.id} did not acknowledge rewinding ${id} within ${timeoutMs} ms`));
+        waiters.delete(id);
+        reject(new ServiceError(grpc.status.DEADLINE_EXCEEDED, `${this.replica.id} did not acknowledge ${action} ${id} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.rewinds.set(id, { resolve, reject, timer });
-      this.send({ rewind }).catch((error: ServiceError) => this.settle(this.rewinds, id, error));
+      waiters.set(id, { resolve, reject, timer });
+      this.send(message).catch((error: ServiceError) => this.settle(waiters, id, error));
     });
   }
 

@@ -6,58 +6,18 @@ import type { CoordinatorMessage } from '../../protos/generated/pipeserve/v1/Coo
 import type { ForwardMessage } from '../../protos/generated/pipeserve/v1/ForwardMessage';
 import type { ForwardReply__Output } from '../../protos/generated/pipeserve/v1/ForwardReply';
 import type { ModelNodeClient } from '../../protos/generated/pipeserve/v1/ModelNode';
-import type { NodeEvent__Output } from '../../protos/generated/pipeserve/v1/NodeEvent';
 import { createClient, requestMetadata } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { float32Tensor } from '../../shared/tensor';
 import { encodeTensor } from '../../shared/tensor-codec';
+import { EVENT_TIMEOUT_MS, RawNodeSession } from '../support/raw-node-session';
 import { InProcessNodes } from '../support/in-process-nodes';
 import { naiveGreedy } from '../support/naive-gpt2';
 import { tinyCheckpoint, tinyModel } from '../support/test-models';
 
 const TEST_TIMEOUT_MS = 120_000;
-const EVENT_TIMEOUT_MS = 10_000;
 const HIDDEN = 64;
 const PROMPT = [464, 2068, 7586, 21831, 18045];
-
-/** A raw Connect session, as a coordinator (or an impostor) holds one: send messages, await events. */
-class RawSession {
-  private readonly events: NodeEvent__Output[] = [];
-  private readonly waiters: (() => void)[] = [];
-  readonly call: grpc.ClientDuplexStream<CoordinatorMessage, NodeEvent__Output>;
-
-  constructor(client: ModelNodeClient) {
-    this.call = client.Connect(requestMetadata(''));
-    this.call.on('data', (event: NodeEvent__Output) => {
-      this.events.push(event);
-      for (const wake of this.waiters.splice(0)) wake();
-    });
-    this.call.on('error', () => undefined);
-    this.call.write({ hello: { coordinator_id: 'test' } });
-  }
-
-  send(message: CoordinatorMessage): void {
-    this.call.write(message);
-  }
-
-  /** The next event of `kind`, in arrival order. */
-  async next<K extends NonNullable<NodeEvent__Output['kind']>>(kind: K): Promise<NonNullable<NodeEvent__Output[K]>> {
-    const until = Date.now() + EVENT_TIMEOUT_MS;
-    for (;;) {
-      const at = this.events.findIndex((e) => e.kind === kind);
-      if (at >= 0) return this.events.splice(at, 1)[0][kind] as NonNullable<NodeEvent__Output[K]>;
-      if (Date.now() > until) throw new Error(`no ${kind} event within ${EVENT_TIMEOUT_MS} ms`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-
-  close(): void {
-    this.call.end();
-  }
-}
 
 function open(sequenceId: string, token: Buffer, nextNodeId: string, reserve = 64): CoordinatorMessage {
   return { open: { sequence_id: sequenceId, request_id: 'r', token, reserve_tokens: reserve, next_node_id: nextNodeId, sampling: { temperature: 0 } } };
@@ -93,8 +53,8 @@ describe('ModelNodeService', () => {
   test(
     'open on every stage, step into the first: the last stage sends the sampled token straight to the owner, equal to the naive greedy token',
     async () => {
-      const first = new RawSession(client('node1'));
-      const last = new RawSession(client('node2'));
+      const first = new RawNodeSession(client('node1'));
+      const last = new RawNodeSession(client('node2'));
       const token = randomBytes(16);
       first.send(open('seq-a', token, 'node2'));
       last.send(open('seq-a', token, ''));
@@ -144,7 +104,7 @@ describe('ModelNodeService', () => {
   });
 
   test('an open is refused with INVALID_ARGUMENT naming the field: bad id, short token, reserve beyond the context, unknown next hop', async () => {
-    const session = new RawSession(client('node1'));
+    const session = new RawNodeSession(client('node1'));
     const token = randomBytes(16);
     session.send(open('has space', token, 'node2'));
     expect(await session.next('opened')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^open\.sequence_id/) });
@@ -160,8 +120,8 @@ describe('ModelNodeService', () => {
   });
 
   test('only the owner steps, reads and releases a sequence; a wrong token looks like an unknown sequence and leaks nothing', async () => {
-    const owner = new RawSession(client('node1'));
-    const stranger = new RawSession(client('node1'));
+    const owner = new RawNodeSession(client('node1'));
+    const stranger = new RawNodeSession(client('node1'));
     const token = randomBytes(16);
     owner.send(open('owned', token, 'node2'));
     await owner.next('opened');
@@ -182,7 +142,7 @@ describe('ModelNodeService', () => {
   });
 
   test('a step without rows, and one already past its deadline, are answered at once and run nothing', async () => {
-    const session = new RawSession(client('node1'));
+    const session = new RawNodeSession(client('node1'));
     session.send({ step: { step_id: 7, rows: [], timeout_ms: 1_000 } });
     expect(await session.next('failed')).toMatchObject({ step_id: 7, code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^step\.rows/) });
     const token = randomBytes(16);
@@ -197,7 +157,7 @@ describe('ModelNodeService', () => {
   });
 
   test('a Forward message with NaN activations or the wrong shape is answered INVALID_ARGUMENT on the stream and changes nothing', async () => {
-    const session = new RawSession(client('node2'));
+    const session = new RawNodeSession(client('node2'));
     const token = randomBytes(16);
     session.send(open('fwd', token, ''));
     await session.next('opened');
@@ -226,7 +186,7 @@ describe('ModelNodeService', () => {
   });
 
   test('a full KV budget refuses the open with RESOURCE_EXHAUSTED', async () => {
-    const session = new RawSession(client('node1'));
+    const session = new RawNodeSession(client('node1'));
     const token = randomBytes(16);
     // Stage 0 of 2 holds 3 layers: 1.5 KiB per token; the in-process budget is 64 MiB.
     session.send(open('huge-1', token, 'node2', 256));

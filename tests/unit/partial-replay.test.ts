@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessage } from '../../protos/generated/pipeserve/v1/CoordinatorMessage';
 import type { ModelNodeClient } from '../../protos/generated/pipeserve/v1/ModelNode';
-import type { NodeEvent__Output } from '../../protos/generated/pipeserve/v1/NodeEvent';
-import { createClient, requestMetadata } from '../../shared/grpc/channel';
+import { createClient } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { HiddenStateCache } from '../../services/node/hidden-state-cache';
+import { RawNodeSession } from '../support/raw-node-session';
 import { InProcessNodes } from '../support/in-process-nodes';
 import { naiveGreedy } from '../support/naive-gpt2';
 import { tinyCheckpoint, tinyModel } from '../support/test-models';
@@ -16,45 +16,7 @@ import { tinyCheckpoint, tinyModel } from '../support/test-models';
  * hidden states it cached, and the sequence continues with exactly the tokens it would have had.
  */
 const TEST_TIMEOUT_MS = 120_000;
-const EVENT_TIMEOUT_MS = 10_000;
 const PROMPT = [464, 2068, 7586, 21831, 18045];
-
-class RawSession {
-  private readonly events: NodeEvent__Output[] = [];
-  private readonly waiters: (() => void)[] = [];
-  readonly call: grpc.ClientDuplexStream<CoordinatorMessage, NodeEvent__Output>;
-
-  constructor(client: ModelNodeClient) {
-    this.call = client.Connect(requestMetadata(''));
-    this.call.on('data', (event: NodeEvent__Output) => {
-      this.events.push(event);
-      for (const wake of this.waiters.splice(0)) wake();
-    });
-    this.call.on('error', () => undefined);
-    this.call.write({ hello: { coordinator_id: 'test' } });
-  }
-
-  send(message: CoordinatorMessage): void {
-    this.call.write(message);
-  }
-
-  async next<K extends NonNullable<NodeEvent__Output['kind']>>(kind: K): Promise<NonNullable<NodeEvent__Output[K]>> {
-    const until = Date.now() + EVENT_TIMEOUT_MS;
-    for (;;) {
-      const at = this.events.findIndex((e) => e.kind === kind);
-      if (at >= 0) return this.events.splice(at, 1)[0][kind] as NonNullable<NodeEvent__Output[K]>;
-      if (Date.now() > until) throw new Error(`no ${kind} event within ${EVENT_TIMEOUT_MS} ms`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-
-  close(): void {
-    this.call.end();
-  }
-}
 
 function open(sequenceId: string, token: Buffer, nextNodeId: string): CoordinatorMessage {
   return { open: { sequence_id: sequenceId, request_id: 'r', token, reserve_tokens: 64, next_node_id: nextNodeId, sampling: { temperature: 0 } } };
@@ -86,8 +48,8 @@ describe('partial replay: rewind and refill', () => {
     'a replacement of the last stage, refilled by the first from its cached hidden states, continues with the greedy tokens; the old token is refused',
     async () => {
       const expected = naiveGreedy(tinyCheckpoint(), PROMPT, 4);
-      const first = new RawSession(client('node1'));
-      const lostLast = new RawSession(client('node2a'));
+      const first = new RawNodeSession(client('node1'));
+      const lostLast = new RawNodeSession(client('node2a'));
       const token = randomBytes(16);
       first.send(open('seq', token, 'node2a'));
       lostLast.send(open('seq', token, ''));
@@ -105,7 +67,7 @@ describe('partial replay: rewind and refill', () => {
       expect(nodes.node('node1').runtime.cachedLength('seq')).toBe(fed + 1);
 
       // node2a is gone: node2b takes stage 1 under a new token, node1 is cut back to `fed` and refills it.
-      const replacement = new RawSession(client('node2b'));
+      const replacement = new RawNodeSession(client('node2b'));
       const newToken = randomBytes(16);
       replacement.send(open('seq', newToken, ''));
       expect(await replacement.next('opened')).toMatchObject({ code: grpc.status.OK });
@@ -136,8 +98,8 @@ describe('partial replay: rewind and refill', () => {
   );
 
   test('a step of the failed placement that arrives while the cut waits behind a running step is refused, not written past the cut', async () => {
-    const first = new RawSession(client('node1'));
-    const last = new RawSession(client('node2b'));
+    const first = new RawNodeSession(client('node1'));
+    const last = new RawNodeSession(client('node2b'));
     const token = randomBytes(16);
     const reserve = (m: CoordinatorMessage): CoordinatorMessage => ({ open: { ...m.open, reserve_tokens: 256 } });
     first.send(reserve(open('race', token, 'node2b')));
@@ -177,7 +139,7 @@ describe('partial replay: rewind and refill', () => {
   });
 
   test('an id whose release is still under way cannot be opened again (its reservation would merge into the old entry)', async () => {
-    const session = new RawSession(client('node2b'));
+    const session = new RawNodeSession(client('node2b'));
     const token = randomBytes(16);
     const runtime = nodes.node('node2b').runtime;
     const free = runtime.releaseInOrder.bind(runtime);
@@ -204,9 +166,9 @@ describe('partial replay: rewind and refill', () => {
   });
 
   test('a rewind is refused by name, and changes nothing: unknown sequence, a stranger, a refill on the last stage, more positions than held, a fill step that samples', async () => {
-    const first = new RawSession(client('node1'));
-    const last = new RawSession(client('node2b'));
-    const stranger = new RawSession(client('node1'));
+    const first = new RawNodeSession(client('node1'));
+    const last = new RawNodeSession(client('node2b'));
+    const stranger = new RawNodeSession(client('node1'));
     const token = randomBytes(16);
     first.send(open('kept', token, 'node2b'));
     last.send(open('kept', token, ''));
