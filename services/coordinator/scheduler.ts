@@ -17,6 +17,14 @@ import { Sequence, type FinishReason, type Incarnation, type SequenceObserver, t
 import { planLaneStep, type StepLimits } from './step-planner';
 import { StepTimeout } from './step-timeout';
 
+/** A token recorded by accept(), for its observer once the next step is on its way. */
+interface Accepted {
+  readonly sequence: Sequence;
+  readonly token: SampledToken;
+  readonly index: number;
+  readonly reason: FinishReason | undefined;
+}
+
 export interface SchedulerOptions {
   readonly stages: number;
   /** Micro-batches per route (lanes); one per stage keeps every stage busy. */
@@ -168,6 +176,7 @@ export class Scheduler implements DispatchListener {
       }
     }
     const tokens = new Map(result.tokens.map((t) => [t.sequence_id, t]));
+    const accepted: Accepted[] = [];
     step.rows.forEach((row, i) => {
       const { sequence } = row;
       if (sequence.done) {
@@ -183,9 +192,12 @@ export class Scheduler implements DispatchListener {
         this.fail(sequence, new ServiceError(grpc.status.INTERNAL, `the last stage returned no token for sequence ${sequence.id}`));
         return;
       }
-      this.accept(sequence, { tokenId: token.token_id, logprob: token.logprob, topLogprobs: token.top_logprobs.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) });
+      accepted.push(this.accept(sequence, { tokenId: token.token_id, logprob: token.logprob, topLogprobs: token.top_logprobs.map((t) => ({ tokenId: t.token_id, logprob: t.logprob })) }));
     });
+    // The next step goes out before the observers see the tokens: decoding and streaming text
+    // run while the pipeline computes, not between two of its steps.
     this.pump();
+    for (const entry of accepted) this.deliver(entry);
   }
 
   onStepFailed(step: InFlightStep, failure: StepFailure): void {
@@ -500,7 +512,11 @@ export class Scheduler implements DispatchListener {
     }, ROUTE_RETRY_MS).unref();
   }
 
-  private accept(sequence: Sequence, token: SampledToken): void {
+  /**
+   * Records a sampled token. A sequence that this token finishes leaves its lane at once, so the
+   * next step is planned without it; its observer hears of the token (and the end) in deliver().
+   */
+  private accept(sequence: Sequence, token: SampledToken): Accepted {
     const now = performance.now();
     if (sequence.firstTokenAt === undefined) {
       sequence.firstTokenAt = now;
@@ -520,7 +536,13 @@ export class Scheduler implements DispatchListener {
       : sequence.generated.length >= maxNewTokens || sequence.historyLength >= this.shape.contextLength
         ? 'length'
         : undefined;
-    sequence.observer.onToken(sequence.generated.length - 1, token, reason !== undefined);
+    if (reason !== undefined) this.leaveLane(sequence);
+    return { sequence, token, index: sequence.generated.length - 1, reason };
+  }
+
+  private deliver({ sequence, token, index, reason }: Accepted): void {
+    if (sequence.done) return; // failed meanwhile (an observer's error, a deadline)
+    sequence.observer.onToken(index, token, reason !== undefined);
     if (sequence.done) return; // the observer stopped it (stop string)
     if (reason !== undefined) this.complete(sequence, reason);
   }

@@ -18,6 +18,8 @@ const TOKENS_PER_UNIT = 32;
 export class StepTimeout {
   /** Recent milliseconds per unit of work, newest last. */
   private readonly perUnit: number[] = [];
+  /** p90 of perUnit, computed once per observation (a step asks for it two or three times). */
+  private p90PerUnit: number | undefined;
 
   constructor(
     private readonly maxMs: number,
@@ -27,6 +29,7 @@ export class StepTimeout {
   observe(tokens: number, elapsedMs: number): void {
     this.perUnit.push(elapsedMs / units(tokens));
     if (this.perUnit.length > HISTORY) this.perUnit.shift();
+    this.p90PerUnit = undefined;
   }
 
   /**
@@ -50,8 +53,11 @@ export class StepTimeout {
   /** What a step of `tokens` new tokens takes, from the slow end (p90) of recent steps. */
   private expectedMs(tokens: number): number | undefined {
     if (this.perUnit.length === 0) return undefined;
-    const sorted = [...this.perUnit].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))] * units(tokens);
+    if (this.p90PerUnit === undefined) {
+      const sorted = [...this.perUnit].sort((a, b) => a - b);
+      this.p90PerUnit = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))];
+    }
+    return this.p90PerUnit * units(tokens);
   }
 }
 

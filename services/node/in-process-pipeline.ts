@@ -123,9 +123,10 @@ export class InProcessPipeline {
     const vocab = this.shape.vocabSize;
     try {
       while (running.length > 0) {
-        const { logits, logsumexp } = await this.forwardWithLogsumexp(rows);
+        const { logits, logsumexp, argmax } = await this.forwardWithLogsumexp(rows);
         running.forEach((state, row) => {
-          const token = sampler.sample((logits as Float32Array).subarray(row * vocab, (row + 1) * vocab), state.ids, state.generated.length, logsumexp?.[row]);
+          const summary = logsumexp === undefined ? undefined : { logsumexp: logsumexp[row], argmax: argmax?.[row] };
+          const token = sampler.sample((logits as Float32Array).subarray(row * vocab, (row + 1) * vocab), state.ids, state.generated.length, summary);
           state.ids.push(token.tokenId);
           state.generated.push(token.tokenId);
           state.logprobs.push(token.logprob);

@@ -27,6 +27,7 @@ import { NodeMetrics } from './node-metrics';
 import { OpenSequences, type OpenSequence } from './open-sequences';
 import { SequenceSamplers } from './sequence-samplers';
 import type { StageEngine } from './stage-engine';
+import type { StepOutput } from './stage-runtime';
 
 export interface ModelNodeOptions {
   /** This replica's id as the coordinator and the other nodes name it. */
@@ -372,7 +373,7 @@ export class ModelNodeService {
           return;
         }
         if (stage.isLast) {
-          owner.send({ result: { step_id: step.stepId, tokens: this.sample(step, output.logits as Float32Array, output.logsumexp as Float32Array), timings } });
+          owner.send({ result: { step_id: step.stepId, tokens: this.sample(step, output), timings } });
           return;
         }
         const hidden = output.hiddenStates as Float32Array;
@@ -429,11 +430,14 @@ export class ModelNodeService {
       .catch((error: unknown) => this.reportFailure(owner, step.stepId, ServiceError.from(error), nextNodeId, true));
   }
 
-  private sample(step: IncomingStep, logits: Float32Array, logsumexp: Float32Array): SampledToken[] {
+  private sample(step: IncomingStep, output: StepOutput): SampledToken[] {
     const vocab = this.runtime.shape.vocabSize;
+    const logits = output.logits as Float32Array;
+    const logsumexp = output.logsumexp as Float32Array;
     const tokens: SampledToken[] = [];
     step.rows.forEach((row, r) => {
-      const picked = this.samplers.feed(row.sequenceId, row.tokenIds, row.sample, row.generatedIndex, logits.subarray(r * vocab, (r + 1) * vocab), logsumexp[r]);
+      const summary = { logsumexp: logsumexp[r], argmax: output.argmax?.[r] };
+      const picked = this.samplers.feed(row.sequenceId, row.tokenIds, row.sample, row.generatedIndex, logits.subarray(r * vocab, (r + 1) * vocab), summary);
       if (picked === undefined) return;
       tokens.push({
         sequence_id: row.sequenceId,

@@ -1,7 +1,7 @@
 import type { SamplingParameters__Output } from '../../protos/generated/pipeserve/v1/SamplingParameters';
 import { ServiceError } from '../../shared/errors';
 import { parseGenerationConfig } from '../../shared/generation-config';
-import { createSampler, MAX_TOP_LOGPROBS, type SampledToken, type Sampler } from './sampling/sampler';
+import { createSampler, MAX_TOP_LOGPROBS, type LogitsSummary, type SampledToken, type Sampler } from './sampling/sampler';
 
 interface SequenceSampling {
   /** Every token the sequence has fed so far: prompt and generated (the repetition penalty's history). */
@@ -38,12 +38,12 @@ export class SequenceSamplers {
   }
 
   /** Adds a step's tokens to the history; when the row samples, draws generated token `generatedIndex`. */
-  feed(sequenceId: string, tokenIds: readonly number[], sample: boolean, generatedIndex: number, logits: Float32Array, logsumexp: number): SampledToken | undefined {
+  feed(sequenceId: string, tokenIds: readonly number[], sample: boolean, generatedIndex: number, logits: Float32Array, summary: LogitsSummary): SampledToken | undefined {
     const state = this.sequences.get(sequenceId);
     if (state === undefined) throw new Error(`sequence ${sequenceId} has no sampler`);
     for (const id of tokenIds) state.history.push(id);
     if (!sample) return undefined;
-    return state.sampler.sample(logits, state.history, generatedIndex, logsumexp, state.topLogprobs);
+    return state.sampler.sample(logits, state.history, generatedIndex, summary, state.topLogprobs);
   }
 
   /** Cuts the history back to its first `length` tokens (a partial replay continues from there). */

@@ -35,6 +35,8 @@ export interface StepOutput {
   readonly logits?: Float32Array;
   /** [rows]: log Σ exp of each row's logits; from the last stage. */
   readonly logsumexp?: Float32Array;
+  /** [rows]: index of each row's largest logit; from a last stage whose graph computes it (docs/stage-graph.md). */
+  readonly argmax?: Int32Array;
 }
 
 export interface StageRuntimeOptions {
@@ -63,6 +65,8 @@ interface Run {
 export class StageRuntime implements StageEngine {
   private readonly cache: KvCache;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Whether the graph returns each row's argmax (graphs compiled before it did not). */
+  private readonly hasArgmax: boolean;
 
   private constructor(
     readonly manifest: ModelManifest,
@@ -71,6 +75,7 @@ export class StageRuntime implements StageEngine {
     options: StageRuntimeOptions,
   ) {
     const { shape } = manifest;
+    this.hasArgmax = stage.isLast && session.outputNames.includes(stageIoNames.argmax);
     this.cache = new KvCache({
       layerCount: stage.layerEnd - stage.layerStart,
       kvHeads: shape.kvHeads,
@@ -185,6 +190,7 @@ export class StageRuntime implements StageEngine {
       const hidden = this.stage.isLast ? undefined : new Float32Array(total * hiddenSize);
       const logits = this.stage.isLast ? new Float32Array(rows.length * vocabSize) : undefined;
       const logsumexp = this.stage.isLast ? new Float32Array(rows.length) : undefined;
+      const argmax = this.hasArgmax ? new Int32Array(rows.length) : undefined;
       for (const run of planRuns(rows)) {
         const view = this.cache.view(
           run.rows.map((r) => r.sequenceId),
@@ -202,14 +208,19 @@ export class StageRuntime implements StageEngine {
         } else if (logits !== undefined && logsumexp !== undefined) {
           const out = floatOutput(outputs, stageIoNames.logits, [ordered.length, vocabSize]);
           const lse = floatOutput(outputs, stageIoNames.logsumexp, [ordered.length]);
-          if (ordered.length === rows.length && ordered.every((i, r) => i === r)) return { logits: out, logsumexp: lse };
+          const picks = argmax === undefined ? undefined : int64Output(outputs, stageIoNames.argmax, [ordered.length]);
+          if (ordered.length === rows.length && ordered.every((i, r) => i === r)) {
+            if (argmax !== undefined && picks !== undefined) picks.forEach((pick, r) => (argmax[r] = Number(pick)));
+            return { logits: out, logsumexp: lse, argmax };
+          }
           ordered.forEach((i, r) => {
             logits.set(out.subarray(r * vocabSize, (r + 1) * vocabSize), i * vocabSize);
             logsumexp[i] = lse[r];
+            if (argmax !== undefined && picks !== undefined) argmax[i] = Number(picks[r]);
           });
         }
       }
-      return hidden !== undefined ? { hiddenStates: hidden } : { logits, logsumexp };
+      return hidden !== undefined ? { hiddenStates: hidden } : { logits, logsumexp, argmax };
     } catch (error) {
       for (const sequenceId of admitted) this.cache.release(sequenceId);
       throw error;
@@ -355,10 +366,18 @@ function checkGraphInputs(graphPath: string, actual: readonly string[], expected
 }
 
 function floatOutput(outputs: Readonly<Record<string, Tensor>>, name: string, dims: readonly number[]): Float32Array {
+  return checkedOutput(outputs, name, 'float32', dims).data as Float32Array;
+}
+
+function int64Output(outputs: Readonly<Record<string, Tensor>>, name: string, dims: readonly number[]): BigInt64Array {
+  return checkedOutput(outputs, name, 'int64', dims).data as BigInt64Array;
+}
+
+function checkedOutput(outputs: Readonly<Record<string, Tensor>>, name: string, dtype: Tensor['dtype'], dims: readonly number[]): Tensor {
   const tensor = outputs[name];
   if (tensor === undefined) throw new ServiceError(status.INTERNAL, `the stage graph did not return ${name}`);
-  if (tensor.dtype !== 'float32' || tensor.dims.length !== dims.length || tensor.dims.some((d, i) => d !== dims[i])) {
-    throw new ServiceError(status.INTERNAL, `${name}: expected float32[${dims.join(', ')}], the graph returned ${tensor.dtype}[${tensor.dims.join(', ')}]`);
+  if (tensor.dtype !== dtype || tensor.dims.length !== dims.length || tensor.dims.some((d, i) => d !== dims[i])) {
+    throw new ServiceError(status.INTERNAL, `${name}: expected ${dtype}[${dims.join(', ')}], the graph returned ${tensor.dtype}[${tensor.dims.join(', ')}]`);
   }
-  return tensor.data as Float32Array;
+  return tensor;
 }

@@ -59,7 +59,7 @@ async function serve(): Promise<void> {
 }
 
 function transferablesOf(output: StepOutput): ArrayBuffer[] {
-  const buffers = [output.hiddenStates, output.logits, output.logsumexp].filter((a): a is Float32Array => a !== undefined).map((a) => a.buffer as ArrayBuffer);
+  const buffers = [output.hiddenStates, output.logits, output.logsumexp, output.argmax].filter((a): a is Float32Array | Int32Array => a !== undefined).map((a) => a.buffer as ArrayBuffer);
   return [...new Set(buffers)];
 }
 

@@ -12,6 +12,8 @@ export const stageIoNames = {
   logits: 'logits',
   /** log Σ exp(logits) of each row, from the last stage. */
   logsumexp: 'logsumexp',
+  /** Index of each row's largest logit (the first of equal ones), from the last stage. */
+  argmax: 'argmax',
   pastKey: (layer: number): string => `past_key.${layer}`,
   pastValue: (layer: number): string => `past_value.${layer}`,
   presentKey: (layer: number): string => `present_key.${layer}`,

@@ -91,6 +91,21 @@ describe('createSampler', () => {
     expect(token.logprob).toBeCloseTo(logSoftmax(logits)[expectedId], 5);
   });
 
+  test("greedy takes the graph's summary as given: its argmax and logsumexp, no scan; a penalty still rescans", () => {
+    const logits = Float32Array.from([1, 4, 3]);
+    const summary = { logsumexp: 10, argmax: 2 }; // not the true values: shows they are what the sampler uses
+    const token = createSampler(config({ temperature: 0 })).sample(logits, [], 0, summary);
+    expect(token).toEqual({ tokenId: 2, logprob: 3 - 10, topLogprobs: [] });
+    expect(createSampler(config({ temperature: 0 })).sample(logits, [], 0, { logsumexp: 10 }).tokenId).toBe(1);
+    expect(createSampler(config({ temperature: 0, repetitionPenalty: 2 })).sample(logits, [1], 0, summary).tokenId).toBe(2);
+    expect(createSampler(config({ temperature: 0, repetitionPenalty: 2 })).sample(Float32Array.from([1, 4, 3.5]), [2], 0, { logsumexp: 10, argmax: 2 }).tokenId).toBe(1);
+  });
+
+  test('greedy breaks ties toward the lower id, as the graph's ArgMax (select_last_index 0) does', () => {
+    const logits = Float32Array.from([0, 5, 2, 5]);
+    expect(createSampler(config({ temperature: 0 })).sample(logits, [], 0).tokenId).toBe(1);
+  });
+
   test('greedy applies the repetition penalty before the argmax', () => {
     const logits = Float32Array.from([1, 4, 3]);
     expect(createSampler(config({ temperature: 0 })).sample(logits, [1], 0).tokenId).toBe(1);

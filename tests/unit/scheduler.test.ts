@@ -136,6 +136,34 @@ describe('Scheduler on in-process nodes', () => {
   );
 
   test(
+    "a token reaches its observer after the sequence's next step went out (text is streamed while the pipeline computes); a stop from the observer still ends it with its tokens so far",
+    async () => {
+      const expected = naiveGreedy(tinyCheckpoint(), PROMPTS[3], 8);
+      const inFlightAtToken: boolean[] = [];
+      let sequence: Sequence | undefined;
+      const run = collect((index) => inFlightAtToken.push(index < 7 && sequence?.inFlight === true));
+      sequence = submit(PROMPTS[3], 8, run.observer);
+      const outcome = await run.done;
+      expect(outcome.tokens).toEqual(expected);
+      expect(outcome.finish).toBe('length');
+      // Every token but the last finds the next step already on its way.
+      expect(inFlightAtToken).toEqual([true, true, true, true, true, true, true, false]);
+
+      // Stopped by its observer at the third token (as a stop string does): the step already sent is dropped.
+      let stopping: Sequence | undefined;
+      const stopped = collect((index) => {
+        if (index === 2 && stopping !== undefined) scheduler.stop(stopping, 'stop');
+      });
+      stopping = submit(PROMPTS[3], 8, stopped.observer);
+      const early = await stopped.done;
+      expect(early.finish).toBe('stop');
+      expect(early.tokens).toEqual(expected.slice(0, 3));
+      await until(() => kvHeld().every((n) => n === 0), 'every stage to release');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
     'queue wait and prompt length are observed when a request is admitted, generation length when it finishes; a refused request counts in neither',
     async () => {
       // One running sequence and one queue place: A runs, B waits for A, C is refused.

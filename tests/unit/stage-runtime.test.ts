@@ -109,6 +109,29 @@ describe('stage runtime on the tiny model', () => {
   );
 
   test(
+    "the last stage's argmax is each row's largest logit in the step's row order, also when prompt and decode rows run separately",
+    async () => {
+      const first = (logits: Float32Array): number => logits.indexOf(Math.max(...logits));
+      // One decode row between two prompt rows: the runtime runs the prompts and the decode row apart and puts them back in step order.
+      await threeStages.forward([{ sequenceId: 'argmax-b', pastLength: 0, tokenIds: randomIds(31, 5) }]);
+      const rows: StepRow[] = [
+        { sequenceId: 'argmax-a', pastLength: 0, tokenIds: randomIds(30, 7) },
+        { sequenceId: 'argmax-b', pastLength: 5, tokenIds: randomIds(32, 1) },
+        { sequenceId: 'argmax-c', pastLength: 0, tokenIds: randomIds(33, 3) },
+      ];
+      const output = await threeStages.forwardWithLogsumexp(rows);
+      const logits = output.logits as Float32Array;
+      expect(output.argmax).toBeInstanceOf(Int32Array);
+      const picks = Array.from(output.argmax as Int32Array);
+      expect(picks).toEqual(rows.map((_, i) => first(rowOf(logits, i))));
+      // Different prompts, different picks: the check is not passing on a constant.
+      expect(new Set(picks).size).toBeGreaterThan(1);
+      for (const id of ['argmax-a', 'argmax-b', 'argmax-c']) threeStages.release(id);
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
+
+  test(
     'KV-cache decoding equals full recomputation without cache (logits within 1e-4) at every step',
     async () => {
       const ids = randomIds(10, 6);

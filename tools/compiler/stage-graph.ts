@@ -45,8 +45,11 @@ export function buildStageGraph(
     graph.node('Identity', [logits], { outputs: [stageIoNames.logits] });
     // log Σ exp(logits) per row: the sampler's greedy path gets log-probabilities without a pass over the vocabulary in JavaScript.
     graph.node('ReduceLogSumExp', [stageIoNames.logits], { outputs: [stageIoNames.logsumexp], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } });
+    // The greedy pick per row, by the runtime's vectorised kernel: JavaScript need not scan the vocabulary of every row.
+    graph.node('ArgMax', [stageIoNames.logits], { outputs: [stageIoNames.argmax], attributes: { axis: attr.int(1), keepdims: attr.int(0), select_last_index: attr.int(0) } });
     graph.addOutput(stageIoNames.logits, 'float32', [batch, shape.vocabSize]);
     graph.addOutput(stageIoNames.logsumexp, 'float32', [batch]);
+    graph.addOutput(stageIoNames.argmax, 'int64', [batch]);
   } else {
     graph.node('Identity', [hidden], { outputs: [stageIoNames.hiddenStatesOut] });
     graph.addOutput(stageIoNames.hiddenStatesOut, 'float32', [batch, seq, shape.hiddenSize]);

@@ -23,14 +23,22 @@ export interface SampledToken {
   readonly topLogprobs: readonly TokenLogprob[];
 }
 
+/** What the last stage's graph computed of a row of logits, so the sampler need not scan them again. */
+export interface LogitsSummary {
+  /** log Σ exp(logits). */
+  readonly logsumexp: number;
+  /** Index of the largest logit, the first of equal ones (graphs compiled before it existed lack it). */
+  readonly argmax?: number;
+}
+
 export interface Sampler {
   /**
    * Picks generated token number `n` (0 for the first) from one row of logits [V].
-   * `previousTokenIds` is the whole sequence so far (prompt and generated). `logsumexp`, when
-   * the graph computed it, is log Σ exp(logits): with no logits processor in the way it gives
-   * the log-probability without another pass over the vocabulary.
+   * `previousTokenIds` is the whole sequence so far (prompt and generated). `summary`, when the
+   * graph computed it: with no logits processor in the way, greedy decoding takes its argmax and
+   * log-probability without a pass over the vocabulary.
    */
-  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number, logsumexp?: number, topLogprobs?: number): SampledToken;
+  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number, summary?: LogitsSummary, topLogprobs?: number): SampledToken;
 }
 
 /** Greedy when temperature is 0 (only the repetition penalty applies), multinomial otherwise. */
@@ -47,10 +55,10 @@ export function createSampler(config: GenerationConfig): Sampler {
 class GreedySampler implements Sampler {
   constructor(private readonly processors: readonly LogitsProcessor[]) {}
 
-  sample(logits: Float32Array, previousTokenIds: readonly number[], _n: number, logsumexp?: number, topLogprobs = 0): SampledToken {
-    if (this.processors.length === 0 && logsumexp !== undefined) {
-      const tokenId = argmax(logits);
-      return { tokenId, logprob: logits[tokenId] - logsumexp, topLogprobs: topAlternatives(logits, logsumexp, topLogprobs) };
+  sample(logits: Float32Array, previousTokenIds: readonly number[], _n: number, summary?: LogitsSummary, topLogprobs = 0): SampledToken {
+    if (this.processors.length === 0 && summary !== undefined) {
+      const tokenId = summary.argmax ?? argmax(logits);
+      return { tokenId, logprob: logits[tokenId] - summary.logsumexp, topLogprobs: topAlternatives(logits, summary.logsumexp, topLogprobs) };
     }
     const processed = applyAll(this.processors, logits, previousTokenIds);
     const tokenId = argmax(processed);
@@ -65,7 +73,7 @@ class MultinomialSampler implements Sampler {
     private readonly seed: number,
   ) {}
 
-  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number, _logsumexp?: number, topLogprobs = 0): SampledToken {
+  sample(logits: Float32Array, previousTokenIds: readonly number[], n: number, _summary?: LogitsSummary, topLogprobs = 0): SampledToken {
     const processed = applyAll(this.processors, logits, previousTokenIds);
     const tokenId = drawFrom(processed, seededUniform(this.seed, n));
     const total = logSumExp(processed);
@@ -79,7 +87,14 @@ function applyAll(processors: readonly LogitsProcessor[], logits: Float32Array, 
 
 function argmax(logits: Float32Array): number {
   let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  let bestValue = logits[0];
+  for (let i = 1; i < logits.length; i++) {
+    const value = logits[i];
+    if (value > bestValue) {
+      best = i;
+      bestValue = value;
+    }
+  }
   return best;
 }
 
