@@ -101,7 +101,7 @@ describe('createSampler', () => {
     expect(createSampler(config({ temperature: 0, repetitionPenalty: 2 })).sample(Float32Array.from([1, 4, 3.5]), [2], 0, { logsumexp: 10, argmax: 2 }).tokenId).toBe(1);
   });
 
-  test('greedy breaks ties toward the lower id, as the graph's ArgMax (select_last_index 0) does', () => {
+  test("greedy breaks ties toward the lower id, as the graph's ArgMax (select_last_index 0) does", () => {
     const logits = Float32Array.from([0, 5, 2, 5]);
     expect(createSampler(config({ temperature: 0 })).sample(logits, [], 0).tokenId).toBe(1);
   });
