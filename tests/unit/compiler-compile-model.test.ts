@@ -88,7 +88,7 @@ describe('compileCheckpoint', () => {
         },
         {
           inputs: { hidden_states: { dtype: FLOAT, dims: ['batch', 'seq', e] }, ...common, ...pastAndPresent(5, 6)[0] },
-          outputs: { logits: { dtype: FLOAT, dims: ['batch', v] }, logsumexp: { dtype: FLOAT, dims: ['batch'] }, ...pastAndPresent(5, 6)[1] },
+          outputs: { logits: { dtype: FLOAT, dims: ['batch', v] }, logsumexp: { dtype: FLOAT, dims: ['batch'] }, argmax: { dtype: INT64, dims: ['batch'] }, ...pastAndPresent(5, 6)[1] },
         },
       ];
       for (const [k, stage] of manifest.stages.entries()) {
