@@ -13,6 +13,13 @@ export interface OnnxSessionOptions {
    * processes) on two cores the spinning pools of the idle stages halved the busy one's speed.
    */
   readonly allowSpinning?: boolean;
+  /**
+   * Whether onnxruntime plans and caches one memory block per input shape (its default, on).
+   * Off for stage graphs, whose past width changes as sequences grow: measured on a GPT-2-small
+   * stage of 6 layers, 64 rows decoding 100 tokens, the cached plans held 400 MB more resident
+   * memory (1444 against 1025 MiB fp32, 1318 against 911 int4) at the same step time.
+   */
+  readonly memoryPattern?: boolean;
 }
 
 export class OnnxSession {
@@ -28,6 +35,7 @@ export class OnnxSession {
       intraOpNumThreads: options.intraOpThreads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',
+      enableMemPattern: options.memoryPattern ?? true,
       extra: { session: { intra_op: { allow_spinning: options.allowSpinning === true ? '1' : '0' } } },
     });
     return new OnnxSession(session, modelPath);

@@ -96,7 +96,7 @@ export class StageRuntime implements StageEngine {
     }
     await verifyStageFiles(modelDir, stage);
     const graphPath = path.join(modelDir, stage.files[0].path);
-    const session = await OnnxSession.open(graphPath, { intraOpThreads: options.intraOpThreads });
+    const session = await OnnxSession.open(graphPath, { intraOpThreads: options.intraOpThreads, memoryPattern: false });
     try {
       checkGraphInputs(graphPath, session.inputNames, expectedInputs(stage));
     } catch (error) {
