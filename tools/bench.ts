@@ -256,7 +256,7 @@ async function ensureBaseline(model: BenchModel, checkpointDir: string, say: (li
   if (existsSync(built) && statSync(built).mtimeMs >= statSync(path.join(model.dir, 'manifest.json')).mtimeMs) return out;
   say(`  compiling the 1-stage baseline into ${out} ...`);
   const { manifest } = model;
-  await compileModel({ from: checkpointDir, out, stages: 1, split: { kind: 'even' }, ops: manifest.ops, weights: manifest.stages[0].weights, force: true });
+  await compileModel({ from: checkpointDir, out, stages: 1, split: { kind: 'even' }, ops: manifest.ops, attention: manifest.attention, weights: manifest.stages[0].weights, force: true });
   return out;
 }
 

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../shared/errors';
-import { WEIGHT_FORMATS, type ModelManifest, type WeightFormat, type WeightFormatName } from '../shared/model/manifest';
+import { ATTENTION_KERNELS, DEFAULT_ATTENTION_KERNEL, WEIGHT_FORMATS, type AttentionKernel, type ModelManifest, type WeightFormat, type WeightFormatName } from '../shared/model/manifest';
 import { BLOCK_SIZES, isValidBlockSize } from './compiler/block-quantize';
 import { checkCompileOptions, compileModel, type CompileModelOptions } from './compiler/compile-model';
 import { parseSplitSpec, type SplitSpec } from './compiler/split-plan';
@@ -31,6 +31,12 @@ export const MODEL_COMPILE_COMMAND = new CliCommand({
       default: 'fused',
       description: 'fused: onnxruntime contrib ops (attention with past, fused layer norm, FastGelu); plain: standard ONNX ops, the reference',
     },
+    attention: {
+      value: ATTENTION_KERNELS.join('|'),
+      description:
+        `fused only: the attention kernel (default ${DEFAULT_ATTENTION_KERNEL}). split: past and new keys scored in two MatMuls, the past never copied; ` +
+        "gqa: onnxruntime's GroupQueryAttention, which copies each row's past on every step",
+    },
     weights: { value: 'fp32|int8|int4', default: 'fp32', description: 'weight format: int8 and int4 store block-quantized matmul and embedding weights (MatMulNBits, GatherBlockQuantized)' },
     'block-size': { value: 'n', description: `int8/int4 only: weights per quantization block, one of ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})` },
     'keep-fp32': { value: 'kinds', description: `int8/int4 only: tensor kinds left in fp32, a comma list of ${WEIGHT_KINDS.join(', ')}` },
@@ -41,6 +47,7 @@ export const MODEL_COMPILE_COMMAND = new CliCommand({
     { description: 'GPT-2 pulled from the Hub, in 3 balanced stages', command: 'npm run model:compile -- --from models/hf/openai-community/gpt2 --out models/gpt2 --stages 3' },
     { description: 'The monolithic 1-stage reference with plain ops', command: 'npm run model:compile -- --from models/default/checkpoint --out models/mono --stages 1 --ops plain' },
     { description: 'Explicit layer ranges for a 12-layer model', command: 'npm run model:compile -- --from models/default/checkpoint --out models/split --stages 2 --split 0-8,8-12 --force' },
+    { description: "onnxruntime's GroupQueryAttention instead of the split kernel", command: 'npm run model:compile -- --from models/default/checkpoint --out models/gqa --stages 3 --attention gqa' },
     { description: 'int4 weights, the LM head kept in fp32', command: 'npm run model:compile -- --from models/default/checkpoint --out models/int4 --stages 3 --weights int4 --keep-fp32 lm_head' },
   ],
 });
@@ -70,6 +77,7 @@ async function parseModelCompileArgs(values: CliValues<typeof MODEL_COMPILE_COMM
     throw new UsageError(`--stages: expected a positive integer, got '${stagesText}'`);
   }
   if (ops !== 'plain' && ops !== 'fused') throw new UsageError(`--ops: expected plain or fused, got '${ops}'`);
+  const attention = parseAttentionFlag(values.attention, ops);
   let split: SplitSpec;
   try {
     split = parseSplitSpec(splitText);
@@ -82,13 +90,21 @@ async function parseModelCompileArgs(values: CliValues<typeof MODEL_COMPILE_COMM
   );
   if (!isFolder) throw new UsageError(`--from: ${from} is not a folder`);
   if (path.resolve(from) === path.resolve(out)) throw new UsageError('--out: must differ from --from');
-  const options: CompileModelOptions = { from, out, stages, split, ops, weights, force };
+  const options: CompileModelOptions = { from, out, stages, split, ops, ...(attention === undefined ? {} : { attention }), weights, force };
   try {
     await checkCompileOptions(options);
   } catch (error) {
     throw new UsageError(asFlag((error as Error).message));
   }
   return options;
+}
+
+/** `--attention split|gqa`, for fused graphs only. */
+function parseAttentionFlag(text: string | undefined, ops: 'plain' | 'fused'): AttentionKernel | undefined {
+  if (text === undefined) return undefined;
+  if (!ATTENTION_KERNELS.includes(text as AttentionKernel)) throw new UsageError(`--attention: expected ${ATTENTION_KERNELS.join(' or ')}, got '${text}'`);
+  if (ops !== 'fused') throw new UsageError('--attention: applies only to --ops fused (plain graphs attend in standard ops)');
+  return text as AttentionKernel;
 }
 
 /**
@@ -138,7 +154,7 @@ function splitName(split: SplitSpec): string {
 
 function describeCompiledModel(manifest: ModelManifest, out: string, split: string, seconds: number): string {
   const lines = [
-    `compiled ${manifest.modelName} into ${out}: ${manifest.stages.length} stage(s), split ${split}, ${manifest.ops} ops, ` +
+    `compiled ${manifest.modelName} into ${out}: ${manifest.stages.length} stage(s), split ${split}, ${manifest.ops} ops${manifest.attention === undefined ? '' : ` (${manifest.attention} attention)`}, ` +
       describeWeights(manifest.stages[0].weights) +
       `in ${seconds.toFixed(1)} s`,
   ];

@@ -19,6 +19,13 @@ export interface ModelManifest {
   readonly shape: ModelShape;
   /** 'plain' = standard ONNX ops only; 'fused' = onnxruntime com.microsoft contrib ops. */
   readonly ops: OpsVariant;
+  /**
+   * The attention kernel of a 'fused' graph (absent on 'plain' ones): 'split' scores the past and
+   * the new keys in standard MatMuls without concatenating them; 'gqa' is onnxruntime's
+   * GroupQueryAttention. Informational: both keep the same stage graph contract. A fused manifest
+   * written before the field existed used 'gqa'.
+   */
+  readonly attention?: AttentionKernel;
   readonly stages: readonly StageManifest[];
   /** tokenizer.json, tokenizer_config.json, … (copied next to the manifest). */
   readonly tokenizerFiles: readonly ManifestFile[];
@@ -27,6 +34,11 @@ export interface ModelManifest {
 }
 
 export type OpsVariant = 'plain' | 'fused';
+
+export const ATTENTION_KERNELS = ['split', 'gqa'] as const;
+export type AttentionKernel = (typeof ATTENTION_KERNELS)[number];
+/** What `--attention` defaults to for fused graphs: measured faster than 'gqa' at 1, 16 and 64 rows (docs/stage-graph.md). */
+export const DEFAULT_ATTENTION_KERNEL: AttentionKernel = 'split';
 
 export const WEIGHT_FORMATS = ['fp32', 'int8', 'int4'] as const;
 export type WeightFormatName = (typeof WEIGHT_FORMATS)[number];
@@ -146,6 +158,7 @@ export function parseManifest(json: unknown): ModelManifest {
   const shape = parseShape(root.shape);
   const ops = root.ops;
   if (ops !== 'plain' && ops !== 'fused') throw new Error(`ops: expected "plain" or "fused", got ${JSON.stringify(ops)}`);
+  const attention = parseAttention(root.attention, ops);
   const stages = array(root.stages, 'stages').map((value, i) => parseStage(value, `stages[${i}]`));
   if (stages.length === 0) throw new Error('stages: expected at least one stage');
   stages.forEach((stage, i) => {
@@ -165,7 +178,19 @@ export function parseManifest(json: unknown): ModelManifest {
   }
   const tokenizerFiles = array(root.tokenizerFiles, 'tokenizerFiles').map((value, i) => parseFile(value, `tokenizerFiles[${i}]`));
   const sourceConfig = object(root.sourceConfig, 'sourceConfig');
-  return { formatVersion: MANIFEST_FORMAT_VERSION, modelName, family, architecture, shape, ops, stages, tokenizerFiles, sourceConfig };
+  return { formatVersion: MANIFEST_FORMAT_VERSION, modelName, family, architecture, shape, ops, ...(attention === undefined ? {} : { attention }), stages, tokenizerFiles, sourceConfig };
+}
+
+function parseAttention(value: unknown, ops: OpsVariant): AttentionKernel | undefined {
+  if (ops === 'plain') {
+    if (value !== undefined) throw new Error(`attention: applies only to ops "fused", got ${JSON.stringify(value)} with ops "plain"`);
+    return undefined;
+  }
+  if (value === undefined) return 'gqa';
+  if (!ATTENTION_KERNELS.includes(value as AttentionKernel)) {
+    throw new Error(`attention: expected ${ATTENTION_KERNELS.map((k) => JSON.stringify(k)).join(' or ')}, got ${JSON.stringify(value)}`);
+  }
+  return value as AttentionKernel;
 }
 
 function parseShape(value: unknown): ModelShape {

@@ -44,11 +44,12 @@ export async function variantModel(variant: LlamaVariant, options: TinyModelOpti
   const split = options.split ?? { kind: 'even' };
   const ops = options.ops ?? 'plain';
   const splitKey = split.kind === 'explicit' ? split.ranges.map(([a, b]) => `${a}-${b}`).join('_') : split.kind;
-  const dir = path.join(CACHE_ROOT, `${variant.name}-${await llamaFingerprint()}-${options.stages}s-${splitKey}-${ops}`);
+  const attentionKey = options.attention === undefined ? '' : `-${options.attention}`;
+  const dir = path.join(CACHE_ROOT, `${variant.name}-${await llamaFingerprint()}-${options.stages}s-${splitKey}-${ops}${attentionKey}`);
   const tensors = await variantTensors(variant);
   await buildOnce(dir, async (tmp) => {
     const model = parseModelConfig(variant.config, 'config.json');
-    await compileCheckpoint({ model, tensors }, tmp, { stages: options.stages, split, ops, modelName: variant.name, tokenizerFiles: [] });
+    await compileCheckpoint({ model, tensors }, tmp, { stages: options.stages, split, ops, attention: options.attention, modelName: variant.name, tokenizerFiles: [] });
   });
   return dir;
 }
@@ -75,9 +76,10 @@ export async function tinyLlamaModel(options: TinyModelOptions): Promise<string>
   const ops = options.ops ?? 'plain';
   const splitKey = split.kind === 'explicit' ? split.ranges.map(([a, b]) => `${a}-${b}`).join('_') : split.kind;
   const from = await tinyLlamaCheckpointDir();
-  const dir = path.join(CACHE_ROOT, `llama-tiny-${await llamaFingerprint()}-${options.stages}s-${splitKey}-${ops}`);
+  const attentionKey = options.attention === undefined ? '' : `-${options.attention}`;
+  const dir = path.join(CACHE_ROOT, `llama-tiny-${await llamaFingerprint()}-${options.stages}s-${splitKey}-${ops}${attentionKey}`);
   await buildOnce(dir, async (tmp) => {
-    await compileModel({ from, out: tmp, stages: options.stages, split, ops });
+    await compileModel({ from, out: tmp, stages: options.stages, split, ops, attention: options.attention });
   });
   return dir;
 }

@@ -8,7 +8,7 @@ import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import type { Gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-weights';
 import { compileModel } from '../../tools/compiler/compile-model';
 import type { SplitSpec } from '../../tools/compiler/split-plan';
-import type { WeightFormat } from '../../shared/model/manifest';
+import type { AttentionKernel, WeightFormat } from '../../shared/model/manifest';
 import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
 
@@ -19,6 +19,8 @@ export interface TinyModelOptions {
   readonly stages: number;
   readonly split?: SplitSpec;
   readonly ops?: 'plain' | 'fused';
+  /** Fused only: the attention kernel, the compiler's default when absent. */
+  readonly attention?: AttentionKernel;
   /** fp32 by default. */
   readonly weights?: WeightFormat;
 }
@@ -55,9 +57,10 @@ export async function tinyModel(options: TinyModelOptions): Promise<string> {
   const weights = options.weights ?? { format: 'fp32' };
   const weightsKey = weights.format === 'fp32' ? '' : `-${weights.format}-b${weights.blockSize ?? 'default'}${(weights.keptFp32 ?? []).map((k) => `-${k}`).join('')}`;
   const from = await tinyCheckpointDir();
-  const dir = path.join(CACHE_ROOT, `tiny-${await sourceFingerprint()}-${options.stages}s-${splitKey}-${ops}${weightsKey}`);
+  const attentionKey = options.attention === undefined ? '' : `-${options.attention}`;
+  const dir = path.join(CACHE_ROOT, `tiny-${await sourceFingerprint()}-${options.stages}s-${splitKey}-${ops}${attentionKey}${weightsKey}`);
   await buildOnce(dir, async (tmp) => {
-    await compileModel({ from, out: tmp, stages: options.stages, split, ops, weights });
+    await compileModel({ from, out: tmp, stages: options.stages, split, ops, attention: options.attention, weights });
   });
   return dir;
 }

@@ -48,6 +48,8 @@ describe('model-compile CLI', () => {
     ['--stages two', (out) => ['--from', from, '--out', out, '--stages', 'two'], /--stages: expected a positive integer/],
     ['more stages than layers', (out) => ['--from', from, '--out', out, '--stages', '7'], /--stages: 7 stages need at least 7 layers/],
     ['--ops fast', (out) => ['--from', from, '--out', out, '--stages', '2', '--ops', 'fast'], /--ops: expected plain or fused/],
+    ['--attention flash', (out) => ['--from', from, '--out', out, '--stages', '2', '--attention', 'flash'], /--attention: expected split or gqa, got 'flash'/],
+    ['--attention with --ops plain', (out) => ['--from', from, '--out', out, '--stages', '2', '--ops', 'plain', '--attention', 'gqa'], /--attention: applies only to --ops fused/],
     ['a malformed --split', (out) => ['--from', from, '--out', out, '--stages', '2', '--split', '0:3'], /--split: '0:3' is not a layer range/],
     [
       'a --split with a gap',
@@ -155,7 +157,7 @@ describe('model-compile weight flags', () => {
       const result = await run(['--from', from, '--out', out, '--stages', '2', '--weights', 'int4', '--block-size', '64', '--keep-fp32', ' lm_head,lm_head']);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
-      expect(result.stdout).toMatch(/^compiled tiny-gpt2 into .*: 2 stage\(s\), split balanced, fused ops, int4 weights \(blocks of 64, lm_head kept fp32\), in \d+\.\d s\n/);
+      expect(result.stdout).toMatch(/^compiled tiny-gpt2 into .*: 2 stage\(s\), split balanced, fused ops \(split attention\), int4 weights \(blocks of 64, lm_head kept fp32\), in \d+\.\d s\n/);
       const manifest = await readManifest(out);
       expect(manifest.stages.map((s) => s.weights)).toEqual([
         { format: 'int4', blockSize: 64, keptFp32: ['lm_head'] },

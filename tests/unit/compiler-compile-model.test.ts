@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -101,27 +102,45 @@ describe('compileCheckpoint', () => {
     COMPILE_TEST_TIMEOUT_MS,
   );
 
-  test(
-    'fused graphs import com.microsoft and use GroupQueryAttention, SkipLayerNormalization and FastGelu',
-    async () => {
-      const out = path.join(workDir, 'fused-ops');
-      const manifest = await compileCheckpoint(checkpoint, out, options({ stages: 1, ops: 'fused' }));
+  test.each([
+    ['split (the default)', undefined, ['FastGelu', 'SkipLayerNormalization']],
+    ['gqa', 'gqa', ['FastGelu', 'GroupQueryAttention', 'SkipLayerNormalization']],
+  ] as const)(
+    'fused graphs with %s attention import com.microsoft and use its fused ops, and the manifest names the kernel',
+    async (name, attention, expectedOps) => {
+      const out = path.join(workDir, `fused-ops-${attention ?? 'default'}`);
+      const manifest = await compileCheckpoint(checkpoint, out, options({ stages: 1, ops: 'fused', attention }));
+      expect(manifest.attention).toBe(attention ?? 'split');
+      expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')).attention).toBe(attention ?? 'split');
       const model = await loadModel(path.join(out, manifest.stages[0].files[0].path));
       expect(model.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([
         ['', 17],
         ['com.microsoft', 1],
       ]);
       const contribOps = new Set(model.graph.node.filter((n) => n.domain === 'com.microsoft').map((n) => n.opType));
-      expect([...contribOps].sort()).toEqual(['FastGelu', 'GroupQueryAttention', 'SkipLayerNormalization']);
-      const attention = model.graph.node.filter((n) => n.opType === 'GroupQueryAttention');
-      expect(attention).toHaveLength(SMALL_VOCAB_CONFIG.nLayer);
-      for (const node of attention) {
-        const attributes = Object.fromEntries((node.attribute ?? []).map((a) => [a.name, a.type === 2 ? Number(a.i) : a.f]));
-        expect(attributes).toMatchObject({ num_heads: 4, kv_num_heads: 4 });
+      expect([...contribOps].sort()).toEqual(expectedOps);
+      const groupQuery = model.graph.node.filter((n) => n.opType === 'GroupQueryAttention');
+      if (attention === 'gqa') {
+        expect(groupQuery).toHaveLength(SMALL_VOCAB_CONFIG.nLayer);
+        for (const node of groupQuery) {
+          const attributes = Object.fromEntries((node.attribute ?? []).map((a) => [a.name, a.type === 2 ? Number(a.i) : a.f]));
+          expect(attributes).toMatchObject({ num_heads: 4, kv_num_heads: 4 });
+        }
+      } else {
+        // No concatenation of the past: two score MatMuls and two value MatMuls per layer read it in place.
+        expect(model.graph.node.filter((n) => n.opType === 'Concat' && (n.input ?? []).some((i) => i.startsWith('past_')))).toHaveLength(0);
+        expect(model.graph.node.filter((n) => n.opType === 'MatMul' && (n.input ?? []).some((i) => i.startsWith('past_value')))).toHaveLength(SMALL_VOCAB_CONFIG.nLayer);
       }
     },
     COMPILE_TEST_TIMEOUT_MS,
   );
+
+  test('an attention kernel is refused by name when unknown or asked of plain graphs, before anything is written', async () => {
+    const out = path.join(workDir, 'refused-attention');
+    await expect(compileCheckpoint(checkpoint, out, options({ ops: 'fused', attention: 'flash' as never }))).rejects.toThrow('attention: expected split or gqa, got "flash"');
+    await expect(compileCheckpoint(checkpoint, out, options({ ops: 'plain', attention: 'gqa' }))).rejects.toThrow('attention: applies only to ops fused');
+    expect(existsSync(out)).toBe(false);
+  });
 
   test(
     'every initializer above 1 KiB is external data whose bytes at the recorded offset are the checkpoint weight',

@@ -45,9 +45,15 @@ afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-async function compile(checkpoint: Gpt2Checkpoint, name: string, stages: number, split: SplitSpec, ops: 'plain' | 'fused'): Promise<Compiled> {
+/** 'plain', or 'fused' with its default kernel, or 'fused-gqa' (GroupQueryAttention). */
+type GraphVariant = 'plain' | 'fused' | 'fused-gqa';
+
+async function compile(checkpoint: Gpt2Checkpoint, name: string, stages: number, split: SplitSpec, variant: GraphVariant): Promise<Compiled> {
   const out = path.join(workDir, name);
-  const manifest = await compileCheckpoint(gpt2Checkpoint(checkpoint), out, { stages, split, ops, modelName: name, tokenizerFiles: [] });
+  const ops = variant === 'plain' ? 'plain' : 'fused';
+  const attention = variant === 'fused-gqa' ? 'gqa' : undefined;
+  const manifest = await compileCheckpoint(gpt2Checkpoint(checkpoint), out, { stages, split, ops, attention, modelName: name, tokenizerFiles: [] });
+  expect(manifest.attention).toBe(ops === 'plain' ? undefined : (attention ?? 'split'));
   const sessions = [];
   for (const stage of manifest.stages) {
     const session = await OnnxSession.open(path.join(out, stage.files[0].path), { intraOpThreads: 1 });
@@ -133,12 +139,12 @@ describe('stage graphs', () => {
     MODEL_TEST_TIMEOUT_MS,
   );
 
-  test(
-    'fused stages (GroupQueryAttention) equal plain stages within 1e-4 on every step kind (logits, hidden states and new keys/values)',
-    async () => {
+  test.each(['fused', 'fused-gqa'] as const)(
+    '%s stages (split attention by default, GroupQueryAttention with gqa) equal plain stages within 1e-4 on every step kind (logits, hidden states and new keys/values)',
+    async (variant) => {
       const split: SplitSpec = { kind: 'even' };
-      const plain = await runSteps(await compile(checkpoint, 'plain-2', 2, split, 'plain'), TINY_CONFIG);
-      const fused = await runSteps(await compile(checkpoint, 'fused-2', 2, split, 'fused'), TINY_CONFIG);
+      const plain = await runSteps(await compile(checkpoint, `plain-2-${variant}`, 2, split, 'plain'), TINY_CONFIG);
+      const fused = await runSteps(await compile(checkpoint, `${variant}-2`, 2, split, variant), TINY_CONFIG);
       plain.forEach((p, k) => {
         const f = fused[k];
         const counts = STEP_TOKENS[k].map((t) => t.length);
@@ -160,7 +166,7 @@ describe('stage graphs', () => {
     MODEL_TEST_TIMEOUT_MS,
   );
 
-  test.each(['plain', 'fused'] as const)(
+  test.each(['plain', 'fused', 'fused-gqa'] as const)(
     '%s graphs keep every real output finite and never let padding leak into real rows',
     async (ops) => {
       const steps = await runSteps(await compile(checkpoint, `finite-${ops}`, 2, { kind: 'even' }, ops), TINY_CONFIG);

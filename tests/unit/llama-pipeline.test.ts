@@ -20,13 +20,17 @@ const FLOAT32_BYTES = 4;
 const NAIVE_ABSOLUTE_TOLERANCE = 1e-4;
 const NAIVE_RELATIVE_TOLERANCE = 1e-5;
 
-/** Every cut of the variants' 4 layers into 1–4 stages, even and balanced, in both op variants. */
-const LAYOUTS: (TinyModelOptions & { name: string })[] = (['plain', 'fused'] as const).flatMap((ops) => [
-  { name: `1 stage, ${ops}`, stages: 1, ops },
-  ...[2, 3, 4].flatMap((stages) =>
-    (['even', 'balanced'] as const).map((kind) => ({ name: `${stages} stages ${kind}, ${ops}`, stages, split: { kind } as SplitSpec, ops })),
-  ),
-]);
+/** Every cut of the variants' 4 layers into 1–4 stages, even and balanced, in both op variants; GroupQueryAttention at 1 and 3 stages. */
+const LAYOUTS: (TinyModelOptions & { name: string })[] = [
+  ...(['plain', 'fused'] as const).flatMap((ops) => [
+    { name: `1 stage, ${ops}`, stages: 1, ops },
+    ...[2, 3, 4].flatMap((stages) =>
+      (['even', 'balanced'] as const).map((kind) => ({ name: `${stages} stages ${kind}, ${ops}`, stages, split: { kind } as SplitSpec, ops })),
+    ),
+  ]),
+  { name: '1 stage, fused, GroupQueryAttention', stages: 1, ops: 'fused', attention: 'gqa' },
+  { name: '3 stages even, fused, GroupQueryAttention', stages: 3, split: { kind: 'even' }, ops: 'fused', attention: 'gqa' },
+];
 
 /** Different lengths, so every batch is padded; the Mistral window (4) is outgrown by every row. */
 const VARIANT_PROMPTS = [

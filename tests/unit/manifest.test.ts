@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { readManifest, verifyStageFiles, type ModelManifest } from '../../shared/model/manifest';
+import { parseManifest, readManifest, verifyStageFiles, type ModelManifest } from '../../shared/model/manifest';
 import { compileCheckpoint } from '../../tools/compiler/compile-model';
 import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
@@ -67,6 +67,14 @@ describe('manifest', () => {
     expect(await readManifest(modelDir)).toEqual(manifest);
   });
 
+  test('a fused manifest names its attention kernel; one written before the field existed used GroupQueryAttention', () => {
+    const json = JSON.parse(JSON.stringify(manifest)) as Record<string, unknown>;
+    expect(parseManifest({ ...json, ops: 'fused', attention: 'split' }).attention).toBe('split');
+    expect(parseManifest({ ...json, ops: 'fused', attention: 'gqa' }).attention).toBe('gqa');
+    expect(parseManifest({ ...json, ops: 'fused' }).attention).toBe('gqa');
+    expect(parseManifest(json).attention).toBeUndefined();
+  });
+
   test.each<[string, (json: Record<string, any>) => void, RegExp]>([
     ['the first format version', (j) => (j.formatVersion = 1), /formatVersion: expected 2, got 1 \(compiled by an older version: compile the checkpoint again\)/],
     ['an unknown ops variant', (j) => (j.ops = 'fast'), /ops: expected "plain" or "fused"/],
@@ -81,6 +89,8 @@ describe('manifest', () => {
     ['a negative size', (j) => (j.stages[1].files[0].bytes = -1), /stages\[1\]\.files\[0\]\.bytes: expected an integer >= 0/],
     ['a path leaving the folder', (j) => (j.tokenizerFiles[0].path = '../secret'), /tokenizerFiles\[0\]\.path: expected a path inside the model folder/],
     ['no stages', (j) => (j.stages = []), /stages: expected at least one stage/],
+    ['an attention kernel on plain ops', (j) => (j.attention = 'split'), /attention: applies only to ops "fused", got "split" with ops "plain"/],
+    ['an unknown attention kernel', (j) => ((j.ops = 'fused'), (j.attention = 'flash')), /attention: expected "split" or "gqa", got "flash"/],
   ])('readManifest rejects a manifest with %s, naming the field', async (name, change, message) => {
     const dir = await corrupted(name.replace(/\W+/g, '-'), change);
     const error = await readManifest(dir).then(

@@ -26,6 +26,8 @@ const LAYOUTS: (TinyModelOptions & { name: string })[] = [
   { name: '2 stages explicit 0-4,4-6, fused', stages: 2, split: explicit([0, 4], [4, 6]), ops: 'fused' },
   { name: '3 stages even, fused', stages: 3, split: { kind: 'even' }, ops: 'fused' },
   { name: '4 stages balanced, fused', stages: 4, split: { kind: 'balanced' }, ops: 'fused' },
+  { name: '1 stage, fused, GroupQueryAttention', stages: 1, ops: 'fused', attention: 'gqa' },
+  { name: '3 stages even, fused, GroupQueryAttention', stages: 3, split: { kind: 'even' }, ops: 'fused', attention: 'gqa' },
 ];
 
 /** Length of the longest stretch of one id repeated back to back. */

@@ -1,6 +1,19 @@
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { fileDigest, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, parseManifest, type ManifestFile, type ModelManifest, type OpsVariant, type StageManifest, type WeightFormat } from '../../shared/model/manifest';
+import {
+  ATTENTION_KERNELS,
+  DEFAULT_ATTENTION_KERNEL,
+  fileDigest,
+  MANIFEST_FILE_NAME,
+  MANIFEST_FORMAT_VERSION,
+  parseManifest,
+  type AttentionKernel,
+  type ManifestFile,
+  type ModelManifest,
+  type OpsVariant,
+  type StageManifest,
+  type WeightFormat,
+} from '../../shared/model/manifest';
 import { loadCheckpoint, readModelDefinition, type Checkpoint } from '../families/checkpoint';
 import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { planStages, type SplitSpec } from './split-plan';
@@ -14,6 +27,8 @@ export interface CompileCheckpointOptions {
   readonly stages: number;
   readonly split: SplitSpec;
   readonly ops: OpsVariant;
+  /** Fused graphs only: the attention kernel (default DEFAULT_ATTENTION_KERNEL). */
+  readonly attention?: AttentionKernel;
   readonly weights?: WeightFormat;
   readonly modelName: string;
   /** Copied next to the manifest under their base names. */
@@ -31,6 +46,8 @@ export interface CompileModelOptions {
   readonly stages: number;
   readonly split: SplitSpec;
   readonly ops: OpsVariant;
+  /** Fused graphs only: the attention kernel (default DEFAULT_ATTENTION_KERNEL). */
+  readonly attention?: AttentionKernel;
   readonly weights?: WeightFormat;
   readonly force?: boolean;
   readonly onStage?: (index: number, count: number) => void;
@@ -46,6 +63,7 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
   checkTensorShapes(checkpoint);
   const plan = planStages(model, options.stages, options.split);
   const weights = resolveWeightFormat(options.weights ?? FP32_WEIGHTS);
+  const kernel = resolveAttentionKernel(options.ops, options.attention);
   const target = path.resolve(out);
   const targetExists = await checkOutputFolder(target, options.force === true);
   const tokenizerNames = options.tokenizerFiles.map((file) => path.basename(file));
@@ -57,7 +75,7 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
   try {
     const stages: StageManifest[] = [];
     for (const [index, range] of plan.entries()) {
-      const graph = buildStageGraph(model, checkpoint.tensors, range, options.ops, weights, `${options.modelName}-stage-${index}`);
+      const graph = buildStageGraph(model, checkpoint.tensors, range, options.ops, kernel, weights, `${options.modelName}-stage-${index}`);
       const written = await writeOnnxModel(graph, path.join(building, `stage-${index}.onnx`));
       stages.push({
         index,
@@ -84,6 +102,7 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
       architecture: model.architecture,
       shape: model.shape,
       ops: options.ops,
+      ...(options.ops === 'fused' ? { attention: kernel } : {}),
       stages,
       tokenizerFiles,
       sourceConfig: model.toConfigJson(),
@@ -95,6 +114,15 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
     await rm(building, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** The kernel a fused graph attends with; plain graphs take none (asking for one is an error, not ignored). */
+function resolveAttentionKernel(ops: OpsVariant, attention: AttentionKernel | undefined): AttentionKernel {
+  if (attention !== undefined && !ATTENTION_KERNELS.includes(attention)) {
+    throw new Error(`attention: expected ${ATTENTION_KERNELS.join(' or ')}, got ${JSON.stringify(attention)}`);
+  }
+  if (ops === 'plain' && attention !== undefined) throw new Error(`attention: applies only to ops fused (plain graphs attend in standard ops)`);
+  return attention ?? DEFAULT_ATTENTION_KERNEL;
 }
 
 /** A weight of the wrong shape (a Linear [out, in] stored where a Conv1D [in, out] belongs is the classic) is refused by name. */
@@ -120,6 +148,7 @@ export async function checkCompileOptions(options: CompileModelOptions): Promise
   });
   planStages(model, options.stages, options.split);
   resolveWeightFormat(options.weights ?? FP32_WEIGHTS);
+  resolveAttentionKernel(options.ops, options.attention);
   await checkOutputFolder(path.resolve(options.out), options.force === true);
 }
 
@@ -131,6 +160,7 @@ export async function compileModel(options: CompileModelOptions): Promise<ModelM
     stages: options.stages,
     split: options.split,
     ops: options.ops,
+    attention: options.attention,
     weights: options.weights,
     force: options.force,
     onStage: options.onStage,

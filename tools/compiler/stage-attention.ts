@@ -1,4 +1,4 @@
-import type { OpsVariant } from '../../shared/model/manifest';
+import type { AttentionKernel, OpsVariant } from '../../shared/model/manifest';
 import type { ModelShape } from '../../shared/model/model-shape';
 import { stageIoNames } from '../../shared/model/stage-io-names';
 import { attr, MICROSOFT_DOMAIN, type OnnxGraph } from './onnx-graph';
@@ -31,9 +31,13 @@ export interface RotaryTables {
  *   new tokens only (after rotary), which the runtime appends to its cache: the graph never
  *   returns the whole past, so no step copies it out.
  *
- * 'fused' uses onnxruntime's GroupQueryAttention (per-row lengths from the mask; a batch mixes
- * past lengths only with one new token per row, or has no past at all, or is one row — the
- * runtime keeps to that) and RotaryEmbedding; 'plain' writes the same math in standard ops.
+ * 'fused' rotates with onnxruntime's RotaryEmbedding and attends with one of two kernels:
+ * 'split' (the default) scores the query against the past keys and against the new keys in two
+ * MatMuls and weights the past and the new values the same way, so no step concatenates or copies
+ * the past; 'gqa' is onnxruntime's GroupQueryAttention (per-row lengths from the mask; a batch
+ * mixes past lengths only with one new token per row, or has no past at all, or is one row — the
+ * runtime keeps to that), which copies every row's past into a buffer of its own on every step.
+ * 'plain' writes the math of 'split' with a concatenated past, in standard ops only, the reference.
  */
 export class StageAttention {
   private fusedLengths: { seqlensK: string; totalLength: string } | undefined;
@@ -42,6 +46,7 @@ export class StageAttention {
   constructor(
     private readonly graph: OnnxGraph,
     private readonly ops: OpsVariant,
+    private readonly kernel: AttentionKernel,
     private readonly shape: ModelShape,
     private readonly attentionMask: string,
     private readonly positionIds: string,
@@ -52,18 +57,73 @@ export class StageAttention {
    * before rotary. Returns the attended values [B, S, heads·D] (before the output projection).
    */
   attend(layer: number, q: string, k: string, v: string, rotary?: RotaryTables): string {
-    return this.graph.inScope('attention', () => (this.ops === 'fused' ? this.fused(layer, q, k, v, rotary) : this.plain(layer, q, k, v, rotary)));
+    return this.graph.inScope('attention', () => {
+      if (this.ops === 'plain') return this.plain(layer, q, k, v, rotary);
+      const query = this.fusedRotary(q, this.shape.attentionHeads, rotary);
+      const key = this.fusedRotary(k, this.shape.kvHeads, rotary);
+      return this.kernel === 'split' ? this.split(layer, query, key, v) : this.groupQuery(layer, query, key, v);
+    });
   }
 
-  private fused(layer: number, q: string, k: string, v: string, rotary: RotaryTables | undefined): string {
+  /** RotaryEmbedding of [B, S, heads·D]; its spec pairs num_heads with rotary_embedding_dim; interleaved 0 is Hugging Face's rotate_half layout. */
+  private fusedRotary(x: string, heads: number, rotary: RotaryTables | undefined): string {
+    if (rotary === undefined) return x;
+    const attributes = { num_heads: attr.int(heads), rotary_embedding_dim: attr.int(this.shape.headDim), interleaved: attr.int(0) };
+    return this.graph.op('RotaryEmbedding', [x, this.positionIds, rotary.cos, rotary.sin], attributes, MICROSOFT_DOMAIN);
+  }
+
+  /**
+   * Attention without a concatenated past. Under grouped-query attention the g = heads / kvHeads
+   * query heads of one key/value head are stacked as g·S query rows of that head, so the cache is
+   * read as it is, never repeated: scores [B, kvHeads, g·S, P] against the past and
+   * [B, kvHeads, g·S, S] against the new keys are joined along the key axis only for the masked
+   * softmax, then the probabilities are cut at P again to weight the past and the new values.
+   */
+  private split(layer: number, query: string, key: string, v: string): string {
+    const { graph, shape } = this;
+    const d = shape.headDim;
+    const kvHeads = shape.kvHeads;
+    const group = shape.attentionHeads / kvHeads;
+    this.writePresent(stageIoNames.presentKey(layer), key);
+    this.writePresent(stageIoNames.presentValue(layer), v);
+    const pastKey = stageIoNames.pastKey(layer);
+    const newKey = stageIoNames.presentKey(layer);
+    // [B, S, heads·D] → [B, kvHeads, g·S, D], query head h = kv·g + j (Hugging Face's repeat_kv order).
+    const stacked =
+      group === 1
+        ? graph.op('Transpose', [graph.op('Reshape', [query, graph.int64s([0, 0, kvHeads, d])])], { perm: attr.ints([0, 2, 1, 3]) })
+        : graph.op('Reshape', [
+            graph.op('Transpose', [graph.op('Reshape', [query, graph.int64s([0, 0, kvHeads, group, d])])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
+            graph.int64s([0, kvHeads, -1, d]),
+          ]);
+    const keysT = (keys: string): string => graph.op('Transpose', [keys], { perm: attr.ints([0, 1, 3, 2]) });
+    const scores = graph.op('Mul', [
+      graph.op('Concat', [graph.op('MatMul', [stacked, keysT(pastKey)]), graph.op('MatMul', [stacked, keysT(newKey)])], { axis: attr.int(-1) }),
+      graph.scalar(1 / Math.sqrt(d)),
+    ]);
+    // [B, heads, S, P + S] for the mask [B, 1, S, P + S], then back to the stacked rows.
+    const byHead = group === 1 ? scores : graph.op('Reshape', [scores, graph.int64s([0, shape.attentionHeads, -1, 0])]);
+    const probs = graph.op('Softmax', [graph.op('Where', [this.allowed(), byHead, graph.scalar(MASKED_SCORE)])], { axis: attr.int(-1) });
+    const stackedProbs = group === 1 ? probs : graph.op('Reshape', [probs, graph.int64s([0, kvHeads, -1, 0])]);
+    const past = graph.op('Shape', [pastKey], { start: attr.int(2), end: attr.int(3) });
+    const lastAxis = graph.int64s([-1]);
+    const pastProbs = graph.op('Slice', [stackedProbs, graph.int64s([0]), past, lastAxis]);
+    const newProbs = graph.op('Slice', [stackedProbs, past, graph.int64s([Number.MAX_SAFE_INTEGER]), lastAxis]);
+    const context = graph.op('Add', [
+      graph.op('MatMul', [pastProbs, stageIoNames.pastValue(layer)]),
+      graph.op('MatMul', [newProbs, stageIoNames.presentValue(layer)]),
+    ]);
+    // [B, kvHeads, g·S, D] → [B, S, heads·D].
+    const rows =
+      group === 1
+        ? graph.op('Transpose', [context], { perm: attr.ints([0, 2, 1, 3]) })
+        : graph.op('Transpose', [graph.op('Reshape', [context, graph.int64s([0, kvHeads, group, -1, d])])], { perm: attr.ints([0, 3, 1, 2, 4]) });
+    return graph.op('Reshape', [rows, graph.int64s([0, 0, shape.attentionHeads * d])]);
+  }
+
+  private groupQuery(layer: number, query: string, key: string, v: string): string {
     const { graph, shape } = this;
     const { seqlensK, totalLength } = this.lengths();
-    // RotaryEmbedding's spec pairs num_heads with rotary_embedding_dim; interleaved 0 is Hugging Face's rotate_half layout.
-    const rotaryAttributes = (heads: number) => ({ num_heads: attr.int(heads), rotary_embedding_dim: attr.int(shape.headDim), interleaved: attr.int(0) });
-    const rotate = (x: string, heads: number): string =>
-      rotary === undefined ? x : graph.op('RotaryEmbedding', [x, this.positionIds, rotary.cos, rotary.sin], rotaryAttributes(heads), MICROSOFT_DOMAIN);
-    const query = rotate(q, shape.attentionHeads);
-    const key = rotate(k, shape.kvHeads);
     this.writePresent(stageIoNames.presentKey(layer), key);
     this.writePresent(stageIoNames.presentValue(layer), v);
     const attributes: Record<string, ReturnType<typeof attr.int>> = {
@@ -155,7 +215,7 @@ export class StageAttention {
   }
 
   /**
-   * bool [B, 1, S, P + S], built once per stage: query i of row b sees key column j when the
+   * bool [B, 1, S, P + S], built once per stage (plain and split attention): query i of row b sees key column j when the
    * column holds a real token at a position no later than the query's (and, with a sliding
    * window, fewer than `window` positions earlier). Past column j holds position j; new column
    * P + i holds position_ids[b, i].

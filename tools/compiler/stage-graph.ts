@@ -1,4 +1,4 @@
-import type { OpsVariant, WeightFormat } from '../../shared/model/manifest';
+import type { AttentionKernel, OpsVariant, WeightFormat } from '../../shared/model/manifest';
 import { stageDims, stageIoNames } from '../../shared/model/stage-io-names';
 import type { ModelDefinition, TensorMap } from '../families/model-family';
 import { attr, OnnxGraph } from './onnx-graph';
@@ -9,13 +9,15 @@ import { StageBuilder } from './stage-builder';
 /**
  * Builds the graph of one stage (docs/stage-graph.md), whatever the family: the stage's inputs
  * and outputs, the family's embedding (first stage), blocks, and final norm + head applied to
- * each row's last real token (last stage). Weights are referenced, not copied.
+ * each row's last real token (last stage). Weights are referenced, not copied. `kernel` is the
+ * attention kernel of fused graphs (plain graphs ignore it).
  */
 export function buildStageGraph(
   model: ModelDefinition,
   tensors: TensorMap,
   range: StageRange,
   ops: OpsVariant,
+  kernel: AttentionKernel,
   weightFormat: WeightFormat,
   name: string,
 ): OnnxGraph {
@@ -35,7 +37,7 @@ export function buildStageGraph(
     graph.addInput(stageIoNames.pastValue(layer), 'float32', [batch, shape.kvHeads, past, shape.headDim]);
   }
 
-  const attention = new StageAttention(graph, ops, shape, attentionMask, positionIds);
+  const attention = new StageAttention(graph, ops, kernel, shape, attentionMask, positionIds);
   const stage = new StageBuilder(graph, ops, shape, layers, isFirst, isLast, inputIds, positionIds, attention, weightFormat);
   const embedded = isFirst ? graph.inScope('embeddings', () => model.embed(stage, tensors)) : hiddenIn;
   const hidden = model.blocks(stage, tensors, embedded);
