@@ -28,6 +28,9 @@ export interface PastState {
 
 export interface StepResult {
   readonly logits: Tensor<'float32'>;
+  /** The last stage's per-row summaries of the logits: log Σ exp and the greedy pick. */
+  readonly logsumexp: Tensor<'float32'>;
+  readonly argmax: Tensor;
   /** The past after this step (the driver's own cache). */
   readonly past: PastState;
   /** Per layer the graph's present_key / present_value: this step's new entries [B, kvHeads, S, D]. */
@@ -71,6 +74,8 @@ export async function runStep(
   const hiddenOut: Tensor<'float32'>[] = [];
   let hidden: Tensor | undefined;
   let logits: Tensor<'float32'> | undefined;
+  let logsumexp: Tensor<'float32'> | undefined;
+  let argmax: Tensor | undefined;
   for (const stage of stages) {
     const feeds: Record<string, Tensor> = {
       position_ids: int64Tensor([batch, seq], positions),
@@ -87,13 +92,16 @@ export async function runStep(
       presentKeys.set(layer, out[`present_key.${layer}`] as Tensor<'float32'>);
       presentValues.set(layer, out[`present_value.${layer}`] as Tensor<'float32'>);
     }
-    if ('logits' in out) logits = out.logits as Tensor<'float32'>;
-    else {
+    if ('logits' in out) {
+      logits = out.logits as Tensor<'float32'>;
+      logsumexp = out.logsumexp as Tensor<'float32'>;
+      argmax = out.argmax;
+    } else {
       hidden = out.hidden_states_out;
       hiddenOut.push(hidden as Tensor<'float32'>);
     }
   }
-  if (logits === undefined) throw new Error('no stage produced logits');
+  if (logits === undefined || logsumexp === undefined || argmax === undefined) throw new Error('no stage produced logits');
   const newLengths = lengths.map((length, r) => length + rows.newTokens[r].length);
   const width = Math.max(...newLengths);
   const append = (old: Tensor<'float32'> | undefined, fresh: Tensor<'float32'>): Tensor<'float32'> => {
@@ -116,7 +124,7 @@ export async function runStep(
   const values = new Map<number, Tensor<'float32'>>();
   for (const [layer, fresh] of presentKeys) keys.set(layer, append(past?.keys.get(layer), fresh));
   for (const [layer, fresh] of presentValues) values.set(layer, append(past?.values.get(layer), fresh));
-  return { logits, past: { keys, values, lengths: newLengths }, presentKeys, presentValues, hiddenOut };
+  return { logits, logsumexp, argmax, past: { keys, values, lengths: newLengths }, presentKeys, presentValues, hiddenOut };
 }
 
 /** The largest |a - b| over two equally long arrays. */

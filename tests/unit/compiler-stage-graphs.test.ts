@@ -166,6 +166,27 @@ describe('stage graphs', () => {
     MODEL_TEST_TIMEOUT_MS,
   );
 
+  test.each(['plain', 'fused'] as const)(
+    "%s last stages summarise each row's logits: argmax is the first largest logit, logsumexp is log Σ exp in float64 within 1e-5 relative",
+    async (variant) => {
+      const steps = await runSteps(await compile(checkpoint, `summary-${variant}`, 2, { kind: 'even' }, variant), TINY_CONFIG);
+      for (const step of steps) {
+        const [batch, vocab] = step.logits.dims;
+        for (let r = 0; r < batch; r++) {
+          const logits = step.logits.data.subarray(r * vocab, (r + 1) * vocab);
+          let best = 0;
+          for (let v = 1; v < vocab; v++) if (logits[v] > logits[best]) best = v;
+          let sum = 0;
+          for (let v = 0; v < vocab; v++) sum += Math.exp(logits[v] - logits[best]);
+          const expected = logits[best] + Math.log(sum);
+          expect(Number(step.argmax.data[r])).toBe(best);
+          expect(Math.abs(step.logsumexp.data[r] - expected)).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
+        }
+      }
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
+
   test.each(['plain', 'fused', 'fused-gqa'] as const)(
     '%s graphs keep every real output finite and never let padding leak into real rows',
     async (ops) => {
