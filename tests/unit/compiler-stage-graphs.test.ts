@@ -166,6 +166,28 @@ describe('stage graphs', () => {
     MODEL_TEST_TIMEOUT_MS,
   );
 
+  test.each(['fused', 'fused-gqa'] as const)(
+    "%s graphs give a row the same logits, bit for bit, alone or batched with a longer row (its padding never changes a sum)",
+    async (variant) => {
+      const compiled = await compile(checkpoint, `batch-invariant-${variant}`, 2, { kind: 'even' }, variant);
+      const shape = gpt2Shape(TINY_CONFIG);
+      const short = [464, 2068, 7586, 21831, 18045];
+      const long = Array.from({ length: 37 }, (_, i) => (i * 977 + 31) % TINY_CONFIG.vocabSize);
+      const next = [[318], [257]];
+      const batchedFirst = await runStep(compiled.stages, shape, { newTokens: [long, short] }, undefined);
+      const batchedSecond = await runStep(compiled.stages, shape, { newTokens: next }, batchedFirst.past);
+      const aloneFirst = await runStep(compiled.stages, shape, { newTokens: [short] }, undefined);
+      const aloneSecond = await runStep(compiled.stages, shape, { newTokens: [next[1]] }, aloneFirst.past);
+      // The batched past is 38 columns wide, the short row's own 5: the short row must not notice.
+      expect(batchedFirst.past.keys.get(0)?.dims[2]).toBe(long.length);
+      expect(aloneFirst.past.keys.get(0)?.dims[2]).toBe(short.length);
+      const differing = (a: Float32Array, b: Float32Array): number => a.reduce((n, x, i) => n + (Object.is(x, b[i]) ? 0 : 1), 0);
+      expect(differing(row(batchedFirst.logits, 1), row(aloneFirst.logits, 0))).toBe(0);
+      expect(differing(row(batchedSecond.logits, 1), row(aloneSecond.logits, 0))).toBe(0);
+    },
+    MODEL_TEST_TIMEOUT_MS,
+  );
+
   test.each(['plain', 'fused'] as const)(
     "%s last stages summarise each row's logits: argmax is the first largest logit, logsumexp is log Σ exp in float64 within 1e-5 relative",
     async (variant) => {

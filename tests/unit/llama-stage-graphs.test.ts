@@ -106,6 +106,13 @@ async function runSteps(compiled: Compiled): Promise<StepResult[]> {
   return [first, second, third];
 }
 
+/** ONNX against ONNX: the largest |a − b| beyond TOLERANCE + 1e-6·|b|; ≤ 0 when every element is close. */
+function excessOverClose(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let worst = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]) - (TOLERANCE + 1e-6 * Math.abs(expected[i])));
+  return worst;
+}
+
 /** The largest |a − b| beyond what allclose allows; ≤ 0 when every element is close. */
 function excessOverNaive(actual: ArrayLike<number>, naive: ArrayLike<number>): number {
   let worst = Number.NEGATIVE_INFINITY;
@@ -137,7 +144,7 @@ describe.each(LLAMA_VARIANTS)('$title', (variant) => {
   );
 
   test.each(['fused', 'fused-gqa'] as const)(
-    '%s stages (split attention or GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayerNormalization) equal plain stages within 1e-4: logits, hidden states, new keys and values',
+    '%s stages (split attention or GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayerNormalization) equal plain stages within 1e-4: logits, hidden states (plus 1e-6 relative), new keys and values',
     async (graphVariant) => {
       const split: SplitSpec = { kind: 'even' };
       const plain = await runSteps(await compile(variant, 2, split, 'plain'));
@@ -151,7 +158,8 @@ describe.each(LLAMA_VARIANTS)('$title', (variant) => {
         for (let r = 0; r < batch; r++) {
           const from = r * seq * e;
           const to = from + counts[r] * e;
-          expect(maxAbsDifference(f.hiddenOut[0].data.subarray(from, to), p.hiddenOut[0].data.subarray(from, to))).toBeLessThan(TOLERANCE);
+          // The residual stream grows to several units: float32 sums in another order differ by its ulp, so relative too.
+          expect(excessOverClose(f.hiddenOut[0].data.subarray(from, to), p.hiddenOut[0].data.subarray(from, to))).toBeLessThanOrEqual(0);
         }
         for (let layer = 0; layer < layers; layer++) {
           expect(maxPresentDifference(f.presentKeys.get(layer)!, p.presentKeys.get(layer)!, counts)).toBeLessThan(TOLERANCE);

@@ -11,6 +11,7 @@ const MASKED_SCORE = -1e9;
 
 /** TensorProto.DataType codes, for Cast's `to`. */
 const INT32 = 6;
+const INT64 = 7;
 const BOOL = 9;
 
 /** Rotary tables of a family that uses rotary position embeddings: [contextLength, rotaryDim / 2] each. */
@@ -42,6 +43,7 @@ export interface RotaryTables {
 export class StageAttention {
   private fusedLengths: { seqlensK: string; totalLength: string } | undefined;
   private plainAllowed: string | undefined;
+  private splitAllowed: string | undefined;
 
   constructor(
     private readonly graph: OnnxGraph,
@@ -76,8 +78,9 @@ export class StageAttention {
    * Attention without a concatenated past. Under grouped-query attention the g = heads / kvHeads
    * query heads of one key/value head are stacked as g·S query rows of that head, so the cache is
    * read as it is, never repeated: scores [B, kvHeads, g·S, P] against the past and
-   * [B, kvHeads, g·S, S] against the new keys are joined along the key axis only for the masked
-   * softmax, then the probabilities are cut at P again to weight the past and the new values.
+   * [B, kvHeads, g·S, S] against the new keys are joined along the key axis (new first) only for
+   * the masked softmax, then the probabilities are cut at S again to weight the new and the past
+   * values.
    */
   private split(layer: number, query: string, key: string, v: string): string {
     const { graph, shape } = this;
@@ -96,19 +99,43 @@ export class StageAttention {
             graph.op('Transpose', [graph.op('Reshape', [query, graph.int64s([0, 0, kvHeads, group, d])])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
             graph.int64s([0, kvHeads, -1, d]),
           ]);
-    const keysT = (keys: string): string => graph.op('Transpose', [keys], { perm: attr.ints([0, 1, 3, 2]) });
-    const scores = graph.op('Mul', [
-      graph.op('Concat', [graph.op('MatMul', [stacked, keysT(pastKey)]), graph.op('MatMul', [stacked, keysT(newKey)])], { axis: attr.int(-1) }),
-      graph.scalar(1 / Math.sqrt(d)),
-    ]);
-    // [B, heads, S, P + S] for the mask [B, 1, S, P + S], then back to the stacked rows.
+    // A decode row's result must not depend on the rows it is batched with, whose lengths set how
+    // many padding columns its past carries: onnxruntime's kernels round differently as a
+    // MatMul's key count or a softmax's real-column positions move, and quantized activations turn
+    // that rounding into other tokens. So:
+    // - past scores of a decode step (S = 1) are [B, kvHeads, g, 1, D] · [B, kvHeads, 1, P, D]
+    //   summed over D, one sum of D products whatever P is; any other step (a prompt with no past,
+    //   or one row continuing its past: never batched with others) takes the MatMul, whose
+    //   temporary is not S times the past. Both are built; the other one gets zero query rows;
+    // - new-key scores are new keys times queryᵀ, transposed: a decode step's new block is one
+    //   column for every row;
+    // - the new columns come first, then the past: a row's real keys sit at the same columns
+    //   whatever padding its batch adds at the end, so the softmax sums them in the same order,
+    //   and the past values' MatMul only meets zero weights past a row's own length.
+    const transposed = (x: string): string => graph.op('Transpose', [x], { perm: attr.ints([0, 1, 3, 2]) });
+    const newScores = transposed(graph.op('MatMul', [newKey, transposed(stacked)]));
+    const queryRows = graph.op('Shape', [stacked], { start: attr.int(2), end: attr.int(3) });
+    const seq = graph.op('Shape', [this.positionIds], { start: attr.int(1), end: attr.int(2) });
+    const decodeRows = graph.op('Mul', [queryRows, graph.op('Cast', [graph.op('Equal', [seq, graph.int64s([1])])], { to: attr.int(INT64) })]);
+    const rowAxis = graph.int64s([2]);
+    const decodeQuery = graph.op('Slice', [stacked, graph.int64s([0]), decodeRows, rowAxis]);
+    const otherQuery = graph.op('Slice', [stacked, decodeRows, graph.int64s([Number.MAX_SAFE_INTEGER]), rowAxis]);
+    const decodeScores = graph.op(
+      'ReduceSum',
+      [graph.op('Mul', [graph.op('Unsqueeze', [decodeQuery, graph.int64s([3])]), graph.op('Unsqueeze', [pastKey, graph.int64s([2])])]), graph.int64s([-1])],
+      { keepdims: attr.int(0) },
+    );
+    const otherScores = graph.op('MatMul', [otherQuery, transposed(pastKey)]);
+    const pastScores = graph.op('Concat', [decodeScores, otherScores], { axis: attr.int(2) });
+    const scores = graph.op('Mul', [graph.op('Concat', [newScores, pastScores], { axis: attr.int(-1) }), graph.scalar(1 / Math.sqrt(d))]);
+    // [B, heads, S, S + P] for the mask [B, 1, S, S + P], then back to the stacked rows.
     const byHead = group === 1 ? scores : graph.op('Reshape', [scores, graph.int64s([0, shape.attentionHeads, -1, 0])]);
-    const probs = graph.op('Softmax', [graph.op('Where', [this.allowed(), byHead, graph.scalar(MASKED_SCORE)])], { axis: attr.int(-1) });
+    const probs = graph.op('Softmax', [graph.op('Where', [this.newFirstAllowed(), byHead, graph.scalar(MASKED_SCORE)])], { axis: attr.int(-1) });
     const stackedProbs = group === 1 ? probs : graph.op('Reshape', [probs, graph.int64s([0, kvHeads, -1, 0])]);
-    const past = graph.op('Shape', [pastKey], { start: attr.int(2), end: attr.int(3) });
+    const fresh = graph.op('Shape', [newKey], { start: attr.int(2), end: attr.int(3) });
     const lastAxis = graph.int64s([-1]);
-    const pastProbs = graph.op('Slice', [stackedProbs, graph.int64s([0]), past, lastAxis]);
-    const newProbs = graph.op('Slice', [stackedProbs, past, graph.int64s([Number.MAX_SAFE_INTEGER]), lastAxis]);
+    const newProbs = graph.op('Slice', [stackedProbs, graph.int64s([0]), fresh, lastAxis]);
+    const pastProbs = graph.op('Slice', [stackedProbs, fresh, graph.int64s([Number.MAX_SAFE_INTEGER]), lastAxis]);
     const context = graph.op('Add', [
       graph.op('MatMul', [pastProbs, stageIoNames.pastValue(layer)]),
       graph.op('MatMul', [newProbs, stageIoNames.presentValue(layer)]),
@@ -212,6 +239,22 @@ export class StageAttention {
       };
     });
     return this.fusedLengths;
+  }
+
+  /** allowed() with its key columns reordered as [new S | past P], once per stage. */
+  private newFirstAllowed(): string {
+    this.splitAllowed ??= this.graph.inScope('mask', () => {
+      const { graph } = this;
+      const allowed = this.allowed();
+      const seq = graph.op('Shape', [this.positionIds], { start: attr.int(1), end: attr.int(2) });
+      const total = graph.op('Shape', [this.attentionMask], { start: attr.int(1), end: attr.int(2) });
+      const past = graph.op('Sub', [total, seq]);
+      const lastAxis = graph.int64s([-1]);
+      const newColumns = graph.op('Slice', [allowed, past, total, lastAxis]);
+      const pastColumns = graph.op('Slice', [allowed, graph.int64s([0]), past, lastAxis]);
+      return graph.op('Concat', [newColumns, pastColumns], { axis: attr.int(-1) });
+    });
+    return this.splitAllowed;
   }
 
   /**
