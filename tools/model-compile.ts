@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../shared/errors';
-import { ATTENTION_KERNELS, DEFAULT_ATTENTION_KERNEL, WEIGHT_FORMATS, type AttentionKernel, type ModelManifest, type WeightFormat, type WeightFormatName } from '../shared/model/manifest';
+import { ATTENTION_KERNELS, WEIGHT_FORMATS, type AttentionKernel, type ModelManifest, type WeightFormat, type WeightFormatName } from '../shared/model/manifest';
 import { BLOCK_SIZES, isValidBlockSize } from './compiler/block-quantize';
 import { checkCompileOptions, compileModel, type CompileModelOptions } from './compiler/compile-model';
 import { parseSplitSpec, type SplitSpec } from './compiler/split-plan';
@@ -34,7 +34,7 @@ export const MODEL_COMPILE_COMMAND = new CliCommand({
     attention: {
       value: ATTENTION_KERNELS.join('|'),
       description:
-        `fused only: the attention kernel (default ${DEFAULT_ATTENTION_KERNEL}). split: past and new keys scored in two MatMuls, the past never copied; ` +
+        'fused only: the attention kernel (default split under multi-head attention, gqa under grouped-query). split: new and past keys scored apart, the past never copied; ' +
         "gqa: onnxruntime's GroupQueryAttention, which copies each row's past on every step",
     },
     weights: { value: 'fp32|int8|int4', default: 'fp32', description: 'weight format: int8 and int4 store block-quantized matmul and embedding weights (MatMulNBits, GatherBlockQuantized)' },

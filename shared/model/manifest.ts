@@ -37,8 +37,15 @@ export type OpsVariant = 'plain' | 'fused';
 
 export const ATTENTION_KERNELS = ['split', 'gqa'] as const;
 export type AttentionKernel = (typeof ATTENTION_KERNELS)[number];
-/** What `--attention` defaults to for fused graphs: measured faster than 'gqa' at 1, 16 and 64 rows (docs/stage-graph.md). */
-export const DEFAULT_ATTENTION_KERNEL: AttentionKernel = 'split';
+/**
+ * What `--attention` defaults to for fused graphs, by measurement (docs/stage-graph.md): 'split'
+ * under multi-head attention (GPT-2: up to 1.18x GroupQueryAttention's tokens/s at 64 streams),
+ * 'gqa' under grouped-query attention, where split's per-query-head scores outweigh the smaller
+ * past that GroupQueryAttention copies (SmolLM2's shape: as fast or faster at 1, 16 and 64).
+ */
+export function defaultAttentionKernel(shape: Pick<ModelShape, 'attentionHeads' | 'kvHeads'>): AttentionKernel {
+  return shape.kvHeads < shape.attentionHeads ? 'gqa' : 'split';
+}
 
 export const WEIGHT_FORMATS = ['fp32', 'int8', 'int4'] as const;
 export type WeightFormatName = (typeof WEIGHT_FORMATS)[number];

@@ -20,7 +20,7 @@ const FLOAT32_BYTES = 4;
 const NAIVE_ABSOLUTE_TOLERANCE = 1e-4;
 const NAIVE_RELATIVE_TOLERANCE = 1e-5;
 
-/** Every cut of the variants' 4 layers into 1–4 stages, even and balanced, in both op variants; GroupQueryAttention at 1 and 3 stages. */
+/** Every cut of the variants' 4 layers into 1–4 stages, even and balanced, in both op variants with the default kernel; both kernels by name at 1 and 3 stages. */
 const LAYOUTS: (TinyModelOptions & { name: string })[] = [
   ...(['plain', 'fused'] as const).flatMap((ops) => [
     { name: `1 stage, ${ops}`, stages: 1, ops },
@@ -28,8 +28,10 @@ const LAYOUTS: (TinyModelOptions & { name: string })[] = [
       (['even', 'balanced'] as const).map((kind) => ({ name: `${stages} stages ${kind}, ${ops}`, stages, split: { kind } as SplitSpec, ops })),
     ),
   ]),
-  { name: '1 stage, fused, GroupQueryAttention', stages: 1, ops: 'fused', attention: 'gqa' },
-  { name: '3 stages even, fused, GroupQueryAttention', stages: 3, split: { kind: 'even' }, ops: 'fused', attention: 'gqa' },
+  ...(['split', 'gqa'] as const).flatMap((attention) => [
+    { name: `1 stage, fused, ${attention} attention`, stages: 1, ops: 'fused' as const, attention },
+    { name: `3 stages even, fused, ${attention} attention`, stages: 3, split: { kind: 'even' } as SplitSpec, ops: 'fused' as const, attention },
+  ]),
 ];
 
 /** Different lengths, so every batch is padded; the Mistral window (4) is outgrown by every row. */

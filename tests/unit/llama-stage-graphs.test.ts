@@ -57,8 +57,8 @@ afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-/** 'plain', or 'fused' with its default kernel, or 'fused-gqa' (GroupQueryAttention). */
-type GraphVariant = 'plain' | 'fused' | 'fused-gqa';
+/** 'plain', or 'fused' with the split kernel or with GroupQueryAttention (the default where kvHeads < heads). */
+type GraphVariant = 'plain' | 'fused-split' | 'fused-gqa';
 
 /** Each compile once, however many tests compare against it. */
 const compiled = new Map<string, Promise<Compiled>>();
@@ -78,7 +78,7 @@ async function compileOnce(variant: LlamaVariant, stages: number, split: SplitSp
   const model = parseModelConfig(variant.config, 'config.json');
   const tensors = checkpoints.get(variant.name) as Map<string, Weight>;
   const ops = graphVariant === 'plain' ? 'plain' : 'fused';
-  const attention = graphVariant === 'fused-gqa' ? 'gqa' : undefined;
+  const attention = graphVariant === 'plain' ? undefined : graphVariant === 'fused-gqa' ? 'gqa' : 'split';
   const manifest = await compileCheckpoint({ model, tensors }, out, { stages, split, ops, attention, modelName: name, tokenizerFiles: [] });
   const sessions = [];
   for (const stage of manifest.stages) {
@@ -135,6 +135,14 @@ function expectNaiveLogits(variant: LlamaVariant, steps: readonly StepResult[]):
 }
 
 describe.each(LLAMA_VARIANTS)('$title', (variant) => {
+  test('a fused compile without --attention takes GroupQueryAttention under grouped-query attention, the split kernel otherwise', async () => {
+    const model = parseModelConfig(variant.config, 'config.json');
+    const tensors = checkpoints.get(variant.name) as Map<string, Weight>;
+    const out = path.join(workDir, `${variant.name}-default-kernel`);
+    const manifest = await compileCheckpoint({ model, tensors }, out, { stages: 1, split: { kind: 'even' }, ops: 'fused', modelName: variant.name, tokenizerFiles: [] });
+    expect(manifest.attention).toBe(model.shape.kvHeads < model.shape.attentionHeads ? 'gqa' : 'split');
+  });
+
   test(
     'the 1-stage plain graph gives the naive float64 logits: right-padded prompts, a decode step with different pasts, a continuation with a past',
     async () => {
@@ -143,7 +151,7 @@ describe.each(LLAMA_VARIANTS)('$title', (variant) => {
     MODEL_TEST_TIMEOUT_MS,
   );
 
-  test.each(['fused', 'fused-gqa'] as const)(
+  test.each(['fused-split', 'fused-gqa'] as const)(
     '%s stages (split attention or GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayerNormalization) equal plain stages within 1e-4: logits, hidden states (plus 1e-6 relative), new keys and values',
     async (graphVariant) => {
       const split: SplitSpec = { kind: 'even' };

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { parseManifest, readManifest, verifyStageFiles, type ModelManifest } from '../../shared/model/manifest';
+import { defaultAttentionKernel, parseManifest, readManifest, verifyStageFiles, type ModelManifest } from '../../shared/model/manifest';
 import { compileCheckpoint } from '../../tools/compiler/compile-model';
 import { gpt2Checkpoint } from '../../tools/families/gpt2/gpt2-family';
 import { GPT2_PRESETS, randomGpt2Checkpoint } from '../../tools/init/random-gpt2';
@@ -65,6 +65,11 @@ describe('manifest', () => {
 
   test('readManifest parses what the compiler wrote back into the same value', async () => {
     expect(await readManifest(modelDir)).toEqual(manifest);
+  });
+
+  test('fused graphs default to the split kernel under multi-head attention and to GroupQueryAttention under grouped-query attention', () => {
+    expect(defaultAttentionKernel({ attentionHeads: 12, kvHeads: 12 })).toBe('split');
+    expect(defaultAttentionKernel({ attentionHeads: 9, kvHeads: 3 })).toBe('gqa');
   });
 
   test('a fused manifest names its attention kernel; one written before the field existed used GroupQueryAttention', () => {

@@ -2,7 +2,7 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import {
   ATTENTION_KERNELS,
-  DEFAULT_ATTENTION_KERNEL,
+  defaultAttentionKernel,
   fileDigest,
   MANIFEST_FILE_NAME,
   MANIFEST_FORMAT_VERSION,
@@ -14,6 +14,7 @@ import {
   type StageManifest,
   type WeightFormat,
 } from '../../shared/model/manifest';
+import type { ModelShape } from '../../shared/model/model-shape';
 import { loadCheckpoint, readModelDefinition, type Checkpoint } from '../families/checkpoint';
 import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { planStages, type SplitSpec } from './split-plan';
@@ -27,7 +28,7 @@ export interface CompileCheckpointOptions {
   readonly stages: number;
   readonly split: SplitSpec;
   readonly ops: OpsVariant;
-  /** Fused graphs only: the attention kernel (default DEFAULT_ATTENTION_KERNEL). */
+  /** Fused graphs only: the attention kernel (default: defaultAttentionKernel of the model's shape). */
   readonly attention?: AttentionKernel;
   readonly weights?: WeightFormat;
   readonly modelName: string;
@@ -46,7 +47,7 @@ export interface CompileModelOptions {
   readonly stages: number;
   readonly split: SplitSpec;
   readonly ops: OpsVariant;
-  /** Fused graphs only: the attention kernel (default DEFAULT_ATTENTION_KERNEL). */
+  /** Fused graphs only: the attention kernel (default: defaultAttentionKernel of the model's shape). */
   readonly attention?: AttentionKernel;
   readonly weights?: WeightFormat;
   readonly force?: boolean;
@@ -63,7 +64,7 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
   checkTensorShapes(checkpoint);
   const plan = planStages(model, options.stages, options.split);
   const weights = resolveWeightFormat(options.weights ?? FP32_WEIGHTS);
-  const kernel = resolveAttentionKernel(options.ops, options.attention);
+  const kernel = resolveAttentionKernel(options.ops, options.attention, model.shape);
   const target = path.resolve(out);
   const targetExists = await checkOutputFolder(target, options.force === true);
   const tokenizerNames = options.tokenizerFiles.map((file) => path.basename(file));
@@ -117,12 +118,12 @@ export async function compileCheckpoint(checkpoint: Checkpoint, out: string, opt
 }
 
 /** The kernel a fused graph attends with; plain graphs take none (asking for one is an error, not ignored). */
-function resolveAttentionKernel(ops: OpsVariant, attention: AttentionKernel | undefined): AttentionKernel {
+function resolveAttentionKernel(ops: OpsVariant, attention: AttentionKernel | undefined, shape: ModelShape): AttentionKernel {
   if (attention !== undefined && !ATTENTION_KERNELS.includes(attention)) {
     throw new Error(`attention: expected ${ATTENTION_KERNELS.join(' or ')}, got ${JSON.stringify(attention)}`);
   }
   if (ops === 'plain' && attention !== undefined) throw new Error(`attention: applies only to ops fused (plain graphs attend in standard ops)`);
-  return attention ?? DEFAULT_ATTENTION_KERNEL;
+  return attention ?? defaultAttentionKernel(shape);
 }
 
 /** A weight of the wrong shape (a Linear [out, in] stored where a Conv1D [in, out] belongs is the classic) is refused by name. */
@@ -148,7 +149,7 @@ export async function checkCompileOptions(options: CompileModelOptions): Promise
   });
   planStages(model, options.stages, options.split);
   resolveWeightFormat(options.weights ?? FP32_WEIGHTS);
-  resolveAttentionKernel(options.ops, options.attention);
+  resolveAttentionKernel(options.ops, options.attention, model.shape);
   await checkOutputFolder(path.resolve(options.out), options.force === true);
 }
 
