@@ -20,8 +20,8 @@ export interface ModelManifest {
   /** 'plain' = standard ONNX ops only; 'fused' = onnxruntime com.microsoft contrib ops. */
   readonly ops: OpsVariant;
   /**
-   * The attention kernel of a 'fused' graph (absent on 'plain' ones): 'split' scores the past and
-   * the new keys in standard MatMuls without concatenating them; 'gqa' is onnxruntime's
+   * The attention kernel of a 'fused' graph (absent on 'plain' ones): 'split' scores the new and
+   * the past keys apart in standard ops without concatenating them; 'gqa' is onnxruntime's
    * GroupQueryAttention. Informational: both keep the same stage graph contract. A fused manifest
    * written before the field existed used 'gqa'.
    */

@@ -33,9 +33,10 @@ export interface RotaryTables {
  *   returns the whole past, so no step copies it out.
  *
  * 'fused' rotates with onnxruntime's RotaryEmbedding and attends with one of two kernels:
- * 'split' (the default) scores the query against the past keys and against the new keys in two
- * MatMuls and weights the past and the new values the same way, so no step concatenates or copies
- * the past; 'gqa' is onnxruntime's GroupQueryAttention (per-row lengths from the mask; a batch
+ * 'split' (the default under multi-head attention) scores the query against the new keys and
+ * against the past keys apart and weights the new and the past values the same way, so no step
+ * concatenates or copies the past; 'gqa' (the default under grouped-query attention) is
+ * onnxruntime's GroupQueryAttention (per-row lengths from the mask; a batch
  * mixes past lengths only with one new token per row, or has no past at all, or is one row — the
  * runtime keeps to that), which copies every row's past into a buffer of its own on every step.
  * 'plain' writes the math of 'split' with a concatenated past, in standard ops only, the reference.
@@ -44,6 +45,7 @@ export class StageAttention {
   private fusedLengths: { seqlensK: string; totalLength: string } | undefined;
   private plainAllowed: string | undefined;
   private splitAllowed: string | undefined;
+  private splitRowCounts: { seq: string; decodeRows: string } | undefined;
 
   constructor(
     private readonly graph: OnnxGraph,
@@ -114,9 +116,7 @@ export class StageAttention {
     //   and the past values' MatMul only meets zero weights past a row's own length.
     const transposed = (x: string): string => graph.op('Transpose', [x], { perm: attr.ints([0, 1, 3, 2]) });
     const newScores = transposed(graph.op('MatMul', [newKey, transposed(stacked)]));
-    const queryRows = graph.op('Shape', [stacked], { start: attr.int(2), end: attr.int(3) });
-    const seq = graph.op('Shape', [this.positionIds], { start: attr.int(1), end: attr.int(2) });
-    const decodeRows = graph.op('Mul', [queryRows, graph.op('Cast', [graph.op('Equal', [seq, graph.int64s([1])])], { to: attr.int(INT64) })]);
+    const { seq, decodeRows } = this.splitRows();
     const rowAxis = graph.int64s([2]);
     const decodeQuery = graph.op('Slice', [stacked, graph.int64s([0]), decodeRows, rowAxis]);
     const otherQuery = graph.op('Slice', [stacked, decodeRows, graph.int64s([Number.MAX_SAFE_INTEGER]), rowAxis]);
@@ -132,10 +132,9 @@ export class StageAttention {
     const byHead = group === 1 ? scores : graph.op('Reshape', [scores, graph.int64s([0, shape.attentionHeads, -1, 0])]);
     const probs = graph.op('Softmax', [graph.op('Where', [this.newFirstAllowed(), byHead, graph.scalar(MASKED_SCORE)])], { axis: attr.int(-1) });
     const stackedProbs = group === 1 ? probs : graph.op('Reshape', [probs, graph.int64s([0, kvHeads, -1, 0])]);
-    const fresh = graph.op('Shape', [newKey], { start: attr.int(2), end: attr.int(3) });
     const lastAxis = graph.int64s([-1]);
-    const newProbs = graph.op('Slice', [stackedProbs, graph.int64s([0]), fresh, lastAxis]);
-    const pastProbs = graph.op('Slice', [stackedProbs, fresh, graph.int64s([Number.MAX_SAFE_INTEGER]), lastAxis]);
+    const newProbs = graph.op('Slice', [stackedProbs, graph.int64s([0]), seq, lastAxis]);
+    const pastProbs = graph.op('Slice', [stackedProbs, seq, graph.int64s([Number.MAX_SAFE_INTEGER]), lastAxis]);
     const context = graph.op('Add', [
       graph.op('MatMul', [pastProbs, stageIoNames.pastValue(layer)]),
       graph.op('MatMul', [newProbs, stageIoNames.presentValue(layer)]),
@@ -241,12 +240,26 @@ export class StageAttention {
     return this.fusedLengths;
   }
 
+  /**
+   * Once per stage, not per layer: S as a 1-D shape, and how many stacked query rows (g·S) take
+   * the decode form of the past scores: all of them when S = 1, none otherwise.
+   */
+  private splitRows(): { seq: string; decodeRows: string } {
+    this.splitRowCounts ??= this.graph.inScope('rows', () => {
+      const { graph, shape } = this;
+      const seq = graph.op('Shape', [this.positionIds], { start: attr.int(1), end: attr.int(2) });
+      const isDecode = graph.op('Cast', [graph.op('Equal', [seq, graph.int64s([1])])], { to: attr.int(INT64) });
+      return { seq, decodeRows: graph.op('Mul', [isDecode, graph.int64s([shape.attentionHeads / shape.kvHeads])]) };
+    });
+    return this.splitRowCounts;
+  }
+
   /** allowed() with its key columns reordered as [new S | past P], once per stage. */
   private newFirstAllowed(): string {
     this.splitAllowed ??= this.graph.inScope('mask', () => {
       const { graph } = this;
       const allowed = this.allowed();
-      const seq = graph.op('Shape', [this.positionIds], { start: attr.int(1), end: attr.int(2) });
+      const { seq } = this.splitRows();
       const total = graph.op('Shape', [this.attentionMask], { start: attr.int(1), end: attr.int(2) });
       const past = graph.op('Sub', [total, seq]);
       const lastAxis = graph.int64s([-1]);
