@@ -11,15 +11,20 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /**
  * One replica's circuit breaker (the classic three states). Closed: traffic flows, failures are
- * counted. Open: no traffic until `openMs` has passed. Half-open: traffic is let through as a
- * probe; `successThreshold` successes close the breaker, one failure opens it again. The clock
- * is passed in, so the breaker is a pure state machine that tests drive directly.
+ * counted. Open: no traffic until `openMs` has passed. Half-open: one probe at a time — the
+ * router admits one new sequence (`admit`), and the next waits until that probe's step succeeds
+ * or fails (or `openMs` passes without either); `successThreshold` successes close the breaker,
+ * one failure opens it again. Only traffic counts: a health check that answers says the process
+ * is up, not that its steps succeed, so it neither resets the failure count nor closes the
+ * breaker. The clock is passed in, so the breaker is a pure state machine that tests drive.
  */
 export class CircuitBreaker {
   private current: BreakerState = 'closed';
   private failures = 0;
   private successes = 0;
   private openedAt = 0;
+  /** When the outstanding half-open probe was admitted; undefined when none is. */
+  private probeSince: number | undefined;
 
   constructor(private readonly options: CircuitBreakerOptions) {}
 
@@ -27,24 +32,35 @@ export class CircuitBreaker {
     if (this.current === 'open' && nowMs - this.openedAt >= this.options.openMs) {
       this.current = 'half-open';
       this.successes = 0;
+      this.probeSince = undefined;
     }
     return this.current;
   }
 
-  /** Whether traffic may go to the replica now. */
+  /** Whether traffic may go to the replica now: closed, or half-open with no probe outstanding. */
   allows(nowMs: number): boolean {
-    return this.state(nowMs) !== 'open';
+    const state = this.state(nowMs);
+    if (state === 'closed') return true;
+    if (state === 'open') return false;
+    return this.probeSince === undefined || nowMs - this.probeSince >= this.options.openMs;
+  }
+
+  /** New traffic was sent to the replica: while half-open, it is the probe, and no more is let through until it is answered. */
+  admit(nowMs: number): void {
+    if (this.state(nowMs) === 'half-open') this.probeSince = nowMs;
   }
 
   recordSuccess(nowMs: number): void {
     const state = this.state(nowMs);
     this.failures = 0;
+    this.probeSince = undefined;
     if (state === 'half-open' && ++this.successes >= this.options.successThreshold) this.current = 'closed';
   }
 
   recordFailure(nowMs: number): void {
     const state = this.state(nowMs);
     this.failures++;
+    this.probeSince = undefined;
     if (state === 'half-open' || this.failures >= this.options.failureThreshold) this.trip(nowMs);
   }
 
@@ -53,5 +69,6 @@ export class CircuitBreaker {
     this.current = 'open';
     this.openedAt = nowMs;
     this.successes = 0;
+    this.probeSince = undefined;
   }
 }

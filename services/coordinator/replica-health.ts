@@ -17,6 +17,8 @@ export interface ReplicaState {
   readonly breaker: CircuitBreaker;
   /** Health checks failed in a row. */
   failedChecks: number;
+  /** Date.now() of the replica's last sign of life (a SERVING answer or a step through it); undefined before the first. */
+  lastSeenAt: number | undefined;
 }
 
 /** A probe after a step timed out answers within this, or the replica is taken for hung. */
@@ -98,8 +100,21 @@ export class ReplicaHealth {
     this.update(state, false, detail);
   }
 
+  /** A new sequence was placed on the replica (a half-open breaker's probe). */
+  admitted(replicaId: string, nowMs = Date.now()): void {
+    this.states.get(replicaId)?.breaker.admit(nowMs);
+  }
+
   recordSuccess(replicaId: string): void {
-    this.states.get(replicaId)?.breaker.recordSuccess(Date.now());
+    const state = this.states.get(replicaId);
+    if (state === undefined) return;
+    state.lastSeenAt = Date.now();
+    state.breaker.recordSuccess(state.lastSeenAt);
+  }
+
+  /** When the replica last answered a health check or carried a step (Date.now()); undefined if never. */
+  lastSeen(replicaId: string): number | undefined {
+    return this.states.get(replicaId)?.lastSeenAt;
   }
 
   recordFailure(replicaId: string): void {
@@ -129,7 +144,7 @@ export class ReplicaHealth {
       const response = await unary<{ service: string }, HealthCheckResponse__Output>(client.Check.bind(client), { service: '' }, requestMetadata(''), callOptions(timeoutMs));
       if (response.status === 'SERVING') {
         state.failedChecks = 0;
-        state.breaker.recordSuccess(Date.now());
+        state.lastSeenAt = Date.now();
         this.update(state, true, 'health status SERVING');
         return true;
       }
@@ -168,6 +183,7 @@ export class ReplicaHealth {
         checked: false,
         detail: 'not checked yet',
         failedChecks: 0,
+        lastSeenAt: undefined,
         breaker: new CircuitBreaker({
           failureThreshold: this.config.breakerFailureThreshold,
           openMs: this.config.breakerOpenMs,

@@ -24,11 +24,23 @@ export class Router {
    */
   pick(avoid: ReadonlySet<string> = new Set()): NodeReplica[] {
     const now = Date.now();
-    return Array.from({ length: this.stages }, (_, stage) => this.pickStage(stage, avoid, now));
+    const route = Array.from({ length: this.stages }, (_, stage) => this.choose(stage, avoid, now));
+    for (const replica of route) this.health.admitted(replica.id, now);
+    return route;
   }
 
-  /** One replica of `stage`, by the same rules as `pick` (a partial replay replaces one stage's replica). */
+  /**
+   * One replica of `stage`, by the same rules as `pick` (a partial replay replaces one stage's
+   * replica). Both count as new traffic for the chosen replicas' breakers (a half-open one takes
+   * it as its probe).
+   */
   pickStage(stage: number, avoid: ReadonlySet<string> = new Set(), now = Date.now()): NodeReplica {
+    const replica = this.choose(stage, avoid, now);
+    this.health.admitted(replica.id, now);
+    return replica;
+  }
+
+  private choose(stage: number, avoid: ReadonlySet<string>, now: number): NodeReplica {
     const replicas = this.directory.ofStage(stage);
     const routable = replicas.filter((r) => this.health.routable(r.id, now));
     const preferred = routable.filter((r) => !avoid.has(r.id));
@@ -44,8 +56,9 @@ export class Router {
 
   /** Whether every stage has a usable replica now. */
   available(): boolean {
+    const now = Date.now();
     try {
-      this.pick();
+      for (let stage = 0; stage < this.stages; stage++) this.choose(stage, new Set(), now);
       return true;
     } catch {
       return false;

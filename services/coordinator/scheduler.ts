@@ -42,6 +42,8 @@ export interface SchedulerOptions {
 
 /** The shortest step deadline: below this, a busy machine's jitter would look like a hang. */
 const MIN_STEP_TIMEOUT_MS = 1_000;
+/** The shortest open deadline of a sequence in recovery: a healthy replica answers an open well within it. */
+const MIN_RECOVERY_OPEN_MS = 250;
 /** A replica that takes longer than this to answer a health check while a step through it is overdue is down. */
 const OVERDUE_PROBE_TIMEOUT_MS = 300;
 /** How often a sequence without a usable route looks for one again. */
@@ -149,9 +151,13 @@ export class Scheduler implements DispatchListener {
   replicaLost(replicaId: string, error: ServiceError): void {
     if (this.closed) return;
     this.dispatcher.failThrough(replicaId, new ServiceError(grpc.status.UNAVAILABLE, `${replicaId} is gone: ${error.message}`));
+    // A sequence waiting for its next step has been stuck since the replica went silent: its recovery window counts from then.
+    const silentSince = this.health.lastSeen(replicaId) ?? Date.now();
     for (const sequence of [...this.live]) {
       if (sequence.state !== 'running' || sequence.inFlight) continue;
-      if (sequence.incarnation?.route.some((r) => r.id === replicaId)) this.recover(sequence, error, new Set([replicaId]));
+      if (!sequence.incarnation?.route.some((r) => r.id === replicaId)) continue;
+      sequence.failingSince ??= silentSince;
+      this.recover(sequence, error, new Set([replicaId]));
     }
   }
 
@@ -207,10 +213,15 @@ export class Scheduler implements DispatchListener {
     this.logger.warn('step failed', { step_id: step.stepId, rows: step.rows.length, code: grpc.status[error.code], error: error.message, replica: failure.replicaId, unreachable: failure.unreachable });
     const sequences = step.rows.map((r) => r.sequence).filter((s, i) => s.incarnation?.nodeSequenceId === step.nodeSequenceIds[i] || s.done);
     // Out of the schedule at once: no new step may go out on the old placement while the route is examined.
+    // The recovery window counts from when the failed step went out, not from when its failure
+    // was noticed: a hung replica is found only after the step is overdue and a probe has timed
+    // out, and a stream must not wait that long and then a whole window more.
+    const failingSince = Date.now() - (performance.now() - step.sentAt);
     for (const sequence of sequences) {
       if (sequence.done) continue;
       this.leaveLane(sequence);
       sequence.state = 'recovering';
+      sequence.failingSince ??= failingSince;
     }
     const settle = (avoid: Set<string>): void => {
       for (const sequence of sequences) {
@@ -286,6 +297,7 @@ export class Scheduler implements DispatchListener {
     }
     const incarnation = sequence.newIncarnation(route);
     sequence.state = 'opening';
+    const openedAt = Date.now();
     const sampling = this.samplingOf(sequence);
     const opens = route.map((replica, k) =>
       this.sessions
@@ -299,11 +311,17 @@ export class Scheduler implements DispatchListener {
             next_node_id: route[k + 1]?.id ?? '',
             sampling: k === route.length - 1 ? sampling : undefined,
           },
-          this.options.openTimeoutMs,
+          this.openTimeoutMs(sequence),
         )
-        .then(() => {
-          incarnation.opened.add(replica.id);
-        }),
+        .then(
+          () => {
+            incarnation.opened.add(replica.id);
+          },
+          (error: unknown) => {
+            this.noteUnanswered(incarnation, replica.id, error);
+            throw error;
+          },
+        ),
     );
     void Promise.allSettled(opens).then((outcomes) => {
       if (sequence.done || sequence.incarnation !== incarnation) {
@@ -340,6 +358,8 @@ export class Scheduler implements DispatchListener {
       for (const { replica, error: cause } of failed) {
         if (cause.code === grpc.status.UNAVAILABLE || cause.code === grpc.status.DEADLINE_EXCEEDED) this.health.markDown(replica.id, cause.message);
       }
+      // As for a failed step: the window counts from when the open went out (a hung replica answers it only by its timeout).
+      sequence.failingSince ??= openedAt;
       this.recover(sequence, error, new Set([...avoid, ...failed.map((f) => f.replica.id)]));
     });
   }
@@ -411,11 +431,17 @@ export class Scheduler implements DispatchListener {
           next_node_id: route[stage + 1]?.id ?? '',
           sampling: last ? this.samplingOf(sequence) : undefined,
         },
-        this.options.openTimeoutMs,
+        this.openTimeoutMs(sequence),
       )
-      .then(() => {
-        incarnation.opened.add(replacement.id);
-      });
+      .then(
+        () => {
+          incarnation.opened.add(replacement.id);
+        },
+        (error: unknown) => {
+          this.noteUnanswered(incarnation, replacement.id, error);
+          throw error;
+        },
+      );
     const repaired = opened.then(() => {
       const history = sequence.historySlice(0, length);
       // The fill passes through the replacement, and through the previous stage when that one sends it.
@@ -496,6 +522,18 @@ export class Scheduler implements DispatchListener {
       avoid: [...avoid],
     });
     this.place(sequence, avoid);
+  }
+
+  /**
+   * The deadline of an open: the configured one, but a sequence in recovery waits no longer
+   * than its recovery window leaves (at least MIN_RECOVERY_OPEN_MS), so a replacement replica
+   * that hangs too (every replica of a stage frozen) fails the stream within the window, not a
+   * whole open timeout later.
+   */
+  private openTimeoutMs(sequence: Sequence): number {
+    if (sequence.failingSince === undefined) return this.options.openTimeoutMs;
+    const left = sequence.failingSince + this.options.recoveryWindowMs - Date.now();
+    return Math.max(MIN_RECOVERY_OPEN_MS, Math.min(this.options.openTimeoutMs, left));
   }
 
   /** No route right now: retry shortly, until the recovery window is over. */
@@ -582,11 +620,19 @@ export class Scheduler implements DispatchListener {
     this.releaseOf(incarnation, sequence.request.requestId);
   }
 
-  /** Releases an incarnation on every replica that acknowledged it, the ones past a failed hop included. */
+  /**
+   * Releases an incarnation on every replica that acknowledged it, the ones past a failed hop
+   * included, and on every one whose open went unanswered (it may open the sequence late).
+   */
   private releaseOf(incarnation: Incarnation, requestId: string): void {
     for (const replica of incarnation.route) {
-      if (incarnation.opened.has(replica.id)) this.releaseOn(replica, incarnation.nodeSequenceId, requestId);
+      if (incarnation.opened.has(replica.id) || incarnation.unanswered.has(replica.id)) this.releaseOn(replica, incarnation.nodeSequenceId, requestId);
     }
+  }
+
+  /** An open that timed out has an unknown outcome: remember the replica, to release there too. */
+  private noteUnanswered(incarnation: Incarnation, replicaId: string, error: unknown): void {
+    if (ServiceError.from(error).code === grpc.status.DEADLINE_EXCEEDED) incarnation.unanswered.add(replicaId);
   }
 
   private releaseOn(replica: NodeReplica, nodeSequenceId: string, requestId: string): void {

@@ -52,6 +52,11 @@ export interface Incarnation {
   readonly route: readonly NodeReplica[];
   /** Replicas that acknowledged the open, and so hold KV to release. */
   readonly opened: Set<string>;
+  /**
+   * Replicas whose open went unanswered (its deadline passed): a hung replica may still open the
+   * sequence when it resumes, so these are released too (the release queues behind the open).
+   */
+  readonly unanswered: Set<string>;
 }
 
 export type SequenceState = 'queued' | 'opening' | 'running' | 'recovering' | 'done';
@@ -127,7 +132,7 @@ export class Sequence {
     if (current === undefined) throw new Error(`sequence ${this.id} has no placement to repair`);
     const lost = current.route[stage];
     const opened = new Set([...current.opened].filter((id) => id !== lost.id));
-    this.incarnation = { nodeSequenceId: current.nodeSequenceId, token: randomBytes(SEQUENCE_TOKEN_BYTES), route: current.route.map((r, k) => (k === stage ? replica : r)), opened };
+    this.incarnation = { nodeSequenceId: current.nodeSequenceId, token: randomBytes(SEQUENCE_TOKEN_BYTES), route: current.route.map((r, k) => (k === stage ? replica : r)), opened, unanswered: new Set([...current.unanswered].filter((id) => id !== lost.id)) };
     return this.incarnation;
   }
 
@@ -135,7 +140,7 @@ export class Sequence {
   newIncarnation(route: readonly NodeReplica[]): Incarnation {
     this.epoch += 1;
     this.fed = 0;
-    this.incarnation = { nodeSequenceId: `${this.id}.${this.epoch}`, token: randomBytes(SEQUENCE_TOKEN_BYTES), route, opened: new Set() };
+    this.incarnation = { nodeSequenceId: `${this.id}.${this.epoch}`, token: randomBytes(SEQUENCE_TOKEN_BYTES), route, opened: new Set(), unanswered: new Set() };
     return this.incarnation;
   }
 }

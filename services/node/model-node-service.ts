@@ -52,8 +52,8 @@ const FORWARD_MEMORY_MS = 30_000;
  */
 export class ModelNodeService {
   private readonly sequences = new OpenSequences();
-  /** Ids whose open is waiting for its KV reservation. */
-  private readonly opening = new Set<string>();
+  /** Ids whose open is waiting for its KV reservation, with the session opening it; `released` once that session released the id meanwhile. */
+  private readonly opening = new Map<string, { readonly session: CoordinatorSession; released: boolean }>();
   /** Ids released whose KV is freed behind the steps queued before: reopening one now would merge into the old entry. */
   private readonly releasing = new Set<string>();
   private readonly samplers = new SequenceSamplers();
@@ -178,7 +178,8 @@ export class ModelNodeService {
         throw new ServiceError(grpc.status.ALREADY_EXISTS, `open.sequence_id: ${open.sequence_id} is already open`);
       }
       if (this.releasing.has(open.sequence_id)) throw new ServiceError(grpc.status.ALREADY_EXISTS, `open.sequence_id: ${open.sequence_id} is still being released`);
-      this.opening.add(open.sequence_id);
+      const opening = { session, released: false };
+      this.opening.set(open.sequence_id, opening);
       claimed = true;
       if (open.token.length < PROTOCOL_LIMITS.minTokenBytes || open.token.length > PROTOCOL_LIMITS.maxTokenBytes) {
         throw ServiceError.invalidArgument('open.token', `must be ${PROTOCOL_LIMITS.minTokenBytes}-${PROTOCOL_LIMITS.maxTokenBytes} bytes`);
@@ -203,6 +204,12 @@ export class ModelNodeService {
       if (!session.isOpen) {
         // The session ended while the reservation was made: nobody will ever release it.
         void this.release(open.sequence_id);
+        return;
+      }
+      if (opening.released) {
+        // Its owner released it while the reservation was made (the open had timed out there).
+        void this.release(open.sequence_id);
+        session.send({ opened: { sequence_id: open.sequence_id, code: grpc.status.ABORTED, message: `open.sequence_id: ${open.sequence_id} was released while it opened` } });
         return;
       }
       session.send({ opened: { sequence_id: open.sequence_id, code: grpc.status.OK, reserved_bytes: open.reserve_tokens * this.runtime.kvStats().reservedBytesPerToken } });
@@ -476,6 +483,11 @@ export class ModelNodeService {
   private async releaseFor(session: CoordinatorSession, release: ReleaseSequences__Output): Promise<void> {
     const ids = release.sequence_ids.slice(0, PROTOCOL_LIMITS.maxReleaseIds);
     // Only the owner releases; an id it does not own is skipped without saying whether it exists.
+    // An id still opening (its reservation under way) is released as soon as the open completes.
+    for (const id of ids) {
+      const opening = this.opening.get(id);
+      if (opening !== undefined && opening.session === session) opening.released = true;
+    }
     const owned = ids.filter((id) => this.sequences.ownedBy(id, session) !== undefined);
     const released = await Promise.all(owned.map((id) => this.release(id)));
     session.send({ released: { sequence_ids: owned.filter((_, i) => released[i]) } });

@@ -51,7 +51,10 @@ interface StreamOutcome {
   readonly tokens: number[];
   readonly done: boolean;
   readonly longestGapMs: number;
+  /** The `error` event's data, or the JSON body of a request that failed before its first event. */
   readonly error?: unknown;
+  /** performance.now() when the answer ended. */
+  readonly answeredAt: number;
 }
 
 /** Runs every stream over SSE; `fault` runs once the first streams have produced a few tokens. */
@@ -67,7 +70,8 @@ async function streamsWithFault(fault: () => Promise<void> | void): Promise<Stre
   };
   return Promise.all(
     PROMPTS.map(async (_, i) => {
-      const { status, events } = await postSse(`${system.apiUrl}/api/model/generate`, body(i), { onEvent: trigger, signal: AbortSignal.timeout(FAULT_TEST_TIMEOUT_MS) });
+      const { status, events, json } = await postSse(`${system.apiUrl}/api/model/generate`, body(i), { onEvent: trigger, signal: AbortSignal.timeout(FAULT_TEST_TIMEOUT_MS) });
+      const answeredAt = performance.now();
       const tokens = events.filter((e) => e.event === 'token');
       let longestGapMs = 0;
       for (let k = 1; k < tokens.length; k++) longestGapMs = Math.max(longestGapMs, tokens[k].atMs - tokens[k - 1].atMs);
@@ -76,7 +80,8 @@ async function streamsWithFault(fault: () => Promise<void> | void): Promise<Stre
         tokens: tokens.map((e) => e.data.token_id as number),
         done: events.some((e) => e.event === 'done'),
         longestGapMs,
-        error: events.find((e) => e.event === 'error')?.data,
+        error: events.find((e) => e.event === 'error')?.data ?? json,
+        answeredAt,
       };
     }),
   );
@@ -141,6 +146,7 @@ it(
   'SIGSTOP of a replica: its streams resume elsewhere within 3 s with the same tokens; after SIGCONT it holds no leaked KV',
   async () => {
     const solo = await soloRuns();
+    const failoversBefore = await coordinatorCounter('pipeserve_coordinator_failovers_total');
     let outcomes: StreamOutcome[];
     try {
       outcomes = await streamsWithFault(() => system.freezeProcess('node1b'));
@@ -148,7 +154,36 @@ it(
       system.thawProcess('node1b');
     }
     expectSameAsSolo(outcomes, solo);
+    // The frozen replica's streams did move (a run that never touched node1b would pass the rest).
+    expect(await coordinatorCounter('pipeserve_coordinator_failovers_total')).toBeGreaterThan(failoversBefore);
     expect(Math.max(...outcomes.map((o) => o.longestGapMs))).toBeLessThan(MAX_STALL_MS);
+    expect(await waitForNoKv()).toEqual(new Array(6).fill(0));
+  },
+  FAULT_TEST_TIMEOUT_MS,
+);
+
+it(
+  'every replica of a stage frozen mid-generation: each stream in flight ends with a typed error within 3 s, and no KV is left after SIGCONT',
+  async () => {
+    let frozenAt = 0;
+    let outcomes: StreamOutcome[];
+    try {
+      outcomes = await streamsWithFault(() => {
+        system.freezeProcess('node3a');
+        system.freezeProcess('node3b');
+        frozenAt = performance.now();
+      });
+    } finally {
+      system.thawProcess('node3a');
+      system.thawProcess('node3b');
+    }
+    outcomes.forEach((outcome, i) => {
+      expect({ stream: i, done: outcome.done, code: (outcome.error as { error?: { code?: string } } | undefined)?.error?.code }).toEqual({ stream: i, done: false, code: 'UNAVAILABLE' });
+      expect(JSON.stringify(outcome.error)).toMatch(/stage 2/);
+      // A stream that had started is an SSE `error` event; one still in its prefill, a 503.
+      expect({ stream: i, status: outcome.status }).toEqual({ stream: i, status: outcome.tokens.length > 0 ? 200 : 503 });
+      expect(outcome.answeredAt - frozenAt).toBeLessThan(MAX_STALL_MS);
+    });
     expect(await waitForNoKv()).toEqual(new Array(6).fill(0));
   },
   FAULT_TEST_TIMEOUT_MS,

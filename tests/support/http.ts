@@ -69,7 +69,7 @@ export async function postSse(
   url: string,
   body: unknown,
   options: { signal?: AbortSignal; onEvent?: (event: TimedSseEvent) => void } = {},
-): Promise<{ status: number; contentType: string; events: TimedSseEvent[] }> {
+): Promise<{ status: number; contentType: string; events: TimedSseEvent[]; json?: unknown }> {
   const started = performance.now();
   const response = await fetch(url, {
     method: 'POST',
@@ -78,10 +78,13 @@ export async function postSse(
     signal: options.signal ?? AbortSignal.timeout(60_000),
   });
   const events: TimedSseEvent[] = [];
+  const contentType = response.headers.get('content-type') ?? '';
+  // A request that fails before its first event is answered with an HTTP status and a JSON body.
+  if (contentType.startsWith('application/json')) return { status: response.status, contentType, events, json: await response.json() };
   for await (const event of readSse(response)) {
     const timed = { ...event, atMs: performance.now() - started };
     events.push(timed);
     options.onEvent?.(timed);
   }
-  return { status: response.status, contentType: response.headers.get('content-type') ?? '', events };
+  return { status: response.status, contentType, events };
 }

@@ -36,4 +36,36 @@ describe('CircuitBreaker', () => {
     expect(breaker.state(1_500)).toBe('open');
     expect(breaker.state(2_000)).toBe('half-open');
   });
+
+  test('half-open admits one probe at a time: the next waits for its answer, or for openMs without one', () => {
+    const breaker = new CircuitBreaker(OPTIONS);
+    breaker.trip(0);
+    expect(breaker.allows(1_000)).toBe(true);
+    breaker.admit(1_000);
+    expect(breaker.allows(1_001)).toBe(false);
+    expect(breaker.state(1_001)).toBe('half-open');
+    // A probe never answered does not block the replica for good.
+    expect(breaker.allows(2_000)).toBe(true);
+    breaker.admit(2_000);
+    breaker.recordSuccess(2_100);
+    expect(breaker.allows(2_101)).toBe(true);
+    breaker.admit(2_101);
+    expect(breaker.allows(2_102)).toBe(false);
+    breaker.recordSuccess(2_200);
+    expect(breaker.state(2_201)).toBe('closed');
+    // Closed: admitting traffic changes nothing.
+    breaker.admit(2_202);
+    expect(breaker.allows(2_203)).toBe(true);
+  });
+
+  test('a flapping replica: a failed probe opens it again, and admitting while open lets nothing through', () => {
+    const breaker = new CircuitBreaker(OPTIONS);
+    breaker.trip(0);
+    breaker.admit(1_000);
+    breaker.recordFailure(1_050);
+    expect(breaker.state(1_051)).toBe('open');
+    breaker.admit(1_100);
+    expect(breaker.allows(1_100)).toBe(false);
+    expect(breaker.allows(2_050)).toBe(true);
+  });
 });

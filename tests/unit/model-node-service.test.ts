@@ -141,6 +141,32 @@ describe('ModelNodeService', () => {
     stranger.close();
   });
 
+  test('a release that arrives while its open is still reserving KV frees the sequence once the open completes', async () => {
+    // What a coordinator does after an open timed out on a hung replica: when the replica resumes, both arrive at once.
+    // The in-process runtime reserves within a microtask; the worker thread of a real node takes a
+    // message round trip. The reservation is held back here so that the release surely arrives during it.
+    const runtime = nodes.node('node1').runtime;
+    const reserve = runtime.reserve.bind(runtime);
+    runtime.reserve = async (id: string, tokens: number) => {
+      await new Promise((r) => setTimeout(r, 200));
+      return reserve(id, tokens);
+    };
+    const session = new RawNodeSession(client('node1'));
+    try {
+      const token = randomBytes(16);
+      session.send(open('released-while-opening', token, 'node2'));
+      session.send({ release: { sequence_ids: ['released-while-opening'] } });
+      expect(await session.next('opened')).toMatchObject({ code: grpc.status.ABORTED, message: expect.stringMatching(/was released while it opened/) });
+      const deadline = Date.now() + EVENT_TIMEOUT_MS;
+      while (runtime.holds('released-while-opening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(runtime.holds('released-while-opening')).toBe(false);
+      expect(runtime.kvStats().sequences).toBe(0);
+    } finally {
+      runtime.reserve = reserve;
+      session.close();
+    }
+  });
+
   test('a step without rows, and one already past its deadline, are answered at once and run nothing', async () => {
     const session = new RawNodeSession(client('node1'));
     session.send({ step: { step_id: 7, rows: [], timeout_ms: 1_000 } });
