@@ -1,6 +1,7 @@
 import type { StageTiming__Output } from '../../protos/generated/pipeserve/v1/StageTiming';
 import type { Step__Output } from '../../protos/generated/pipeserve/v1/Step';
 import { ServiceError } from '../../shared/errors';
+import { safeRequestId } from '../../shared/grpc/channel';
 import { idProblem, PROTOCOL_LIMITS } from '../../shared/protocol/limits';
 import { decodeTensor } from '../../shared/tensor-codec';
 
@@ -65,7 +66,7 @@ export function parseIncomingStep(step: Step__Output, stage: { readonly isFirst:
     if (bad >= 0) throw ServiceError.invalidArgument('step.hidden_states', `element ${bad} is ${hiddenStates[bad]}: activations must be finite`);
   }
   if (step.fill_only && parsed.some((row) => row.sample)) throw ServiceError.invalidArgument('step.rows', 'a fill_only step samples nothing: every row has sample false');
-  return { stepId: step.step_id, rows: parsed, hiddenStates, timeoutMs: step.timeout_ms, requestId: step.request_id, timings: step.timings, fillOnly: step.fill_only };
+  return { stepId: step.step_id, rows: parsed, hiddenStates, timeoutMs: step.timeout_ms, requestId: safeRequestId(step.request_id), timings: step.timings, fillOnly: step.fill_only };
 }
 
 /** The largest finite float32. */

@@ -14,6 +14,7 @@ import type { SampledToken } from '../../protos/generated/pipeserve/v1/SampledTo
 import type { StageTiming } from '../../protos/generated/pipeserve/v1/StageTiming';
 import type { Step__Output } from '../../protos/generated/pipeserve/v1/Step';
 import { ServiceError } from '../../shared/errors';
+import { safeRequestId } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
 import type { NodeDirectory } from '../../shared/node-directory';
 import { idProblem, PROTOCOL_LIMITS } from '../../shared/protocol/limits';
@@ -197,10 +198,10 @@ export class ModelNodeService {
         if (ServiceError.from(error).code === grpc.status.RESOURCE_EXHAUSTED) this.metrics.sessionsRefused.inc();
         throw error;
       }
-      const sequence: OpenSequence = { sequenceId: open.sequence_id, requestId: open.request_id, owner: session, token: Buffer.from(open.token), nextNodeId, sampling, rewinding: false };
+      const sequence: OpenSequence = { sequenceId: open.sequence_id, requestId: safeRequestId(open.request_id), owner: session, token: Buffer.from(open.token), nextNodeId, sampling, rewinding: false };
       this.sequences.add(sequence);
       this.updateKvGauges();
-      this.logger.info('sequence opened', { request_id: open.request_id, sequence_id: open.sequence_id, reserve_tokens: open.reserve_tokens });
+      this.logger.info('sequence opened', { request_id: safeRequestId(open.request_id), sequence_id: open.sequence_id, reserve_tokens: open.reserve_tokens });
       if (!session.isOpen) {
         // The session ended while the reservation was made: nobody will ever release it.
         void this.release(open.sequence_id);
@@ -277,13 +278,13 @@ export class ModelNodeService {
           rows: [{ sequenceId: sequence.sequenceId, token: sequence.token, pastLength: 0, tokenIds: rewind.history, sample: false, generatedIndex: 0 }],
           hiddenStates: undefined,
           timeoutMs: rewind.timeout_ms,
-          requestId: rewind.request_id,
+          requestId: safeRequestId(rewind.request_id),
           timings: [],
           fillOnly: true,
         };
         this.forward(refill, session, nextNodeId as string, states, [], Date.now() + rewind.timeout_ms);
       }
-      this.logger.info('sequence rewound', { request_id: rewind.request_id, sequence_id: sequence.sequenceId, length: rewind.length, next_node_id: nextNodeId, refill: rewind.refill });
+      this.logger.info('sequence rewound', { request_id: safeRequestId(rewind.request_id), sequence_id: sequence.sequenceId, length: rewind.length, next_node_id: nextNodeId, refill: rewind.refill });
       session.send({ rewound: { sequence_id: rewind.sequence_id, code: grpc.status.OK } });
     } catch (error) {
       const serviceError = ServiceError.from(error);

@@ -157,6 +157,11 @@ export function isValidRequestId(value: string): boolean {
   return REQUEST_ID_PATTERN.test(value);
 }
 
+/** A request id taken from a message body, for logs and echoes: itself when it is a safe token, else ''. */
+export function safeRequestId(value: string): string {
+  return isValidRequestId(value) ? value : '';
+}
+
 /** The call's request id, or '' when it has none or one that is not a safe token. */
 export function requestIdOf(metadata: grpc.Metadata): string {
   const value = metadata.get(REQUEST_ID_KEY)[0];
