@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 
@@ -174,12 +174,36 @@ describe('Node.js 22 and npm settings', () => {
     }
   });
 
-  test(".npmrc skips every dependency install script (npm's ignore-scripts) and onnxruntime-node's download (its own switch); npm warns about nothing else", () => {
-    expect(npmrcKeys(readFileSync(path.join(ROOT, '.npmrc'), 'utf8'))).toEqual({ 'ignore-scripts': 'true', 'onnxruntime-node-install': 'skip' });
+  test(".npmrc skips every dependency install script (ignore-scripts, honoured by npm 10 and 11) and has no key npm does not know", () => {
+    expect(npmrcKeys(readFileSync(path.join(ROOT, '.npmrc'), 'utf8'))).toEqual({ 'ignore-scripts': 'true' });
     const result = spawnSync('npm', ['config', 'get', 'ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: NPM_TIMEOUT_MS });
     expect([result.status, result.stdout.trim()]).toEqual([0, 'true']);
-    // npm 11 names the key it does not know; any other unknown key would be a typo.
-    const unknown = [...result.stderr.matchAll(/Unknown (?:project|user|global) config "([^"]+)"/g)].map((m) => m[1]);
-    expect(unknown.filter((key) => key !== 'onnxruntime-node-install')).toEqual([]);
+    // npm 11 names every key it does not know (and says it stops passing them on in its next major).
+    expect([...result.stderr.matchAll(/Unknown (?:project|user|global) config "([^"]+)"/g)].map((m) => m[1])).toEqual([]);
+  });
+
+  test("package.json's allowScripts has reviewed every dependency with an install script: each is denied by name, none is pending", () => {
+    const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { allowScripts?: Record<string, boolean> };
+    expect(manifest.allowScripts).toEqual({ '@scarf/scarf': false, protobufjs: false, 'onnxruntime-node': false });
+    // What is installed now: every package with an install script is one of those.
+    const withScripts = new Set<string>();
+    const visit = (dir: string): void => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+        const pkgDir = path.join(dir, entry.name);
+        if (entry.name.startsWith('@')) {
+          visit(pkgDir);
+          continue;
+        }
+        const file = path.join(pkgDir, 'package.json');
+        if (existsSync(file)) {
+          const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; scripts?: Record<string, string> };
+          if (pkg.name !== undefined && ['preinstall', 'install', 'postinstall'].some((hook) => pkg.scripts?.[hook] !== undefined)) withScripts.add(pkg.name);
+        }
+        if (existsSync(path.join(pkgDir, 'node_modules'))) visit(path.join(pkgDir, 'node_modules'));
+      }
+    };
+    visit(path.join(ROOT, 'node_modules'));
+    expect([...withScripts].filter((name) => manifest.allowScripts?.[name] !== false)).toEqual([]);
   });
 });
