@@ -16,6 +16,8 @@ export interface NodeReplica {
 export type AddressLookup = (host: string) => Promise<readonly string[]>;
 
 const DEFAULT_REFRESH_MS = 5_000;
+/** `findOrRefresh` resolves again at most this often: an unknown id cannot make a node query DNS in a loop. */
+const MIN_ON_DEMAND_REFRESH_MS = 1_000;
 
 /**
  * The stage replicas of a topology: a static `nodes[]` entry is one replica; a `"discovery":
@@ -28,6 +30,8 @@ export class NodeDirectory {
   private discovered = new Map<string, readonly NodeReplica[]>();
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners: (() => void)[] = [];
+  private refreshing: Promise<void> | undefined;
+  private lastOnDemandRefresh = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly entries: readonly NodeEntry[],
@@ -58,6 +62,26 @@ export class NodeDirectory {
 
   find(id: string): NodeReplica | undefined {
     return this.replicas().find((replica) => replica.id === id);
+  }
+
+  /**
+   * `find`, and for an id of a DNS entry that is not listed yet (`node2@10.0.0.9`: a replica
+   * scaled up since the last refresh, which the coordinator may have found first) one refresh
+   * before answering, at most once per MIN_ON_DEMAND_REFRESH_MS. Still only what DNS answers.
+   */
+  async findOrRefresh(id: string): Promise<NodeReplica | undefined> {
+    const known = this.find(id);
+    if (known !== undefined) return known;
+    const at = id.indexOf('@');
+    if (at < 0 || !this.entries.some((e) => e.discovery === 'dns' && e.id === id.slice(0, at))) return undefined;
+    if (this.refreshing === undefined && Date.now() - this.lastOnDemandRefresh >= MIN_ON_DEMAND_REFRESH_MS) {
+      this.lastOnDemandRefresh = Date.now();
+      this.refreshing = this.refresh().finally(() => {
+        this.refreshing = undefined;
+      });
+    }
+    await this.refreshing;
+    return this.find(id);
   }
 
   ofStage(stage: number): NodeReplica[] {

@@ -87,11 +87,15 @@ function childSpecs(config: AppConfig): ChildSpec[] {
   ];
 }
 
-/** Builds the embedded default model when its folder has no manifest yet (first run). */
+/**
+ * Builds the embedded default model when its folder has no manifest yet (first run). Its output
+ * reaches the user through the launcher's pipe, not a terminal, so model-init is asked for its
+ * progress as plain lines (one per stage and checkpoint step), not bars.
+ */
 async function ensureModel(config: AppConfig, group: Supervisor, output: CliOutput): Promise<void> {
   if (existsSync(path.join(config.modelDir, 'manifest.json'))) return;
   output.stdout(`start: no model at ${config.modelDir}; building the default model (about 10 s and 1.1 GB for GPT-2 small)\n`);
-  const code = await group.runOnce({ name: 'model-init', script: path.join(__dirname, 'model-init.js'), args: ['--out', config.modelDir] });
+  const code = await group.runOnce({ name: 'model-init', script: path.join(__dirname, 'model-init.js'), args: ['--out', config.modelDir, '--progress'] });
   if (code !== 0 || !existsSync(path.join(config.modelDir, 'manifest.json'))) {
     throw new Error(`model-init exited with code ${code} and left no manifest.json in ${config.modelDir}`);
   }

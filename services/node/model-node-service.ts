@@ -188,7 +188,7 @@ export class ModelNodeService {
       if (open.reserve_tokens < 1 || open.reserve_tokens > shape.contextLength) {
         throw ServiceError.invalidArgument('open.reserve_tokens', `must be 1-${shape.contextLength} (the model's context), got ${open.reserve_tokens}`);
       }
-      const nextNodeId = this.nextHop(open.next_node_id, 'open.next_node_id');
+      const nextNodeId = await this.nextHop(open.next_node_id, 'open.next_node_id');
       const sampling = open.sampling ?? { temperature: 0, top_k: 0, top_p: 1, repetition_penalty: 1, seed: 0, top_logprobs: 0 };
       if (stage.isLast) this.samplers.open(open.sequence_id, sampling);
       try {
@@ -223,13 +223,18 @@ export class ModelNodeService {
   }
 
   /** The next hop a coordinator names, checked: a configured replica of the next stage; none on the last stage. */
-  private nextHop(nodeId: string, field: string): string | undefined {
+  /**
+   * The next hop an open or rewind names, if it is a replica of the next stage in this node's
+   * directory. A replica the coordinator discovered before this node did (a scale-up between two
+   * DNS refreshes) is looked up once more, not refused.
+   */
+  private async nextHop(nodeId: string, field: string): Promise<string | undefined> {
     const { stage } = this.runtime;
     if (stage.isLast) {
       if (nodeId !== '') throw ServiceError.invalidArgument(field, 'the last stage has no next hop');
       return undefined;
     }
-    const next = this.directory.find(nodeId);
+    const next = this.directory.find(nodeId) ?? (await this.directory.findOrRefresh(nodeId));
     if (next === undefined || next.stage !== stage.index + 1) throw ServiceError.invalidArgument(field, `"${nodeId}" is not a configured replica of stage ${stage.index + 1}`);
     return next.id;
   }
@@ -249,7 +254,7 @@ export class ModelNodeService {
         throw ServiceError.invalidArgument('rewind.token', `must be ${PROTOCOL_LIMITS.minTokenBytes}-${PROTOCOL_LIMITS.maxTokenBytes} bytes`);
       }
       if (rewind.length > shape.contextLength) throw ServiceError.invalidArgument('rewind.length', `at most the model's ${shape.contextLength} positions, got ${rewind.length}`);
-      const nextNodeId = this.nextHop(rewind.next_node_id, 'rewind.next_node_id');
+      const nextNodeId = await this.nextHop(rewind.next_node_id, 'rewind.next_node_id');
       if (sequence.rewinding) throw new ServiceError(grpc.status.FAILED_PRECONDITION, `rewind.sequence_id: sequence ${rewind.sequence_id} is being rewound already`);
       if (rewind.refill) {
         if (stage.isLast) throw ServiceError.invalidArgument('rewind.refill', 'the last stage has no next stage to refill');

@@ -1,3 +1,6 @@
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { postJson } from '../support/http';
 import { RunningSystem, SYSTEM_START_TIMEOUT_MS } from '../support/system';
@@ -93,6 +96,19 @@ describe('the openai client against a running system', () => {
     expect(again.choices.map((c) => c.text)).toEqual(three.choices.map((c) => c.text));
   });
 
+  test('top_p reaches the sampler: a nucleus that holds only the likeliest token is greedy, and top_p with a seed matches the process route', async () => {
+    const base = { model: MODEL, prompt: PROMPT, max_tokens: 10 };
+    const greedy = await client.completions.create({ ...base, temperature: 0 });
+    // Hot sampling (temperature 2 flattens the tiny model's logits) with the same seed, with and without a nucleus.
+    const wide = await client.completions.create({ ...base, temperature: 2, seed: 5 });
+    const narrow = await client.completions.create({ ...base, temperature: 2, top_p: 1e-6, seed: 5 });
+    expect(narrow.choices[0].text).toBe(greedy.choices[0].text);
+    expect(wide.choices[0].text).not.toBe(greedy.choices[0].text);
+    const nucleus = await client.completions.create({ ...base, temperature: 2, top_p: 0.5, seed: 5 });
+    const reference = await processRoute({ text: PROMPT, max_new_tokens: 10, temperature: 2, top_p: 0.5, seed: 5 });
+    expect(nucleus.choices[0].text).toBe(reference.text);
+  });
+
   test('an array of prompts gives n choices per prompt, indexed prompt by prompt, with usage counting each prompt once', async () => {
     const prompts = [PROMPT, 'Once upon a time'];
     const both = await client.completions.create({ model: MODEL, prompt: prompts, n: 2, max_tokens: 6, temperature: 0.9, seed: 5 });
@@ -150,3 +166,50 @@ describe('the openai client against a running system', () => {
     expect(refused).toMatchObject({ status: 401, code: 'invalid_api_key', type: 'authentication_error' });
   });
 });
+
+/**
+ * A checkpoint with its own `chat_template` (tokenizer_config.json): /v1/chat/completions renders
+ * it with @huggingface/jinja instead of ChatML, as transformers' apply_chat_template would.
+ */
+describe('the openai client against a model with its own chat template', () => {
+  const TEMPLATE = "{% for m in messages %}### {{ m['role'] | upper }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}### ASSISTANT:{% endif %}";
+  let templated: RunningSystem;
+  let templatedClient: OpenAI;
+  let modelDir: string;
+
+  beforeAll(async () => {
+    modelDir = await mkdtemp(path.join(os.tmpdir(), 'pipeserve-chat-template-'));
+    await cp(await tinyModel({ stages: 3 }), modelDir, { recursive: true });
+    const configFile = path.join(modelDir, 'tokenizer_config.json');
+    const tokenizerConfig = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+    await writeFile(configFile, JSON.stringify({ ...tokenizerConfig, chat_template: TEMPLATE }, null, 2));
+    templated = await RunningSystem.start({ modelDir });
+    templatedClient = new OpenAI({ baseURL: `${templated.apiUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: REQUEST_TIMEOUT_MS });
+  }, SYSTEM_START_TIMEOUT_MS * 2);
+
+  afterAll(async () => {
+    await templated?.stop();
+    if (modelDir !== undefined) await rm(modelDir, { recursive: true, force: true });
+  });
+
+  test('a chat completion continues the checkpoint template\'s rendering of the messages, streamed or not', async () => {
+    const messages = [
+      { role: 'system' as const, content: 'You are terse.' },
+      { role: 'user' as const, content: 'Say hello.' },
+    ];
+    const rendered = '### SYSTEM: You are terse.\n### USER: Say hello.\n### ASSISTANT:';
+    const answer = await postJson(`${templated.apiUrl}/api/model/process`, { text: rendered, max_new_tokens: 8, temperature: 0 });
+    expect(answer.status).toBe(200);
+    const chat = await templatedClient.chat.completions.create({ model: MODEL, messages, max_tokens: 8, temperature: 0 });
+    expect(chat.choices[0].message.content).toBe(answer.body.text);
+    expect(chat.usage?.prompt_tokens).toBe((answer.body.tokens as { prompt: number }).prompt);
+    // Not ChatML: the same messages rendered that way are another prompt, of another length.
+    const asChatml = await postJson(`${templated.apiUrl}/api/model/process`, { text: chatml(messages), max_new_tokens: 1 });
+    expect(chat.usage?.prompt_tokens).not.toBe((asChatml.body.tokens as { prompt: number }).prompt);
+    const stream = await templatedClient.chat.completions.create({ model: MODEL, messages, max_tokens: 8, temperature: 0, stream: true });
+    let content = '';
+    for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? '';
+    expect(content).toBe(answer.body.text);
+  });
+});
+

@@ -274,6 +274,16 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(pinned).toEqual([]);
   });
 
+  test("clients reach the api at one virtual IP that kube-proxy balances over all its pods (the autoscaler's too); only the stages and the metrics Services are headless", () => {
+    const config = r.config();
+    const [api] = r.running('services/api/main.ts');
+    // A headless api Service would hand each client the pod IPs to pick from, and most pick the first.
+    const balanced = r.services.filter((s) => s.spec.clusterIP !== 'None' && r.selectedBy(s.spec.selector).includes(api));
+    expect(balanced.map((s) => [s.metadata.name, s.spec.type ?? 'ClusterIP', s.spec.clusterIP, s.spec.ports.map((p) => p.port)])).toEqual([['api', 'ClusterIP', undefined, [config.api.port]]]);
+    const headless = r.services.filter((s) => s.spec.clusterIP === 'None').map((s) => s.metadata.name);
+    expect(headless.sort()).toEqual([...config.nodes.map((n) => n.id), 'api-metrics', 'coordinator-metrics', 'tokenizer-metrics'].sort());
+  });
+
   test('one node Deployment per config.json node: its NODE_ID, POD_IP from the Downward API, the ports of its entry, and no --node-id', () => {
     const config = r.config();
     const nodeWorkloads = r.running('services/node/main.ts');
