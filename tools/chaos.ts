@@ -1,26 +1,65 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { UsageError } from '../shared/errors';
 import { readManifest } from '../shared/model/manifest';
-import { SystemRunner, type StreamResult } from './bench/system-runner';
+import { SystemRunner, type StreamResult, type SystemRunnerOptions } from './bench/system-runner';
+import { settledKv, type KvReading } from './chaos/settled-kv';
+import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 import { describeNode } from './describe-node';
+import { childProcesses } from './launcher/process-tree';
 
-const USAGE = `usage: chaos [--model models/default] [--streams 16] [--tokens 48] [--kill 1] [--freeze 0] [--freeze-ms 4000] [--cancel 0] [--replicas 2] [--seed 1] [--json]
-
-Starts the whole system with --replicas replicas of every stage (through the real launcher, on
-loopback), runs --streams concurrent generations once without faults (the reference) and once
-while replicas are killed (SIGKILL, --kill of them) and frozen (SIGSTOP for --freeze-ms, then
-SIGCONT, --freeze of them) at random moments and --cancel clients leave early, then prints a
-ledger. Even streams are greedy, odd ones seeded sampling: both must match the reference.
-
-example: npm run chaos -- --streams 16 --kill 1 --freeze 1`;
-
-/** After the fault run, nodes get this long to finish releasing before leaked KV is counted. */
+/** After the fault run, nodes that all answer get this long to finish releasing before leaked KV is counted. */
 const SETTLE_MS = 10_000;
+/** A node the launcher restarted late in the run may still be loading its stage: it gets this long to answer. */
+const ANSWER_WAIT_MS = 30_000;
+const KV_POLL_MS = 250;
 /** The longest a client may wait between two tokens while its sequence moves (issue: ≤ 3 s). */
 const STALL_LIMIT_MS = 3_000;
+/** The default --timeout-ms: starting and stopping the system, settling its KV … */
+const TIMEOUT_BASE_MS = 180_000;
+/** … and this much per stream and token, for both runs together. */
+const TIMEOUT_PER_STREAM_TOKEN_MS = 250;
+const MAX_TIMEOUT_MS = 86_400_000;
+/** While a run past its deadline is still starting the system, the launcher is told to stop this often (it may not be spawned yet). */
+const STOP_STARTING_INTERVAL_MS = 250;
+/** The script SystemRunner starts the system with: the only kind of child this tool has. */
+const LAUNCHER_SCRIPT = 'start.js';
 
-interface ChaosOptions {
+export const CHAOS_COMMAND = new CliCommand({
+  name: 'chaos',
+  description:
+    'Starts the whole system with --replicas replicas of every stage (through the real launcher, on loopback), runs --streams ' +
+    'concurrent generations once without faults (the reference) and once while replicas are killed (SIGKILL, --kill of them) and ' +
+    'frozen (SIGSTOP for --freeze-ms, then SIGCONT, --freeze of them) at random moments and --cancel clients leave early, then ' +
+    'prints a ledger, with the KV every node still holds. Even streams are greedy, odd ones seeded sampling: both must match the ' +
+    `reference. Exits 1 unless nothing failed, nothing differed, every node answered with no KV held and no stall reached ${STALL_LIMIT_MS} ms.`,
+  options: {
+    model: { value: 'dir', default: path.join('models', 'default'), description: 'the compiled model folder to serve' },
+    streams: { value: 'n', default: '16', description: 'concurrent generations in each run, 1 to 256' },
+    tokens: { value: 'n', default: '48', description: 'new tokens per stream, 1 to 1024' },
+    kill: { value: 'n', default: '1', description: 'replicas killed (SIGKILL) during the fault run, 0 to 100; the launcher restarts them' },
+    freeze: { value: 'n', default: '0', description: 'replicas frozen (SIGSTOP, then SIGCONT after --freeze-ms) during the fault run, 0 to 100' },
+    'freeze-ms': { value: 'ms', default: '4000', description: 'how long a frozen replica stays frozen, 100 to 60000' },
+    cancel: { value: 'n', default: '0', description: 'clients that leave mid-stream during the fault run, 0 to --streams' },
+    replicas: { value: 'n', default: '2', description: 'replicas of every stage, 1 to 8 (a fault never takes the last serving replica of a stage)' },
+    seed: { value: 'n', default: '1', description: 'seed of the fault schedule (moments, victims, leaving clients): the same seed replays it' },
+    'timeout-ms': {
+      value: 'ms',
+      description:
+        'the whole run may take this long, from starting the system to counting its KV; past it the run fails and every process it ' +
+        `started is stopped (default: ${TIMEOUT_BASE_MS} + ${TIMEOUT_PER_STREAM_TOKEN_MS} × streams × tokens)`,
+    },
+    json: { description: "also print the ledger's numbers as one JSON object on the last line of stdout" },
+  },
+  examples: [
+    { description: 'One kill and one freeze among 16 streams on the default model', command: 'npm run chaos -- --streams 16 --kill 1 --freeze 1' },
+    { description: 'A replayable schedule on another model, the ledger as JSON', command: 'npm run chaos -- --model models/int8 --streams 8 --tokens 24 --kill 1 --freeze 1 --seed 7 --json' },
+    { description: 'Clients leaving early, no replica harmed, within 5 minutes', command: 'npm run chaos -- --kill 0 --cancel 4 --timeout-ms 300000' },
+  ],
+});
+
+export interface ChaosOptions {
   readonly modelDir: string;
   readonly streams: number;
   readonly tokens: number;
@@ -30,6 +69,7 @@ interface ChaosOptions {
   readonly cancels: number;
   readonly replicas: number;
   readonly seed: number;
+  readonly timeoutMs: number;
   readonly json: boolean;
 }
 
@@ -39,53 +79,42 @@ export interface ChaosLedger {
   readonly failed: number;
   readonly cancelled: number;
   readonly mismatched: number;
+  /** KV sequences still held by the nodes that answered. */
   readonly kv_leaked: number;
+  /** Each node's KV sequences at the end; null when it did not answer. */
+  readonly kv_by_node: Readonly<Record<string, number | null>>;
+  /** The nodes that did not answer: what they hold is unknown, so the run is not healthy. */
+  readonly kv_unknown_nodes: readonly string[];
   readonly stall_ms_p99: number;
   readonly stall_ms_max: number;
   readonly faults: readonly string[];
 }
 
-function parseOptions(argv: readonly string[]): ChaosOptions {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    options: {
-      model: { type: 'string', default: 'models/default' },
-      streams: { type: 'string', default: '16' },
-      tokens: { type: 'string', default: '48' },
-      kill: { type: 'string', default: '1' },
-      freeze: { type: 'string', default: '0' },
-      'freeze-ms': { type: 'string', default: '4000' },
-      cancel: { type: 'string', default: '0' },
-      replicas: { type: 'string', default: '2' },
-      seed: { type: 'string', default: '1' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  const int = (flag: string, text: string, min: number, max: number): number => {
-    const n = Number(text);
-    if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`--${flag}: expected an integer from ${min} to ${max}, got '${text}'`);
-    return n;
-  };
+function parseChaosArgs(values: CliValues<typeof CHAOS_COMMAND.spec.options>): ChaosOptions {
+  const streams = parseInteger('streams', values.streams, 1, 256);
+  const tokens = parseInteger('tokens', values.tokens, 1, 1024);
   const options: ChaosOptions = {
     modelDir: path.resolve(values.model),
-    streams: int('streams', values.streams, 1, 256),
-    tokens: int('tokens', values.tokens, 1, 1024),
-    kills: int('kill', values.kill, 0, 100),
-    freezes: int('freeze', values.freeze, 0, 100),
-    freezeMs: int('freeze-ms', values['freeze-ms'], 100, 60_000),
-    cancels: int('cancel', values.cancel, 0, 256),
-    replicas: int('replicas', values.replicas, 1, 8),
-    seed: int('seed', values.seed, 0, 2 ** 31),
+    streams,
+    tokens,
+    kills: parseInteger('kill', values.kill, 0, 100),
+    freezes: parseInteger('freeze', values.freeze, 0, 100),
+    freezeMs: parseInteger('freeze-ms', values['freeze-ms'], 100, 60_000),
+    cancels: parseInteger('cancel', values.cancel, 0, 256),
+    replicas: parseInteger('replicas', values.replicas, 1, 8),
+    seed: parseInteger('seed', values.seed, 0, 2 ** 31),
+    timeoutMs: values['timeout-ms'] === undefined ? TIMEOUT_BASE_MS + TIMEOUT_PER_STREAM_TOKEN_MS * streams * tokens : parseInteger('timeout-ms', values['timeout-ms'], 1_000, MAX_TIMEOUT_MS),
     json: values.json,
   };
   if (options.cancels > options.streams) throw new UsageError(`--cancel: ${options.cancels} is more than the ${options.streams} streams`);
+  if (!existsSync(path.join(options.modelDir, 'manifest.json'))) throw new UsageError(`--model: ${options.modelDir} is not a compiled model folder (no manifest.json)`);
   return options;
+}
+
+function parseInteger(flag: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`--${flag}: expected an integer from ${min} to ${max}, got '${text}'`);
+  return n;
 }
 
 /** A small seeded generator (mulberry32), so a schedule can be replayed with the same --seed. */
@@ -111,15 +140,29 @@ function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
+/** The run went past --timeout-ms; thrown once whatever was under way has been abandoned. */
+function expired(options: ChaosOptions, phase: string): Error {
+  return new Error(`the run was still ${phase} after --timeout-ms ${options.timeoutMs} ms; stopped it and every process it started`);
+}
+
 export async function runChaos(options: ChaosOptions, log: (line: string) => void): Promise<ChaosLedger> {
+  const deadline = AbortSignal.timeout(options.timeoutMs);
   const manifest = await readManifest(options.modelDir);
   const stages = manifest.stages.length;
-  const system = await SystemRunner.start({ modelDir: options.modelDir, replicas: new Array<number>(stages).fill(options.replicas), limits: { max_new_tokens: Math.max(options.tokens, 32) } });
+  const system = await startWithin(
+    { modelDir: options.modelDir, replicas: new Array<number>(stages).fill(options.replicas), limits: { max_new_tokens: Math.max(options.tokens, 32) } },
+    deadline,
+    log,
+  );
+  if (system === undefined) throw expired(options, 'starting the system');
+  const frozen = new Set<string>();
   try {
+    if (deadline.aborted) throw expired(options, 'starting the system');
     log(`system ready: ${stages} stages × ${options.replicas} replicas; reference run of ${options.streams} streams`);
     const started = performance.now();
-    const reference = await Promise.all(Array.from({ length: options.streams }, (_, i) => system.stream(requestBody(i, options.tokens))));
+    const reference = await Promise.all(Array.from({ length: options.streams }, (_, i) => system.stream(requestBody(i, options.tokens), { signal: deadline })));
     const referenceMs = performance.now() - started;
+    if (deadline.aborted) throw expired(options, 'in the reference run');
     const broken = reference.findIndex((r) => !r.done);
     if (broken >= 0) throw new Error(`the reference run failed on stream ${broken}: ${reference[broken].error}`);
 
@@ -148,11 +191,12 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
             faults.push(`SIGKILL ${id} at ${at.toFixed(0)} ms`);
           } else {
             system.signal(id, 'SIGSTOP');
+            frozen.add(id);
             unavailable.add(id);
             faults.push(`SIGSTOP ${id} at ${at.toFixed(0)} ms for ${options.freezeMs} ms`);
             timers.push(
               setTimeout(() => {
-                system.signal(id, 'SIGCONT');
+                thaw(system, frozen, id);
                 unavailable.delete(id);
               }, options.freezeMs),
             );
@@ -171,7 +215,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
         const controller = new AbortController();
         const cancelAt = 1 + Math.floor(rand() * Math.max(1, options.tokens / 2));
         return system.stream(requestBody(i, options.tokens), {
-          signal: controller.signal,
+          signal: AbortSignal.any([controller.signal, deadline]),
           onToken: (index) => {
             if (cancelled.has(i) && index + 1 >= cancelAt) controller.abort();
           },
@@ -179,10 +223,21 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       }),
     );
     for (const timer of timers) clearTimeout(timer);
+    if (deadline.aborted) throw expired(options, 'in the fault run');
     // Thaw anything still frozen before counting, so its KV can be read and released.
-    for (const fault of faults) if (fault.startsWith('SIGSTOP')) system.signal(fault.split(' ')[1], 'SIGCONT');
+    for (const id of [...frozen]) thaw(system, frozen, id);
 
-    const kvLeaked = await settledKv(system);
+    const readings = await settledKv({
+      nodes: system.config.nodes,
+      running: () => new Set(system.services().keys()),
+      describe: describeNode,
+      settleMs: SETTLE_MS,
+      answerWaitMs: ANSWER_WAIT_MS,
+      pollMs: KV_POLL_MS,
+      signal: deadline,
+    });
+    if (deadline.aborted) throw expired(options, 'counting the KV the nodes hold');
+    for (const [id, reading] of readings) if ('unknown' in reading) log(`${id}: KV unknown, ${reading.unknown}`);
     const gaps = outcomes.flatMap((o) => o.tokenTimesMs.slice(1).map((t, k) => t - o.tokenTimesMs[k]));
     const longest = outcomes.map((o) => Math.max(0, ...o.tokenTimesMs.slice(1).map((t, k) => t - o.tokenTimesMs[k])));
     const ledger: ChaosLedger = {
@@ -191,7 +246,9 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       failed: outcomes.filter((o, i) => !o.done && !cancelled.has(i)).length,
       cancelled: cancelled.size,
       mismatched: outcomes.filter((o, i) => o.done && !cancelled.has(i) && JSON.stringify(o.tokens) !== JSON.stringify(reference[i].tokens)).length,
-      kv_leaked: kvLeaked,
+      kv_leaked: [...readings.values()].reduce((sum, r) => sum + ('sequences' in r ? r.sequences : 0), 0),
+      kv_by_node: Object.fromEntries([...readings].map(([id, r]) => [id, 'sequences' in r ? r.sequences : null])),
+      kv_unknown_nodes: [...readings].filter(([, r]) => 'unknown' in r).map(([id]) => id),
       stall_ms_p99: Math.round(percentile(gaps, 99)),
       stall_ms_max: Math.round(Math.max(0, ...longest)),
       faults,
@@ -201,55 +258,101 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     });
     return ledger;
   } finally {
+    // A stopped process would not stop: SIGTERM waits for SIGCONT.
+    for (const id of [...frozen]) thaw(system, frozen, id);
     await system.stop();
   }
 }
 
-/** KV sequences still held by every running replica once releases have had time to land. */
-async function settledKv(system: SystemRunner): Promise<number> {
-  const until = Date.now() + SETTLE_MS;
-  let held = Number.POSITIVE_INFINITY;
-  while (Date.now() < until) {
-    const running = system.services();
-    const counts = await Promise.all(
-      system.config.nodes.filter((n) => running.has(n.id)).map((n) => describeNode(n.address).then((d) => d.kv_sequences, () => 0)),
-    );
-    held = counts.reduce((a, b) => a + b, 0);
-    if (held === 0) return 0;
-    await new Promise((r) => setTimeout(r, 250));
+function thaw(system: SystemRunner, frozen: Set<string>, id: string): void {
+  frozen.delete(id);
+  try {
+    system.signal(id, 'SIGCONT');
+  } catch {
+    // It was killed meanwhile: nothing left to thaw.
   }
-  return held;
 }
 
-async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2));
-  const log = (line: string): void => {
-    process.stderr.write(`chaos: ${line}\n`);
+/**
+ * The system, ready; undefined when the deadline passed first. SystemRunner waits for readiness
+ * on its own clock, so past the deadline the launcher it is starting (this tool's only kind of
+ * child) is told to stop until the start gives up: the launcher stops its services first.
+ */
+async function startWithin(options: SystemRunnerOptions, deadline: AbortSignal, log: (line: string) => void): Promise<SystemRunner | undefined> {
+  let stopping: NodeJS.Timeout | undefined;
+  const stopLaunchers = (): void => {
+    for (const child of childProcesses(process.pid)) {
+      if (path.basename(child.args[1] ?? '') !== LAUNCHER_SCRIPT) continue;
+      try {
+        process.kill(child.pid, 'SIGTERM');
+      } catch {
+        // It ended meanwhile.
+      }
+    }
   };
-  const ledger = await runChaos(options, log);
+  const onDeadline = (): void => {
+    stopLaunchers();
+    stopping = setInterval(stopLaunchers, STOP_STARTING_INTERVAL_MS);
+  };
+  deadline.addEventListener('abort', onDeadline, { once: true });
+  try {
+    return await SystemRunner.start(options);
+  } catch (error) {
+    if (deadline.aborted) return undefined;
+    // The first line says what failed; the rest is what the launcher and its services printed.
+    const [summary, ...details] = (error instanceof Error ? error.message : String(error)).split('\n');
+    if (details.some((line) => line.trim() !== '')) log(`the system's output:\n${details.join('\n').trimEnd()}`);
+    throw new Error(summary.replace(/:$/, ''), { cause: error });
+  } finally {
+    deadline.removeEventListener('abort', onDeadline);
+    clearInterval(stopping);
+  }
+}
+
+/** Why a run is not healthy; none for a healthy one. */
+export function ledgerProblems(ledger: ChaosLedger): string[] {
+  const problems: string[] = [];
+  if (ledger.failed > 0) problems.push(`${ledger.failed} stream(s) failed`);
+  if (ledger.mismatched > 0) problems.push(`${ledger.mismatched} output(s) differ from the no-fault run`);
+  if (ledger.kv_leaked > 0) problems.push(`${ledger.kv_leaked} KV sequence(s) still held`);
+  if (ledger.kv_unknown_nodes.length > 0) problems.push(`KV unknown on ${ledger.kv_unknown_nodes.join(', ')}`);
+  if (ledger.stall_ms_max >= STALL_LIMIT_MS) problems.push(`a stall of ${ledger.stall_ms_max} ms (limit ${STALL_LIMIT_MS} ms)`);
+  return problems;
+}
+
+function printLedger(ledger: ChaosLedger, json: boolean, output: CliOutput): void {
   const rows: [string, string | number][] = [
     ['accepted', ledger.accepted],
     ['completed', ledger.completed],
     ['failed', ledger.failed],
     ['cancelled by the client', ledger.cancelled],
     ['outputs different from the no-fault run', ledger.mismatched],
-    ['KV sequences still held at the end (all nodes)', ledger.kv_leaked],
+    [
+      'KV sequences still held at the end (all nodes)',
+      ledger.kv_unknown_nodes.length === 0 ? ledger.kv_leaked : `${ledger.kv_leaked} + unknown on ${ledger.kv_unknown_nodes.join(', ')}`,
+    ],
+    ...Object.entries(ledger.kv_by_node).map(([id, held]): [string, string | number] => [`  held by ${id}`, held ?? 'unknown (no answer)']),
     ['p99 inter-token gap (ms)', ledger.stall_ms_p99],
     [`longest stall (ms, limit ${STALL_LIMIT_MS})`, ledger.stall_ms_max],
   ];
-  process.stdout.write(`\nfaults: ${ledger.faults.join('; ') || 'none'}\n`);
-  for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(48)} ${value}\n`);
-  if (options.json) {
-    const { faults: _faults, ...numbers } = ledger;
-    process.stdout.write(`${JSON.stringify(numbers)}\n`);
+  output.stdout(`\nfaults: ${ledger.faults.join('; ') || 'none'}\n`);
+  for (const [label, value] of rows) output.stdout(`  ${label.padEnd(48)} ${value}\n`);
+  if (json) {
+    const { faults: _faults, ...counts } = ledger;
+    output.stdout(`${JSON.stringify(counts)}\n`);
   }
-  const healthy = ledger.failed === 0 && ledger.mismatched === 0 && ledger.kv_leaked === 0 && ledger.stall_ms_max < STALL_LIMIT_MS;
-  process.exitCode = healthy ? 0 : 1;
 }
 
-if (require.main === module) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`chaos: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
+/** `npm run chaos`: 0 for a healthy run, 1 for an unhealthy or failed one, 2 for bad arguments. */
+export function runChaosCli(argv: readonly string[], output: CliOutput): Promise<number> {
+  return CHAOS_COMMAND.run(argv, output, async ({ values }) => {
+    const options = parseChaosArgs(values);
+    const ledger = await runChaos(options, (line) => output.stderr(`chaos: ${line}\n`));
+    printLedger(ledger, options.json, output);
+    const problems = ledgerProblems(ledger);
+    if (problems.length > 0) output.stderr(`chaos: not healthy: ${problems.join('; ')}\n`);
+    return problems.length === 0 ? 0 : 1;
   });
 }
+
+if (require.main === module) exitWhenDone(runChaosCli(process.argv.slice(2), PROCESS_OUTPUT));

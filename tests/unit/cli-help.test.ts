@@ -1,5 +1,6 @@
 import { BENCH_COMMAND, runBenchCli } from '../../tools/bench';
 import { BENCH_TRANSFORMERS_JS_COMMAND, runBenchTransformersJsCli } from '../../tools/bench-transformers-js';
+import { CHAOS_COMMAND, runChaosCli } from '../../tools/chaos';
 import type { CliCommand, CliOptionSpecs } from '../../tools/cli/cli-command';
 import type { CliOutput } from '../../tools/cli/cli-output';
 import { EVAL_COMMAND, runEvalCli } from '../../tools/eval';
@@ -76,6 +77,13 @@ const TOOLS: Record<string, Tool> = {
     launchers: ['npm run bench --', 'npm run bench'],
     options: ['--model <dirs>', '--checkpoint <dir>', '--streams <list>', '--tokens <n>', '--prompt-tokens <n>', '--systems <list>', '--link-delay-ms <ms>', '--rounds <n>', '--out <file>', '--update-readme', '--json', '--progress', '--no-progress'],
     defaults: ['(default: models/default)', '(default: 1,16,64)', '(default: 48)', '(default: 12)', '(default: bare-onnxruntime,transformers.js,in-process,pipeline)', '(default: 0)', '(default: 1)', '(default: bench/results.md)'],
+  },
+  chaos: {
+    command: CHAOS_COMMAND,
+    run: runChaosCli,
+    launchers: ['npm run chaos --', 'npm run chaos', 'node dist/tools/chaos.js'],
+    options: ['--model <dir>', '--streams <n>', '--tokens <n>', '--kill <n>', '--freeze <n>', '--freeze-ms <ms>', '--cancel <n>', '--replicas <n>', '--seed <n>', '--timeout-ms <ms>', '--json'],
+    defaults: ['(default: models/default)', '(default: 16)', '(default: 48)', '(default: 1)', '(default: 0)', '(default: 4000)', '(default: 2)', '(default: 180000 + 250 × streams × tokens)'],
   },
 };
 
