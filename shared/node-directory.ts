@@ -52,8 +52,13 @@ export class NodeDirectory {
     clearInterval(this.timer);
   }
 
-  onChange(listener: () => void): void {
+  /** Calls `listener` after a refresh that changed the replicas; returns what unsubscribes it. */
+  onChange(listener: () => void): () => void {
     this.listeners.push(listener);
+    return () => {
+      const at = this.listeners.indexOf(listener);
+      if (at >= 0) this.listeners.splice(at, 1);
+    };
   }
 
   replicas(): NodeReplica[] {
@@ -74,13 +79,12 @@ export class NodeDirectory {
     if (known !== undefined) return known;
     const at = id.indexOf('@');
     if (at < 0 || !this.entries.some((e) => e.discovery === 'dns' && e.id === id.slice(0, at))) return undefined;
-    if (this.refreshing === undefined && Date.now() - this.lastOnDemandRefresh >= MIN_ON_DEMAND_REFRESH_MS) {
+    if (Date.now() - this.lastOnDemandRefresh >= MIN_ON_DEMAND_REFRESH_MS) {
       this.lastOnDemandRefresh = Date.now();
-      this.refreshing = this.refresh().finally(() => {
-        this.refreshing = undefined;
-      });
+      await this.refresh();
+    } else {
+      await this.refreshing;
     }
-    await this.refreshing;
     return this.find(id);
   }
 
@@ -88,7 +92,19 @@ export class NodeDirectory {
     return this.replicas().filter((replica) => replica.stage === stage);
   }
 
-  private async refresh(): Promise<void> {
+  /**
+   * One resolution of every DNS entry at a time: a timer tick or an on-demand refresh that comes
+   * while one runs (a slow resolver) joins it instead of starting another that could finish
+   * first and be overwritten by the older answer.
+   */
+  private refresh(): Promise<void> {
+    this.refreshing ??= this.resolveAll().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async resolveAll(): Promise<void> {
     let changed = false;
     for (const entry of this.entries.filter((e) => e.discovery === 'dns')) {
       const { host, port } = splitAddress(entry.address);

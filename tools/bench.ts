@@ -153,6 +153,12 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
     for (const model of models.slice(1)) {
       if (model.manifest.shape.vocabSize !== first.manifest.shape.vocabSize) throw new UsageError(`--model: ${model.name} and ${first.name} have different vocabularies`);
     }
+    for (const model of models) {
+      const { contextLength } = model.manifest.shape;
+      if (args.promptTokens + args.newTokens > contextLength) {
+        throw new UsageError(`--prompt-tokens ${args.promptTokens} + --tokens ${args.newTokens} exceed ${model.name}'s context length of ${contextLength} tokens`);
+      }
+    }
     const tokenizer = await TextTokenizer.load(first.dir);
     const prompts = benchPrompts(tokenizer, Math.max(...args.streams), args.promptTokens);
     const say = (line: string): void => (args.json ? output.stderr : output.stdout)(`${line}\n`);

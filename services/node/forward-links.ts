@@ -95,12 +95,36 @@ class ForwardLink {
  */
 export class ForwardLinks {
   private readonly links = new Map<string, ForwardLink>();
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly directory: NodeDirectory,
     private readonly listener: ForwardLinkListener,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.unsubscribe = directory.onChange(() => this.prune());
+  }
+
+  /** Peers a link is open (or opening) to. */
+  get peers(): string[] {
+    return [...this.links.keys()];
+  }
+
+  /**
+   * Closes the links to replicas the directory no longer lists (a pod scaled away or replaced,
+   * its address gone from DNS) or lists at another address: a node that lives through many
+   * rollouts of the next stage holds channels only to replicas that exist. A step still writing
+   * to a closed link fails UNAVAILABLE, as it would against the vanished replica itself.
+   */
+  prune(): void {
+    for (const [peerId, link] of this.links) {
+      const replica = this.directory.find(peerId);
+      if (replica !== undefined && replica.address === link.address) continue;
+      this.logger.info('closing the forward link to a replica that left the directory', { peer: peerId, address: link.address });
+      link.close();
+      this.links.delete(peerId);
+    }
+  }
 
   to(peerId: string): ForwardLink {
     const replica = this.directory.find(peerId);
@@ -118,6 +142,7 @@ export class ForwardLinks {
   }
 
   closeAll(): void {
+    this.unsubscribe();
     for (const link of this.links.values()) link.close();
     this.links.clear();
   }

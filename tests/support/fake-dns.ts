@@ -13,8 +13,11 @@ export class FakeDns {
   private readonly answers = new Map<string, readonly string[] | Error>();
   private readonly counts = new Map<string, number>();
 
+  private readonly holds = new Map<string, Promise<void>>();
+
   readonly lookup: AddressLookup = async (host) => {
     this.counts.set(host, this.lookups(host) + 1);
+    await this.holds.get(host);
     const answer = this.answers.get(host) ?? notFound(host);
     if (answer instanceof Error) throw answer;
     return answer;
@@ -22,6 +25,16 @@ export class FakeDns {
 
   answer(host: string, addresses: readonly string[]): void {
     this.answers.set(host, addresses);
+  }
+
+  /** Makes lookups of `host` wait (a slow resolver) until the returned function is called. */
+  hold(host: string): () => void {
+    let release = (): void => undefined;
+    this.holds.set(host, new Promise<void>((resolve) => (release = resolve)));
+    return () => {
+      this.holds.delete(host);
+      release();
+    };
   }
 
   fail(host: string): void {

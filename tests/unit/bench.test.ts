@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { TextTokenizer } from '../../services/tokenizer/text-tokenizer';
-import { parseBenchArgs } from '../../tools/bench';
+import { parseBenchArgs, runBenchCli } from '../../tools/bench';
 import { BareOnnxLoop } from '../../tools/bench/bare-onnx-loop';
 import { benchPrompts } from '../../tools/bench/bench-prompts';
 import { delayCosts, resultsMarkdown, type BenchContext } from '../../tools/bench/bench-report';
@@ -142,6 +142,22 @@ describe('bench workloads on the tiny model', () => {
       expect(prompt.ids).toHaveLength(12);
       expect(tokenizer.encode(prompt.text)).toEqual(prompt.ids);
     }
+  });
+
+  test.each([80, 200])('%i-token prompts, longer than any one source text, are built and round-trip too', (length) => {
+    const prompts = benchPrompts(tokenizer, 16, length);
+    expect(new Set(prompts.map((p) => p.ids.join(','))).size).toBe(16);
+    for (const prompt of prompts) {
+      expect(prompt.ids).toHaveLength(length);
+      expect(tokenizer.encode(prompt.text)).toEqual(prompt.ids);
+    }
+  });
+
+  test('prompts and new tokens beyond the context length are refused before anything starts, naming both flags', async () => {
+    let stderr = '';
+    const code = await runBenchCli(['--model', baselineDir, '--prompt-tokens', '250', '--tokens', '8', '--no-progress'], { stdout: () => undefined, stderr: (t) => (stderr += t) });
+    expect(code).toBe(2);
+    expect(stderr).toContain(`--prompt-tokens 250 + --tokens 8 exceed ${path.basename(baselineDir)}'s context length of 256 tokens`);
   });
 
   test(

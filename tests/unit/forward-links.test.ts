@@ -44,6 +44,7 @@ describe('ForwardLinks over a directory that discovers the next stage by DNS', (
 
     // The new replica's server: it records the forward ids it receives.
     const received: number[] = [];
+    let streamsEnded = 0;
     server = await startServer(`127.0.0.2:${port}`, [
       {
         name: 'pipeserve.v1.ModelNode',
@@ -51,7 +52,10 @@ describe('ForwardLinks over a directory that discovers the next stage by DNS', (
         implementation: {
           Forward: (call: grpc.ServerDuplexStream<ForwardMessage__Output, ForwardReply>) => {
             call.on('data', (message: ForwardMessage__Output) => received.push(message.forward_id));
-            call.on('end', () => call.end());
+            call.on('end', () => {
+              streamsEnded++;
+              call.end();
+            });
           },
         },
       },
@@ -66,8 +70,16 @@ describe('ForwardLinks over a directory that discovers the next stage by DNS', (
     while (!received.includes(7) && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(received).toEqual([7]);
 
+    expect(links.peers).toEqual(['node2@127.0.0.2']);
+
+    // The replica leaves DNS (scaled away): its link is closed at once, not kept for ever.
     dns.answer(NODE2_HOST, ['127.0.0.1']);
     await dns.refreshed(NODE2_HOST);
+    expect(links.peers).toEqual([]);
+    await expect(link.send({ forward_id: 8 })).rejects.toThrow('link to node2@127.0.0.2 is closed');
+    while (streamsEnded === 0 && Date.now() < end + WAIT_MS) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(streamsEnded).toBe(1);
+    expect(received).toEqual([7]);
     expect(() => links.to('node2@127.0.0.2')).toThrow('node2@127.0.0.2 is not a known replica');
   });
 });

@@ -119,6 +119,36 @@ describe('NodeDirectory', () => {
     ]);
   });
 
+  test('a slow resolver: timer ticks and findOrRefresh join the lookup under way instead of starting more, and its answer applies once', async () => {
+    dns.answer(NODE2_HOST, ['10.0.0.7']);
+    const directory = await started();
+    const changes = changesOf(directory);
+    const release = dns.hold(NODE2_HOST);
+    dns.answer(NODE2_HOST, ['10.0.0.7', '10.0.0.9']);
+    await dns.refreshed(NODE2_HOST);
+    const during = dns.lookups(NODE2_HOST);
+    const found = directory.findOrRefresh('node2@10.0.0.9');
+    await new Promise((resolve) => setTimeout(resolve, 10 * REFRESH_MS));
+    expect(dns.lookups(NODE2_HOST)).toBe(during);
+    release();
+    expect((await found)?.address).toBe('10.0.0.9:50052');
+    expect(changes).toEqual([['node1', 'node2@10.0.0.7', 'node2@10.0.0.9']]);
+  });
+
+  test('an unsubscribed listener is told no more changes', async () => {
+    dns.answer(NODE2_HOST, ['10.0.0.7']);
+    const directory = await started();
+    const told: number[] = [];
+    const unsubscribe = directory.onChange(() => told.push(1));
+    dns.answer(NODE2_HOST, ['10.0.0.8']);
+    await dns.refreshed(NODE2_HOST);
+    unsubscribe();
+    dns.answer(NODE2_HOST, ['10.0.0.9']);
+    await dns.refreshed(NODE2_HOST);
+    expect(told).toEqual([1]);
+    expect(ids(directory)).toEqual(['node1', 'node2@10.0.0.9']);
+  });
+
   test('findOrRefresh: a replica DNS answers for but the directory has not listed yet is found by one lookup at once; other ids never cause one, and lookups are rate-limited', async () => {
     dns.answer(NODE2_HOST, ['10.0.0.7']);
     // No periodic refresh within the test: only findOrRefresh can look the name up again.

@@ -22,26 +22,35 @@ export interface BenchPrompt {
   readonly text: string;
 }
 
+/** Attempts that reach the asked length, per stream, before the benchmark gives up on a length. */
+const LONG_ENOUGH_ATTEMPTS = 4;
+
 /**
  * `count` distinct prompts of exactly `length` tokens each, so a plain batched loop needs no
- * padding: prompt i is text i mod 8 with "i." in front, cut to `length` tokens. Each is also given
- * as text that encodes back to the same ids, so a system that is sent text (the REST API) runs
- * exactly the tokens the others run; a cut whose text re-encodes differently moves to a longer
- * source text until one round-trips.
+ * padding: prompt i is "i." followed by the source texts from text i mod 8 on, repeated until it
+ * is long enough, and cut to `length` tokens. Each is also given as text that encodes back to the
+ * same ids, so a system that is sent text (the REST API) runs exactly the tokens the others run;
+ * a cut whose text re-encodes differently (a word split at the cut) moves to the next start text,
+ * then to one more source text, until one round-trips.
  */
 export function benchPrompts(tokenizer: PromptTokenizer, count: number, length: number): BenchPrompt[] {
   const prompts: BenchPrompt[] = [];
   for (let i = 0; i < count; i++) {
     let found: BenchPrompt | undefined;
-    for (let repeat = 1; found === undefined && repeat <= 4; repeat++) {
+    let longEnough = 0;
+    // Every source text is several tokens long, so `length` texts always reach `length` tokens.
+    for (let texts = 1; found === undefined && longEnough < LONG_ENOUGH_ATTEMPTS && texts <= length + LONG_ENOUGH_ATTEMPTS; texts++) {
+      let reached = false;
       for (let variant = 0; found === undefined && variant < PROMPT_TEXTS.length; variant++) {
-        const source = `${i}. ${Array.from({ length: repeat }, () => PROMPT_TEXTS[(i + variant) % PROMPT_TEXTS.length]).join(' ')}`;
+        const source = `${i}. ${Array.from({ length: texts }, (_, k) => PROMPT_TEXTS[(i + variant + k) % PROMPT_TEXTS.length]).join(' ')}`;
         const ids = tokenizer.encode(source).slice(0, length);
         if (ids.length < length) continue;
+        reached = true;
         const text = tokenizer.decode(ids);
         const again = tokenizer.encode(text);
         if (again.length === ids.length && again.every((id, k) => id === ids[k])) found = { ids, text };
       }
+      if (reached) longEnough++;
     }
     if (found === undefined) throw new Error(`no ${length}-token prompt for stream ${i} re-encodes to itself; try another --prompt-tokens`);
     prompts.push(found);
