@@ -150,8 +150,11 @@ async function startSystem(options: StartOptions, output: CliOutput): Promise<nu
     onNotice: (message) => output.stderr(`start: ${message}\n`),
   });
   process.once('exit', () => group.killRemaining());
-  // However the launcher's parents end (npm killed, the terminal gone), the launcher ends with them.
-  for (const ancestor of ancestors()) watchProcess(ancestor, () => reportExit(`parent process ${ancestor} is gone`));
+  // Under npm, however npm ends (killed with SIGKILL too), the launcher ends with it. Run directly,
+  // the shell that started it is no supervisor: `setsid`/`nohup node dist/tools/start.js &` outlives it.
+  for (const ancestor of watchedAncestors(process.env, process.ppid, readProcStat)) {
+    watchProcess(ancestor, () => reportExit(`parent process ${ancestor} is gone`));
+  }
 
   const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
     // The handlers stay installed: under `npm start` the launcher gets Ctrl-C's SIGINT twice (from
@@ -173,10 +176,13 @@ async function startSystem(options: StartOptions, output: CliOutput): Promise<nu
     const url = apiUrl(config);
     await Promise.race([waitUntilReady(url, options.readyTimeoutMs, childFailed), childFailed, interrupted]);
     group.markReady();
+    // With a key the examples carry its header, never the key itself (stdout ends up in logs).
+    const auth = config.api.apiKey === undefined ? '' : ` -H "authorization: Bearer $API_KEY"`;
     output.stdout(
       `\npipeserve is ready at ${url}  (${config.nodes.length} model nodes, model ${config.modelName})\n` +
-        `try:\n  curl -s ${url}/api/model/process -H 'content-type: application/json' -d '{"text": "Hello, my name is", "max_new_tokens": 16}'\n` +
-        `  curl -N ${url}/api/model/generate -H 'content-type: application/json' -d '{"text": "Hello, my name is"}'\n` +
+        `try:${auth === '' ? '' : ' (with API_KEY set to the api key)'}\n` +
+        `  curl -s ${url}/api/model/process${auth} -H 'content-type: application/json' -d '{"text": "Hello, my name is", "max_new_tokens": 16}'\n` +
+        `  curl -N ${url}/api/model/generate${auth} -H 'content-type: application/json' -d '{"text": "Hello, my name is"}'\n` +
         `API description: ${url}/openapi.json   metrics: ${url}/metrics   Ctrl-C stops everything\n\n`,
     );
   } catch (error) {
@@ -189,18 +195,30 @@ async function startSystem(options: StartOptions, output: CliOutput): Promise<nu
 }
 
 /** The launcher's parent and grandparent (npm runs it through a shell), where /proc tells them. */
-function ancestors(): number[] {
-  const parent = process.ppid;
+/**
+ * The processes whose end stops the launcher: when npm runs it (`npm start`: npm, then the `sh -c`
+ * of the script, then the launcher), its parent and grandparent, so that a killed npm leaves no
+ * services behind; run directly, none (Ctrl-C, SIGTERM and SIGHUP still stop it).
+ */
+export function watchedAncestors(env: NodeJS.ProcessEnv, parent: number, readStat: (pid: number) => string | undefined): number[] {
+  if (env.npm_lifecycle_event === undefined) return [];
   const found = [parent];
-  try {
-    const stat = readFileSync(`/proc/${parent}/stat`, 'utf8');
+  const stat = readStat(parent);
+  if (stat !== undefined) {
     // Fields after the command (which may hold spaces) start after the last ')': state, ppid, …
     const grandparent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (Number.isSafeInteger(grandparent) && grandparent > 1) found.push(grandparent);
-  } catch {
-    // Not Linux, or no /proc: the parent alone is watched.
+    if (Number.isSafeInteger(grandparent)) found.push(grandparent);
   }
   return found.filter((pid) => pid > 1);
+}
+
+function readProcStat(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    // Not Linux, or no /proc: the parent alone is watched.
+    return undefined;
+  }
 }
 
 if (require.main === module) {

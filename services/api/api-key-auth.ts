@@ -13,8 +13,10 @@ import { sendError } from './send-error';
 const PUBLIC_PATHS = new Set(['/', '/health', '/ready', '/metrics', '/docs', '/openapi.json']);
 const PUBLIC_PREFIXES = ['/static/', '/docs/assets/'];
 
+/** Express routes `/docs/` as `/docs` (non-strict routing): a trailing slash does not make a public page private. */
 export function isPublicPath(path: string): boolean {
-  return PUBLIC_PATHS.has(path) || PUBLIC_PREFIXES.some((prefix) => path.startsWith(prefix));
+  const route = path.length > 1 ? path.replace(/\/+$/, '') : path;
+  return PUBLIC_PATHS.has(route) || PUBLIC_PREFIXES.some((prefix) => path.startsWith(prefix));
 }
 
 /**

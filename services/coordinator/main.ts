@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { loadConfig, stageCount } from '../../shared/config';
-import { ServiceError } from '../../shared/errors';
+import { ServiceError, UsageError } from '../../shared/errors';
 import { bindAddressFor, bindHostFor, startServer, useTransport } from '../../shared/grpc/channel';
 import { protos } from '../../shared/grpc/proto-loader';
 import { createLogger } from '../../shared/logger';
@@ -28,7 +28,10 @@ async function main(): Promise<void> {
   const manifest = await readManifest(config.modelDir);
   const stages = stageCount(config);
   if (stages !== manifest.stages.length) {
-    throw new Error(`config nodes cover ${stages} stages but the model in ${config.modelDir} has ${manifest.stages.length}`);
+    throw new UsageError(
+      `config nodes cover ${stages} stages but the model in ${config.modelDir} has ${manifest.stages.length}: ` +
+        `give nodes[] model_part values 0 … ${manifest.stages.length - 1}, or compile the model with --stages ${stages}`,
+    );
   }
   // The tokenizer service owns encoding; decoding the stream's text happens here, from the same files.
   const decoder = await TextTokenizer.load(config.modelDir);
@@ -95,5 +98,6 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   process.stderr.write(`coordinator: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
+  // 2: a configuration that cannot work (the launcher stops everything rather than restart it).
+  process.exit(error instanceof UsageError ? 2 : 1);
 });

@@ -176,7 +176,7 @@ describe('the api with an API key and CORS origins', () => {
   });
 
   test('probes, metrics, the playground, the docs, their assets and the document need no key', async () => {
-    for (const path of ['/health', '/ready', '/metrics', '/', '/docs', '/openapi.json', '/static/playground.js', '/static/playground.css', '/docs/assets/swagger-ui-bundle.js']) {
+    for (const path of ['/health', '/ready', '/metrics', '/', '/docs', '/docs/', '/openapi.json', '/static/playground.js', '/static/playground.css', '/docs/assets/swagger-ui-bundle.js']) {
       const response = await fetch(`${api.url}${path}`);
       expect({ path, status: response.status }).toEqual({ path, status: 200 });
     }
@@ -188,6 +188,9 @@ describe('the api with an API key and CORS origins', () => {
     expect(missing.status).toBe(401);
     expect(missing.headers.get('www-authenticate')).toBe('Bearer');
     expect(((await missing.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'UNAUTHENTICATED', message: expect.stringMatching(/^authorization: missing/) });
+
+    // A trailing slash reaches the same route, and needs the key as much.
+    expect((await postJson(`${api.url}/api/model/process/`, body)).status).toBe(401);
 
     const wrong = await postJson(`${api.url}/api/model/process`, body, { headers: { authorization: 'Bearer nope' } });
     expect(wrong.status).toBe(401);
