@@ -4,11 +4,17 @@ import type { HealthCheckResponse__Output } from '../protos/generated/grpc/healt
 import { ServiceError, UsageError } from '../shared/errors';
 import { callOptions, createClient, unary } from '../shared/grpc/channel';
 import { protos } from '../shared/grpc/proto-loader';
+import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 
 /** Docker's HEALTHCHECK gives each probe a few seconds; answer well inside that. */
 export const HEALTHCHECK_TIMEOUT_MS = 2_000;
 
 const USAGE = 'usage: healthcheck <http://host:port/path | grpc://host:port>';
+const DESCRIPTION = [
+  'Exits 0 when the target is healthy: an http(s) URL answers a GET with 2xx, a grpc:// address',
+  'answers grpc.health.v1 Check with SERVING; exits 1 (one line on stderr saying why) when it is',
+  `not or does not answer within ${HEALTHCHECK_TIMEOUT_MS} ms, 2 for a bad argument. The images' HEALTHCHECK runs it.`,
+].join('\n');
 
 /**
  * Resolves when the target is healthy: `http(s)://...` answers a GET with 2xx, `grpc://host:port`
@@ -62,14 +68,23 @@ async function checkGrpc(hostPort: string, timeoutMs: number): Promise<void> {
   }
 }
 
-if (require.main === module) {
-  const args = process.argv.slice(2);
-  const run = args.length === 1 ? checkHealth(args[0]) : Promise.reject(new UsageError(USAGE));
-  run.then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`healthcheck: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(error instanceof UsageError ? 2 : 1);
-    },
-  );
+/**
+ * The command: `healthcheck <target>` exits 0 when the target is healthy, 1 when it is not, 2
+ * for a bad argument; `--help` prints the usage and exits 0.
+ */
+export async function runHealthcheckCli(argv: readonly string[], output: CliOutput, timeoutMs = HEALTHCHECK_TIMEOUT_MS): Promise<number> {
+  if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h')) {
+    output.stdout(`${USAGE}\n\n${DESCRIPTION}\n`);
+    return 0;
+  }
+  try {
+    if (argv.length !== 1) throw new UsageError(`expected one target, got ${argv.length}; ${USAGE}`);
+    await checkHealth(argv[0], timeoutMs);
+    return 0;
+  } catch (error) {
+    output.stderr(`healthcheck: ${error instanceof Error ? error.message : String(error)}\n`);
+    return error instanceof UsageError ? 2 : 1;
+  }
 }
+
+if (require.main === module) void runHealthcheckCli(process.argv.slice(2), PROCESS_OUTPUT).then((code) => process.exit(code));

@@ -6,6 +6,7 @@ import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
 import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
 import { CHECKPOINT_FOLDER, INIT_DEFAULTS, initDefaultModel, initStepCount, type InitDefaultModelOptions, type InitStep } from './init/init-default-model';
 import { MAX_SEED } from './init/random-gpt2';
+import { checkOutFlag } from './output-folder';
 import { isPresetName, MODEL_PRESETS } from './init/model-presets';
 
 const DEFAULT_OUT = path.join('models', 'default');
@@ -76,6 +77,7 @@ export function runModelInitCli(argv: readonly string[], output: CliOutput): Pro
       output.stdout(`model-init: ${args.out} holds a broken model (${existing.problem}); rebuilding it\n`);
       force = true;
     }
+    await checkOutFlag(path.resolve(args.out), force);
     const steps = progress.steps('build', initStepCount(args.stages));
     const manifest = await initDefaultModel({ ...args, force, onStep: (step) => steps.step(describeStep(step)) });
     steps.finish();

@@ -3,6 +3,7 @@ import { UsageError } from '../shared/errors';
 import { DEFAULT_HF_ENDPOINT, hubDownload, isValidRepoId, type HubDownloadOptions } from './pull/hub-download';
 import { CliCommand, exitWhenDone, type CliArgs } from './cli/cli-command';
 import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
+import { checkOutFlag } from './output-folder';
 import type { ByteProgress, ProgressReporter } from './cli/progress-reporter';
 
 const DEFAULT_REVISION = 'main';
@@ -39,6 +40,7 @@ export function runModelPullCli(argv: readonly string[], env: NodeJS.ProcessEnv,
   const started = process.hrtime.bigint();
   return MODEL_PULL_COMMAND.run(argv, output, async (args) => {
     const options = parseModelPullArgs(args, env);
+    await checkOutFlag(path.resolve(options.out), options.force === true);
     const files: string[] = [];
     const transfers = new FileTransfers(args.progress);
     const checkpoint = await hubDownload({

@@ -1,4 +1,5 @@
 import { chmod, readdir, rename, rm, stat } from 'node:fs/promises';
+import { UsageError } from '../shared/errors';
 
 /**
  * Temporary folders are created private (0700), but a finished output folder is read by the
@@ -21,6 +22,20 @@ export async function checkOutputFolder(target: string, force: boolean): Promise
   }
   if (entries.length > 0 && !force) throw new Error(`out: ${target} exists and is not empty; pass --force to replace it`);
   return true;
+}
+
+/**
+ * `checkOutputFolder` for a command's --out flag, before any work: a folder it may not replace is
+ * a usage error (exit 2) naming the flag, as every other bad argument is.
+ */
+export async function checkOutFlag(target: string, force: boolean): Promise<void> {
+  try {
+    await checkOutputFolder(target, force);
+  } catch (error) {
+    const message = (error as Error).message;
+    if (message.startsWith('out: ')) throw new UsageError(`--${message}`);
+    throw error;
+  }
 }
 
 /**

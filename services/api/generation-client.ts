@@ -8,6 +8,7 @@ import type { EncodeResponse__Output } from '../../protos/generated/pipeserve/v1
 import type { TokenizerClient } from '../../protos/generated/pipeserve/v1/Tokenizer';
 import { requestMetadata, unary, untilDeadline } from '../../shared/grpc/channel';
 import { ServiceError } from '../../shared/errors';
+import { RequestFieldError } from './parse-input';
 import type { DecodeRequest } from '../../protos/generated/pipeserve/v1/DecodeRequest';
 import type { DecodeResponse__Output } from '../../protos/generated/pipeserve/v1/DecodeResponse';
 import type { RenderChatRequest } from '../../protos/generated/pipeserve/v1/RenderChatRequest';
@@ -109,7 +110,7 @@ export class GenerationClient {
         untilDeadline(deadlineUnixMs),
       );
     } catch (error) {
-      throw naming('coordinator', error, cancelledHere);
+      throw inRequestTerms(naming('coordinator', error, cancelledHere), PROCESS_FIELD_NAMES);
     } finally {
       signal.removeEventListener('abort', cancel);
     }
@@ -123,9 +124,36 @@ export class GenerationClient {
     return this.coordinator.Generate(generateRequest(request, promptTokenIds, requestId), requestMetadata(requestId), untilDeadline(deadlineUnixMs));
   }
 
-  static coordinatorError(error: unknown, cancelledHere: boolean): ServiceError {
-    return naming('coordinator', error, cancelledHere);
+  static coordinatorError(error: unknown, cancelledHere: boolean, fields: RequestFieldNames = PROCESS_FIELD_NAMES): ServiceError {
+    return inRequestTerms(naming('coordinator', error, cancelledHere), fields);
   }
+}
+
+/** What a route's clients call the coordinator's request fields that its refusals name. */
+export interface RequestFieldNames {
+  /** The field the prompt came from (prompt_token_ids on the coordinator). */
+  readonly prompt: string;
+  /** The field of the number of new tokens (parameters.max_new_tokens on the coordinator). */
+  readonly maxNewTokens: string;
+}
+
+/** /api/model/process and /api/model/generate. */
+export const PROCESS_FIELD_NAMES: RequestFieldNames = { prompt: 'text', maxNewTokens: 'max_new_tokens' };
+
+/**
+ * The coordinator refuses fields of its gRPC request ("prompt_token_ids: the prompt is 300
+ * tokens ..."); a REST client sent other fields, so its message names those ("text: ..."),
+ * keeping the coordinator's words after the field.
+ */
+function inRequestTerms(error: ServiceError, fields: RequestFieldNames): ServiceError {
+  if (error.code !== status.INVALID_ARGUMENT) return error;
+  const named = /^([\w.]+): (.*)$/s.exec(error.message);
+  if (named === null) return error;
+  const [, field, problem] = named;
+  if (field === 'prompt_token_ids') return new RequestFieldError(fields.prompt, problem, error);
+  if (field === 'parameters.max_new_tokens') return new RequestFieldError(fields.maxNewTokens, problem, error);
+  if (field.startsWith('parameters.')) return new RequestFieldError(field.slice('parameters.'.length), problem, error);
+  return error;
 }
 
 function generateRequest(request: GenerationSettings, promptTokenIds: readonly number[], requestId: string): GenerateRequest {

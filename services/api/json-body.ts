@@ -20,6 +20,9 @@ export function jsonBody(bodyLimitBytes: number): RequestHandler[] {
     express.json({
       limit: bodyLimitBytes,
       type: 'application/json',
+      // Any JSON value parses (null, "text", 5 too) so that the route's schema names what is wrong
+      // ("body: must be a JSON object"); strict mode called them invalid JSON, which they are not.
+      strict: false,
       // Compressed bodies are refused above; never inflate one (a small gzip can expand without bound).
       inflate: false,
       verify: (_req, _res, bytes) => {

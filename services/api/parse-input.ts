@@ -23,8 +23,23 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
   throw new ServiceError(status.INVALID_ARGUMENT, `${fieldName(issue.path)}: ${issue.message}${quoted}`, result.error);
 }
 
-/** The field an INVALID_ARGUMENT of `parseInput` names ("stop[1]", "messages[0].role"), or null for any other error. */
+/**
+ * An INVALID_ARGUMENT that another service found in what this request's field became (the
+ * coordinator's refusal of a prompt too long for the model's context names the body's `text`).
+ */
+export class RequestFieldError extends ServiceError {
+  constructor(
+    readonly field: string,
+    problem: string,
+    cause?: unknown,
+  ) {
+    super(status.INVALID_ARGUMENT, `${field}: ${problem}`, cause);
+  }
+}
+
+/** The field an INVALID_ARGUMENT of `parseInput` names ("stop[1]", "messages[0].role"), or a RequestFieldError's, or null for any other error. */
 export function invalidField(error: ServiceError): string | null {
+  if (error instanceof RequestFieldError) return error.field;
   if (!(error.cause instanceof z.ZodError)) return null;
   const issue = error.cause.issues[0];
   if (issue === undefined) return null;

@@ -189,10 +189,18 @@ function checkPrompt(promptIds: readonly number[], sampling: SamplingSettings, s
   }
   const bad = promptIds.findIndex((id) => id >= shape.vocabSize);
   if (bad >= 0) throw ServiceError.invalidArgument(`prompt_token_ids[${bad}]`, `${promptIds[bad]} is outside the vocabulary (size ${shape.vocabSize})`);
-  if (promptIds.length + sampling.maxNewTokens > shape.contextLength) {
+  if (promptIds.length >= shape.contextLength) {
     throw ServiceError.invalidArgument(
       'prompt_token_ids',
-      `the prompt is ${promptIds.length} tokens and max_new_tokens is ${sampling.maxNewTokens}: together more than the model's context of ${shape.contextLength} tokens`,
+      `the prompt is ${promptIds.length} tokens: no room for a new token in the model's context of ${shape.contextLength} tokens`,
+    );
+  }
+  // The prompt fits: it is the number of new tokens asked for that does not.
+  if (promptIds.length + sampling.maxNewTokens > shape.contextLength) {
+    const room = shape.contextLength - promptIds.length;
+    throw ServiceError.invalidArgument(
+      'parameters.max_new_tokens',
+      `must be at most ${room} for this ${promptIds.length}-token prompt (together more than the model's context of ${shape.contextLength} tokens), got ${sampling.maxNewTokens}`,
     );
   }
 }

@@ -176,6 +176,7 @@ describe('bad input', () => {
   // About 330 tokens: more than the tiny model's 256-token context, fewer bytes than the tokenizer's cap (16 per position).
   const longPrompt = 'lorem ipsum dolor sit amet '.repeat(60);
   const hugeText = 'lorem ipsum dolor sit amet '.repeat(200);
+  const halfContextPrompt = 'lorem ipsum dolor sit amet '.repeat(15);
   it.each([
     ['an empty text', { text: '' }, /text/],
     ['a non-string text', { text: 42 }, /text/],
@@ -184,7 +185,9 @@ describe('bad input', () => {
     ['max_new_tokens above the limit', { text: 'hi', max_new_tokens: 100_000 }, /max_new_tokens/],
     ['a negative temperature', { text: 'hi', temperature: -1 }, /temperature/],
     ['top_p out of range', { text: 'hi', top_p: 0 }, /top_p/],
-    ['a prompt longer than the context', { text: longPrompt, max_new_tokens: 8 }, /more than the model's context of 256 tokens/],
+    ['a prompt longer than the context', { text: longPrompt, max_new_tokens: 8 }, /"text: the prompt is \d+ tokens: no room for a new token in the model's context of 256 tokens/],
+    // About 150 tokens: the prompt fits, the tokens asked for on top of it do not.
+    ['more new tokens than the context leaves', { text: halfContextPrompt, max_new_tokens: 120 }, /"max_new_tokens: must be at most \d+ for this \d+-token prompt \(together more than the model's context of 256 tokens\), got 120/],
     ['a text far beyond any context', { text: hugeText }, /text: is 5400 bytes of UTF-8; the limit is 4096/],
   ])('%s gets 400 with a message naming the field', async (_name, body, message) => {
     const response = await postJson(`${system.apiUrl}/api/model/process`, body);

@@ -24,6 +24,8 @@ import { createMetricsRegistry } from '../../shared/metrics';
  *   `capacity` running at once (RESOURCE_EXHAUSTED), like the real one's admission control.
  */
 export const FAKE_MAX_PROMPT_TOKENS = 64;
+/** The fake model's context: a prompt and its new tokens together beyond it are refused, naming max_new_tokens. */
+export const FAKE_CONTEXT_TOKENS = 256;
 
 export interface FakeTokenizerOptions {
   /** Awaited before Encode answers: lets a test hold a request while its prompt is being encoded. */
@@ -99,6 +101,10 @@ export function fakeCoordinatorHandlers(options: FakeCoordinatorOptions, record:
   function admit(request: GenerateRequest__Output): void {
     if (request.prompt_token_ids.length > FAKE_MAX_PROMPT_TOKENS) {
       throw { code: grpc.status.INVALID_ARGUMENT, details: `prompt_token_ids: ${request.prompt_token_ids.length} tokens, the model takes at most ${FAKE_MAX_PROMPT_TOKENS}` };
+    }
+    const asked = request.parameters?.max_new_tokens ?? 0;
+    if (request.prompt_token_ids.length + asked > FAKE_CONTEXT_TOKENS) {
+      throw { code: grpc.status.INVALID_ARGUMENT, details: `parameters.max_new_tokens: must be at most ${FAKE_CONTEXT_TOKENS - request.prompt_token_ids.length}, got ${asked}` };
     }
     if (running >= options.capacity) {
       throw { code: grpc.status.RESOURCE_EXHAUSTED, details: `queue full: ${running} requests running` };
@@ -259,6 +265,9 @@ export const BAD_BODIES: ReadonlyArray<readonly [string, unknown, string]> = [
   ['empty text', { text: '' }, 'text: must be a non-empty string'],
   ['numeric text', { text: 5 }, 'text: must be a non-empty string'],
   ['array body', [{ text: 'a' }], 'body: must be a JSON object'],
+  ['null body', null, 'body: must be a JSON object'],
+  ['string body', 'a', 'body: must be a JSON object'],
+  ['number body', 5, 'body: must be a JSON object'],
   ['metadata not an object', { text: 'a', metadata: [1] }, 'metadata: must be a JSON object'],
   ['unknown field', { text: 'a', foo: 1 }, 'unknown field: foo'],
   ['max_new_tokens 0', { text: 'a', max_new_tokens: 0 }, 'max_new_tokens: must be an integer between 1 and 512'],

@@ -1,6 +1,7 @@
 import type { RunningServer } from '../../shared/grpc/channel';
 import {
   BAD_BODIES,
+  FAKE_CONTEXT_TOKENS,
   FAKE_MAX_PROMPT_TOKENS,
   deferred,
   eventually,
@@ -122,7 +123,7 @@ describe('api over in-test tokenizer and coordinator', () => {
     expect(await send('', 'application/json')).toEqual({ status: 400, message: 'text: must be a non-empty string' });
   });
 
-  test("a prompt the coordinator refuses (INVALID_ARGUMENT) is a 400 carrying the coordinator's message", async () => {
+  test("a prompt the coordinator refuses (INVALID_ARGUMENT) is a 400 carrying the coordinator's message, naming the request's own field", async () => {
     const text = 'p'.repeat(FAKE_MAX_PROMPT_TOKENS + 1);
     for (const route of ['process', 'generate']) {
       const response = await postJson(`${api.url}/api/model/${route}`, { text });
@@ -130,8 +131,12 @@ describe('api over in-test tokenizer and coordinator', () => {
       const json = (await response.json()) as { error: { code: string; message: string } };
       expect(json.error).toMatchObject({
         code: 'INVALID_ARGUMENT',
-        message: `prompt_token_ids: ${FAKE_MAX_PROMPT_TOKENS + 1} tokens, the model takes at most ${FAKE_MAX_PROMPT_TOKENS}`,
+        message: `text: ${FAKE_MAX_PROMPT_TOKENS + 1} tokens, the model takes at most ${FAKE_MAX_PROMPT_TOKENS}`,
       });
+      // The coordinator's parameters.max_new_tokens is this body's max_new_tokens.
+      const tooMany = await postJson(`${api.url}/api/model/${route}`, { text: 'pp', max_new_tokens: FAKE_CONTEXT_TOKENS });
+      expect(tooMany.status).toBe(400);
+      expect(((await tooMany.json()) as { error: { message: string } }).error.message).toBe(`max_new_tokens: must be at most ${FAKE_CONTEXT_TOKENS - 2}, got ${FAKE_CONTEXT_TOKENS}`);
     }
   });
 

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { UsageError } from '../../shared/errors';
 import { startServer, type RunningServer } from '../../shared/grpc/channel';
-import { checkHealth } from '../../tools/healthcheck';
+import { checkHealth, runHealthcheckCli } from '../../tools/healthcheck';
 
 const SERVICE_TEST_TIMEOUT_MS = 30_000;
 jest.setTimeout(SERVICE_TEST_TIMEOUT_MS);
@@ -76,5 +76,26 @@ describe('checkHealth (tools/healthcheck)', () => {
 
   test.each(['not a url', 'ftp://host:21/x', 'grpc://host-without-port', 'grpc://host:1/path'])('rejects the target %s as a usage error', async (target) => {
     expect(await rejection(checkHealth(target))).toBeInstanceOf(UsageError);
+  });
+
+  test('the command: --help prints the usage (exit 0), a healthy target exits 0, an unhealthy one 1, a bad argument 2', async () => {
+    const run = async (argv: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const code = await runHealthcheckCli(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+      return { code, stdout, stderr };
+    };
+    const help = await run(['--help']);
+    expect(help).toMatchObject({ code: 0, stderr: '' });
+    expect(help.stdout).toMatch(/^usage: healthcheck <http:\/\/host:port\/path \| grpc:\/\/host:port>\n/);
+    expect(await run([`${http.url}/status/204`])).toEqual({ code: 0, stdout: '', stderr: '' });
+    const unhealthy = await run([`${http.url}/status/503`]);
+    expect(unhealthy.code).toBe(1);
+    expect(unhealthy.stderr).toMatch(/^healthcheck: .*503/);
+    for (const argv of [[], ['a', 'b'], ['not a url']]) {
+      const bad = await run(argv);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/^healthcheck: .*usage: healthcheck/);
+    }
   });
 });

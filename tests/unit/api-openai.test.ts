@@ -1,7 +1,9 @@
 import OpenAI from 'openai';
 import type { RunningServer } from '../../shared/grpc/channel';
 import {
+  FAKE_CONTEXT_TOKENS,
   FAKE_LOGPROB,
+  FAKE_MAX_PROMPT_TOKENS,
   deferred,
   eventually,
   fakeChatText,
@@ -175,6 +177,26 @@ describe('OpenAI routes over in-test tokenizer and coordinator', () => {
     const notJson = await fetch(`${api.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":' });
     expect(notJson.status).toBe(400);
     expect(((await notJson.json()) as OpenAiErrorJson).error).toMatchObject({ type: 'invalid_request_error', param: null, code: 'invalid_argument', message: expect.stringMatching(/^body: invalid JSON/) });
+
+    // The coordinator's refusals name the OpenAI body's fields (prompt_token_ids and parameters.max_new_tokens are the coordinator's).
+    const longPrompt = await postJson(`${api.url}/v1/completions`, { model: MODEL, prompt: 'p'.repeat(FAKE_MAX_PROMPT_TOKENS + 1) });
+    expect(longPrompt.status).toBe(400);
+    expect(((await longPrompt.json()) as OpenAiErrorJson).error).toMatchObject({ param: 'prompt', code: 'invalid_value', message: expect.stringMatching(/^prompt: /) });
+    for (const [route, body, param] of [
+      ['/v1/completions', { model: MODEL, prompt: 'pp', max_tokens: FAKE_CONTEXT_TOKENS }, 'max_tokens'],
+      ['/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'a' }], max_tokens: FAKE_CONTEXT_TOKENS }, 'max_tokens'],
+      ['/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'a' }], max_completion_tokens: FAKE_CONTEXT_TOKENS }, 'max_completion_tokens'],
+    ] as const) {
+      const tooMany = await postJson(`${api.url}${route}`, body);
+      expect(tooMany.status).toBe(400);
+      expect(((await tooMany.json()) as OpenAiErrorJson).error).toMatchObject({ param, code: 'invalid_value', message: expect.stringMatching(new RegExp(`^${param}: must be at most \\d+, got ${FAKE_CONTEXT_TOKENS}$`)) });
+    }
+
+    for (const route of ['/v1/completions', '/v1/chat/completions']) {
+      const notObject = await fetch(`${api.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' });
+      expect(notObject.status).toBe(400);
+      expect(((await notObject.json()) as OpenAiErrorJson).error).toMatchObject({ type: 'invalid_request_error', message: 'body: must be a JSON object' });
+    }
 
     const unknown = await fetch(`${api.url}/v1/embeddings`, { method: 'POST' });
     expect(unknown.status).toBe(404);

@@ -286,6 +286,17 @@ describe('hubDownload from a local Hub', () => {
       await expect(stat(`${out}.download`)).rejects.toThrow('ENOENT');
     });
 
+    test('an --out folder that is not empty exits 2 naming the flag and stays as it was', async () => {
+      const out = freshOut();
+      await mkdir(out, { recursive: true });
+      await writeFile(path.join(out, 'keep.txt'), 'mine');
+      const result = await run([REPO, '--out', out], { HF_ENDPOINT: endpoint });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/--out: .* exists and is not empty; pass --force to replace it/);
+      expect(await readdir(out)).toEqual(['keep.txt']);
+      expect(seen).toHaveLength(0);
+    });
+
     test('a bad HF_ENDPOINT exits 2', async () => {
       const result = await run([REPO, '--out', freshOut()], { HF_ENDPOINT: 'ftp://x' });
       expect(result.code).toBe(2);

@@ -86,8 +86,8 @@ describe('model-init', () => {
       expect(tokenizerConfig.model_max_length).toBe(GPT2_PRESETS.tiny.nPositions);
 
       const again = await run(['--preset', 'tiny', '--out', out, '--stages', '2']);
-      expect(again.code).toBe(1);
-      expect(again.stderr).toContain('exists and is not empty; pass --force');
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/--out: .* exists and is not empty; pass --force/);
       expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'))).toEqual(manifest);
       expect((await readdir(root)).filter((name) => name.startsWith('tiny.'))).toEqual([]);
     },

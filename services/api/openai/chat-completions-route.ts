@@ -36,7 +36,13 @@ export function chatCompletionsRoute(deps: OpenAiRouteDeps, schemas: OpenAiSchem
       context.requestId,
     );
     return {
-      request: { specs, promptTokens: prompt.tokenIds.length, stream: body.stream === true, includeUsage: body.stream_options?.include_usage === true },
+      request: {
+        specs,
+        promptTokens: prompt.tokenIds.length,
+        stream: body.stream === true,
+        includeUsage: body.stream_options?.include_usage === true,
+        fields: { prompt: 'messages', maxNewTokens: body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens' },
+      },
       format: chatFormat(`chatcmpl-${context.requestId}`, Math.floor(Date.now() / 1000), body.model, body.logprobs === true),
     };
   });

@@ -3,7 +3,7 @@ import type { GenerateEvent__Output } from '../../../protos/generated/pipeserve/
 import type { GenerationSummary__Output } from '../../../protos/generated/pipeserve/v1/GenerationSummary';
 import type { TokenEvent__Output } from '../../../protos/generated/pipeserve/v1/TokenEvent';
 import { ServiceError } from '../../../shared/errors';
-import { GenerationClient } from '../generation-client';
+import { GenerationClient, type RequestFieldNames } from '../generation-client';
 import type { GenerationSettings } from '../generation-settings';
 
 /** One choice of a request: one sequence in the pipeline. */
@@ -59,6 +59,7 @@ export class ChoiceGenerations {
   private constructor(
     private readonly generation: GenerationClient,
     private readonly deadlineUnixMs: number,
+    private readonly fields: RequestFieldNames,
     private readonly listener: ChoiceListener,
   ) {
     let rejectAdmitted!: (error: ServiceError) => void;
@@ -80,8 +81,8 @@ export class ChoiceGenerations {
     };
   }
 
-  static start(generation: GenerationClient, specs: readonly ChoiceSpec[], deadlineUnixMs: number, listener: ChoiceListener): ChoiceGenerations {
-    const run = new ChoiceGenerations(generation, deadlineUnixMs, listener);
+  static start(generation: GenerationClient, specs: readonly ChoiceSpec[], deadlineUnixMs: number, fields: RequestFieldNames, listener: ChoiceListener): ChoiceGenerations {
+    const run = new ChoiceGenerations(generation, deadlineUnixMs, fields, listener);
     run.startCalls(specs);
     return run;
   }
@@ -137,7 +138,7 @@ export class ChoiceGenerations {
           })
           .catch((error: unknown) => this.fail(ServiceError.from(error)));
       });
-      call.on('error', (error: unknown) => this.fail(GenerationClient.coordinatorError(error, this.cancelledHere)));
+      call.on('error', (error: unknown) => this.fail(GenerationClient.coordinatorError(error, this.cancelledHere, this.fields)));
       call.on('end', () => {
         if (!summarized) this.fail(new ServiceError(status.INTERNAL, 'coordinator: the stream ended without a summary'));
       });

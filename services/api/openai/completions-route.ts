@@ -38,6 +38,7 @@ export function completionsRoute(deps: OpenAiRouteDeps, schemas: OpenAiSchemas):
         promptTokens: prompts.reduce((sum, p) => sum + p.tokenIds.length, 0),
         stream: body.stream === true,
         includeUsage: body.stream_options?.include_usage === true,
+        fields: { prompt: 'prompt', maxNewTokens: 'max_tokens' },
       },
       format: completionFormat(`cmpl-${context.requestId}`, Math.floor(Date.now() / 1000), body.model, body.logprobs ?? undefined),
     };

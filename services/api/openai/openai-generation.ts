@@ -3,7 +3,7 @@ import type { Limits } from '../../../shared/config';
 import type { GenerationSummary__Output } from '../../../protos/generated/pipeserve/v1/GenerationSummary';
 import { httpStatusOf, ServiceError } from '../../../shared/errors';
 import type { ApiMetrics } from '../api-metrics';
-import type { GenerationClient } from '../generation-client';
+import type { GenerationClient, RequestFieldNames } from '../generation-client';
 import { contextOf, type RequestContext } from '../request-context';
 import type { UsageBody } from '../schemas/openai-schemas';
 import { openAiErrorBody, sendError } from '../send-error';
@@ -32,6 +32,8 @@ export interface ChoicesRequest {
   readonly promptTokens: number;
   readonly stream: boolean;
   readonly includeUsage: boolean;
+  /** The body's names for the fields that a refusal of the coordinator names. */
+  readonly fields: RequestFieldNames;
 }
 
 export interface OpenAiRouteDeps {
@@ -88,7 +90,7 @@ async function answerChoices(
   const tokens: ChoiceToken[][] = request.specs.map(() => []);
   const finished: FinishedChoice[] = [];
   let stream: SseStream | undefined;
-  const run = ChoiceGenerations.start(deps.generation, request.specs, deps.deadlineUnixMs, {
+  const run = ChoiceGenerations.start(deps.generation, request.specs, deps.deadlineUnixMs, request.fields, {
     token(choice, token) {
       deps.metrics.countTokens('generated', 1);
       if (stream !== undefined) stream.sendData(format.tokenChunk(choice, token));
