@@ -7,7 +7,7 @@ import { readManifest, type ModelManifest } from '../shared/model/manifest';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
 import { benchPrompts, type BenchPrompt } from './bench/bench-prompts';
 import { resultsMarkdown, systemLabel, type BenchContext } from './bench/bench-report';
-import { BENCH_SYSTEMS, medianRun, summarize, withRatios, type BenchSystem, type WorkloadRun, type WorkloadSummary } from './bench/bench-stats';
+import { BENCH_SYSTEMS, medianRun, summarize, withLoadRatios, withRatios, type BenchSystem, type LoadSummary, type WorkloadRun, type WorkloadSummary } from './bench/bench-stats';
 import { BenchWorker, type InProcessSystem } from './bench/bench-worker';
 import { PipelineWorkload, type PipelineSettings } from './bench/pipeline-workload';
 import { ensureTransformersJsExport } from './bench/transformers-js-model-folder';
@@ -131,6 +131,8 @@ interface Contender {
   /** The model folder's name. */
   readonly model: string;
   readonly linkDelayMs: number;
+  /** How long it took to load the model. */
+  readonly load: Pick<LoadSummary, 'load_ms' | 'stage_load_ms' | 'ready_ms'>;
   run(prompts: readonly BenchPrompt[], newTokens: number, measure: boolean): Promise<WorkloadRun>;
   close(): Promise<void>;
 }
@@ -182,12 +184,16 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
           if (system === 'pipeline') {
             for (const delay of args.linkDelayMs > 0 ? [0, args.linkDelayMs] : [0]) {
               const pipeline = await PipelineWorkload.start(model.dir, delay, args.pipelineSettings);
-              contenders.push({ system, model: model.name, linkDelayMs: delay, run: (p, n, measure) => pipeline.run(p, n, measure), close: () => pipeline.stop() });
+              const load = { load_ms: round(Math.max(...pipeline.stageLoadMs)), stage_load_ms: pipeline.stageLoadMs.map(round), ready_ms: round(pipeline.readyMs) };
+              contenders.push({ system, model: model.name, linkDelayMs: delay, load, run: (p, n, measure) => pipeline.run(p, n, measure), close: () => pipeline.stop() });
+              say(`  ${label}${delay > 0 ? ` (+${delay} ms links)` : ''}: stages loaded in ${load.stage_load_ms.join(' / ')} ms, ready after ${load.ready_ms} ms`);
             }
           } else {
             const dir = await systemModelDir(system, model, checkpointDir, say);
             const worker = await BenchWorker.start({ system, modelDir: dir });
-            contenders.push({ system, model: model.name, linkDelayMs: 0, run: (p, n, measure) => worker.run(p.map((x) => x.ids), n, measure), close: () => worker.close() });
+            const load = { load_ms: round(worker.loadMs), stage_load_ms: null, ready_ms: null };
+            contenders.push({ system, model: model.name, linkDelayMs: 0, load, run: (p, n, measure) => worker.run(p.map((x) => x.ids), n, measure), close: () => worker.close() });
+            say(`  ${label}: loaded in ${load.load_ms} ms`);
           }
         }
       }
@@ -227,7 +233,11 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
       }
       steps.finish();
 
-      const markdown = resultsMarkdown(benchContext(args, models, argv), workloads);
+      const loads = withLoadRatios(
+        contenders.map((c) => ({ system: c.system, model: c.model, link_delay_ms: c.linkDelayMs, ...c.load })),
+        first.name,
+      );
+      const markdown = resultsMarkdown(benchContext(args, models, argv), workloads, loads);
       await mkdir(path.dirname(path.resolve(args.out)), { recursive: true });
       await writeFile(args.out, markdown);
       say(`wrote ${args.out}`);
@@ -235,7 +245,7 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
         await updateReadme(markdown);
         say(`updated ${README}`);
       }
-      if (args.json) output.stdout(`${JSON.stringify({ workloads })}\n`);
+      if (args.json) output.stdout(`${JSON.stringify({ workloads, loads })}\n`);
     } finally {
       for (const contender of contenders) await contender.close();
     }
@@ -296,6 +306,11 @@ async function updateReadme(markdown: string): Promise<void> {
   // The table and its notes, without the file's own title.
   const body = markdown.replace(/^# .*\n\n/, '');
   await writeFile(README, `${readme.slice(0, start + README_START.length)}\n${body}${readme.slice(end)}`);
+}
+
+/** Whole milliseconds. */
+function round(ms: number): number {
+  return Math.round(ms);
 }
 
 function parseInteger(flag: string, text: string, min: number, max: number): number {

@@ -33,17 +33,19 @@ async function main(): Promise<void> {
   const replicaId = replicaIdOf(node, process.env);
   const labels = { node_id: replicaId, stage: String(node.modelPart) };
   const logger = createLogger('node', config.logLevel, labels);
+  const loadStarted = performance.now();
   const runtime = await StageWorker.load({ modelDir: config.modelDir, stageIndex: node.modelPart, kvBudgetBytes: config.limits.kvBudgetBytes, intraOpThreads: node.intraOpThreads });
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
   const registry = createMetricsRegistry('node', labels);
   const directory = new NodeDirectory(config.nodes);
   await directory.start();
-  const service = new ModelNodeService(runtime, { nodeId: replicaId, kvBudgetBytes: config.limits.kvBudgetBytes, kvIdleTtlMs: config.limits.kvIdleTtlMs }, directory, registry, logger);
+  const service = new ModelNodeService(runtime, { nodeId: replicaId, kvBudgetBytes: config.limits.kvBudgetBytes, kvIdleTtlMs: config.limits.kvIdleTtlMs, loadSeconds }, directory, registry, logger);
   const server = await startServer(bindAddressFor(node.bindAddress ?? node.address), [
     { name: 'pipeserve.v1.ModelNode', definition: protos().node.pipeserve.v1.ModelNode.service, implementation: service.handlers() },
   ]);
   const metricsServer = await startMetricsServer(registry, node.metricsPort, bindHostFor(node.bindAddress ?? node.address));
   const { stage } = runtime;
-  logger.info('node serving', { port: server.port, metrics_port: node.metricsPort, layers: `${stage.layerStart}-${stage.layerEnd}`, stages: runtime.manifest.stages.length });
+  logger.info('node serving', { port: server.port, metrics_port: node.metricsPort, layers: `${stage.layerStart}-${stage.layerEnd}`, stages: runtime.manifest.stages.length, weights: stage.weights.format, load_ms: Math.round(loadSeconds * 1000) });
   onShutdownSignal(logger, async () => {
     await server.shutdown();
     service.close();

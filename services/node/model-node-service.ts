@@ -36,6 +36,8 @@ export interface ModelNodeOptions {
   readonly kvBudgetBytes: number;
   /** Sequences untouched this long are dropped (their coordinator died without releasing them). */
   readonly kvIdleTtlMs: number;
+  /** How long loading the stage took (published as pipeserve_stage_load_seconds). */
+  readonly loadSeconds?: number;
 }
 
 /** Forwarded steps are remembered this long, so a reply from the next hop still finds their owner. */
@@ -78,6 +80,7 @@ export class ModelNodeService {
     this.links = new ForwardLinks(directory, { onReply: (peerId, reply) => this.onForwardReply(peerId, reply) }, logger);
     this.metrics.kvBudgetBytes.set(options.kvBudgetBytes);
     this.metrics.describeModel(runtime.manifest, runtime.stage);
+    if (options.loadSeconds !== undefined) this.metrics.loadSeconds.set(options.loadSeconds);
     this.idleTimer = setInterval(() => void this.dropIdleSequences(), Math.max(250, Math.floor(options.kvIdleTtlMs / 4)));
     this.idleTimer.unref();
   }

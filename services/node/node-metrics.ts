@@ -15,6 +15,7 @@ export class NodeMetrics {
   readonly hiddenCacheBytes: Gauge;
   readonly sessionsRefused: Counter;
   readonly stepErrors: Counter<'code'>;
+  readonly loadSeconds: Gauge;
   private readonly modelInfo: Gauge<'model_name' | 'architecture' | 'weights' | 'layers' | 'stages'>;
 
   constructor(registry: Registry) {
@@ -28,6 +29,11 @@ export class NodeMetrics {
     this.kvBudgetBytes = new Gauge({ name: 'pipeserve_stage_kv_cache_budget_bytes', help: 'KV cache budget of this stage', registers });
     this.sessionsRefused = new Counter({ name: 'pipeserve_stage_sessions_refused_total', help: 'Sequences refused because the KV budget was full', registers });
     this.stepErrors = new Counter({ name: 'pipeserve_stage_step_errors_total', help: 'Steps that failed in this stage, by gRPC status', labelNames: ['code'], registers });
+    this.loadSeconds = new Gauge({
+      name: 'pipeserve_stage_load_seconds',
+      help: "Seconds this replica took to load its stage, from starting the stage's worker to its onnxruntime session ready (weights read, graph optimized)",
+      registers,
+    });
     this.modelInfo = new Gauge({
       name: 'pipeserve_stage_model_info',
       help: "Always 1: the compiled model this stage serves, from its manifest (layers: this stage's first-last layer)",

@@ -62,7 +62,23 @@ describe('npm run bench', () => {
       // Within one quantized model, every arrangement makes the same tokens as its own bare loop.
       for (const system of int8) expect([system.system, system.streams_equal_to_bare]).toEqual([system.system, 2]);
       expect(int8.every((s) => typeof s.vs_reference_bare === 'number' && typeof s.vs_transformers_js === 'number')).toBe(true);
-      expect(await readFile(path.join(dir, 'two.md'), 'utf8')).toContain('| 2 | int8: pipeline |');
+      const report = await readFile(path.join(dir, 'two.md'), 'utf8');
+      expect(report).toContain('| 2 | int8: pipeline |');
+      // Every system's load time, the int8 compile's over the fp32 model's.
+      const { loads } = JSON.parse(lines[lines.length - 1]) as { loads: { model: string; system: string; load_ms: number; stage_load_ms: number[] | null; ready_ms: number | null; vs_reference: number | null }[] };
+      expect(loads.map((l) => [l.model, l.system])).toEqual(workload.systems.map((s) => [s.model, s.system]));
+      for (const load of loads) {
+        expect(load.load_ms).toBeGreaterThan(0);
+        expect(typeof load.vs_reference).toBe(load.model === 'int8' ? 'number' : 'object');
+        if (load.system === 'pipeline') {
+          expect(load.stage_load_ms).toHaveLength(load.model === 'int8' ? 2 : 3);
+          expect(load.load_ms).toBe(Math.max(...(load.stage_load_ms as number[])));
+          expect(load.ready_ms).toBeGreaterThan(load.load_ms);
+        } else {
+          expect([load.stage_load_ms, load.ready_ms]).toEqual([null, null]);
+        }
+      }
+      expect(report).toMatch(/^- int8: bare-onnxruntime \d+, [\d.]+x model; in-process \d+, [\d.]+x model; pipeline \d+ \(stages \d+ \/ \d+, ready \d+\), [\d.]+x model$/m);
     },
     TEST_TIMEOUT_MS,
   );

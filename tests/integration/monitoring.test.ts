@@ -160,6 +160,11 @@ it(
       })),
     );
     expect(info.map((s) => s.value)).toEqual([1, 1, 1]);
+    // Each replica says how long loading its stage took: some time, and less than the whole start.
+    const loads = await prometheus.query('pipeserve_stage_load_seconds');
+    expect(loads.map((s) => s.metric.node_id).sort()).toEqual(['node1', 'node2', 'node3']);
+    for (const load of loads) expect(load.value).toBeGreaterThan(0);
+    for (const load of loads) expect(load.value).toBeLessThan(SYSTEM_START_TIMEOUT_MS / 1000);
   },
   SYSTEM_START_TIMEOUT_MS * 2,
 );

@@ -4,7 +4,7 @@ import { parseBenchArgs, runBenchCli } from '../../tools/bench';
 import { BareOnnxLoop } from '../../tools/bench/bare-onnx-loop';
 import { benchPrompts } from '../../tools/bench/bench-prompts';
 import { delayCosts, resultsMarkdown, type BenchContext } from '../../tools/bench/bench-report';
-import { medianRun, percentile, summarize, withRatios, type WorkloadRun } from '../../tools/bench/bench-stats';
+import { medianRun, percentile, summarize, withLoadRatios, withRatios, type WorkloadRun } from '../../tools/bench/bench-stats';
 import { BenchWorker } from '../../tools/bench/bench-worker';
 import { naiveGreedy } from '../support/naive-gpt2';
 import { tinyCheckpoint, tinyModel } from '../support/test-models';
@@ -78,6 +78,23 @@ describe('bench statistics', () => {
     const markdown = resultsMarkdown(CONTEXT, [{ streams: 2, systems }]);
     expect(markdown).toContain('| 2 | int4: pipeline | 120.0 |');
     expect(markdown).toMatch(/\| vs fp32 bare \|\n/);
+  });
+
+  test('load times: each over the same system\'s on the first model; the report lists them per model, the pipeline by stage', () => {
+    const loads = withLoadRatios(
+      [
+        { system: 'bare-onnxruntime', model: 'fp32', link_delay_ms: 0, load_ms: 800, stage_load_ms: null, ready_ms: null },
+        { system: 'pipeline', model: 'fp32', link_delay_ms: 0, load_ms: 500, stage_load_ms: [500, 400, 450], ready_ms: 2500 },
+        { system: 'bare-onnxruntime', model: 'int4', link_delay_ms: 0, load_ms: 400, stage_load_ms: null, ready_ms: null },
+        { system: 'pipeline', model: 'int4', link_delay_ms: 0, load_ms: 250, stage_load_ms: [250, 200, 220], ready_ms: 2000 },
+      ],
+      'fp32',
+    );
+    expect(loads.map((l) => l.vs_reference)).toEqual([null, null, 0.5, 0.5]);
+    const markdown = resultsMarkdown(CONTEXT, [], loads);
+    expect(markdown).toContain('- fp32: bare-onnxruntime 800; pipeline 500 (stages 500 / 400 / 450, ready 2500)\n');
+    expect(markdown).toContain('- int4: bare-onnxruntime 400, 0.50x fp32; pipeline 250 (stages 250 / 200 / 220, ready 2000), 0.50x fp32\n');
+    expect(resultsMarkdown(CONTEXT, [])).not.toContain('Load time');
   });
 
   test('the median run of several rounds goes by tokens per second', () => {

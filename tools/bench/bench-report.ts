@@ -1,4 +1,4 @@
-import type { SystemSummary, WorkloadSummary } from './bench-stats';
+import type { LoadSummary, SystemSummary, WorkloadSummary } from './bench-stats';
 
 /** Where and on what a benchmark ran: the head of bench/results.md. */
 export interface BenchContext {
@@ -25,7 +25,7 @@ export function systemLabel(s: Pick<SystemSummary, 'system' | 'link_delay_ms'> &
 }
 
 /** One markdown table per workload, with what the figures mean. */
-export function resultsMarkdown(context: BenchContext, workloads: readonly WorkloadSummary[]): string {
+export function resultsMarkdown(context: BenchContext, workloads: readonly WorkloadSummary[], loads: readonly LoadSummary[] = []): string {
   const lines = [
     '# Benchmark results',
     '',
@@ -72,6 +72,25 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
       const byProcess = Object.entries(s.cpu_ms_per_token_by_process);
       const detail = byProcess.length > 1 ? `: ${byProcess.map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', ')}` : '';
       lines.push(`- ${streams} stream(s), ${systemLabel(s, several)}: ${s.cpu_ms_per_token.toFixed(2)}${detail}`);
+    }
+  }
+  if (loads.length > 0) {
+    lines.push(
+      '',
+      "Load time, ms (the model read and its onnxruntime sessions ready: in the worker's own process, or per stage in each node; " +
+        "the pipeline's slowest stage is its load, and `ready` is from spawning the launcher to the API's /ready):",
+      '',
+    );
+    const models = [...new Set(loads.map((l) => l.model))];
+    for (const model of models) {
+      const parts = loads
+        .filter((l) => l.model === model)
+        .map((l) => {
+          const stages = l.stage_load_ms === null ? '' : ` (stages ${l.stage_load_ms.map((ms) => ms.toFixed(0)).join(' / ')}${l.ready_ms === null ? '' : `, ready ${l.ready_ms.toFixed(0)}`})`;
+          const versus = l.vs_reference === null ? '' : `, ${l.vs_reference.toFixed(2)}x ${models[0]}`;
+          return `${systemLabel(l)} ${l.load_ms.toFixed(0)}${stages}${versus}`;
+        });
+      lines.push(`- ${model}: ${parts.join('; ')}`);
     }
   }
   const delays = delayCosts(workloads);

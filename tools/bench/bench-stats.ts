@@ -46,6 +46,32 @@ export interface SystemSummary {
   readonly vs_reference_bare: number | null;
 }
 
+/** How long one system took to load its model (snake_case: the JSON output's `loads`). */
+export interface LoadSummary {
+  readonly system: BenchSystem;
+  readonly model: string;
+  readonly link_delay_ms: number;
+  /**
+   * The model read and its onnxruntime sessions ready: in a worker's own process for the
+   * in-process systems; for the pipeline, its slowest stage (the stages load at once).
+   */
+  readonly load_ms: number;
+  /** Pipeline only: each stage's load by stage index (its node's pipeserve_stage_load_seconds). */
+  readonly stage_load_ms: readonly number[] | null;
+  /** Pipeline only: from spawning the launcher to the API's /ready answering 200 (every process started). */
+  readonly ready_ms: number | null;
+  /** load_ms over the same system's on the run's first model (a quantized compile against the fp32 one). */
+  readonly vs_reference: number | null;
+}
+
+/** Fills in `vs_reference`: each load over the same system's (same link delay) on `referenceModel`. */
+export function withLoadRatios(loads: readonly Omit<LoadSummary, 'vs_reference'>[], referenceModel: string): LoadSummary[] {
+  return loads.map((load) => {
+    const reference = loads.find((l) => l.model === referenceModel && l.system === load.system && l.link_delay_ms === load.link_delay_ms);
+    return { ...load, vs_reference: reference === undefined || load.model === referenceModel ? null : round(load.load_ms / reference.load_ms, 2) };
+  });
+}
+
 export interface WorkloadSummary {
   readonly streams: number;
   readonly systems: SystemSummary[];

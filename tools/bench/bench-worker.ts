@@ -17,7 +17,7 @@ export interface WorkerSetup {
 }
 
 type Request = { readonly kind: 'run'; readonly prompts: readonly (readonly number[])[]; readonly newTokens: number; readonly measure: boolean } | { readonly kind: 'close' };
-type Reply = { readonly kind: 'ready' } | { readonly kind: 'run'; readonly run: WorkloadRun } | { readonly kind: 'error'; readonly message: string };
+type Reply = { readonly kind: 'ready'; readonly loadMs: number } | { readonly kind: 'run'; readonly run: WorkloadRun } | { readonly kind: 'error'; readonly message: string };
 
 const LOAD_TIMEOUT_MS = 600_000;
 const RUN_TIMEOUT_MS = 1_800_000;
@@ -30,6 +30,8 @@ const RUN_TIMEOUT_MS = 1_800_000;
 export class BenchWorker {
   private pending: { resolve: (reply: Reply) => void; reject: (error: Error) => void } | undefined;
   private exited: string | undefined;
+  /** How long the system took to load its model in the child (sessions ready), in ms; set once it is. */
+  private loadedInMs = 0;
 
   private constructor(
     readonly system: InProcessSystem,
@@ -52,7 +54,12 @@ export class BenchWorker {
     const worker = new BenchWorker(setup.system, child);
     const reply = await worker.next(LOAD_TIMEOUT_MS);
     if (reply.kind !== 'ready') throw new Error(`${setup.system}: ${reply.kind === 'error' ? reply.message : 'unexpected reply'}`);
+    worker.loadedInMs = reply.loadMs;
     return worker;
+  }
+
+  get loadMs(): number {
+    return this.loadedInMs;
   }
 
   /** One run of the workload: `measure` false is a warm-up (onnxruntime plans each new shape once). */
@@ -166,13 +173,14 @@ function ownPeakRssBytes(): number {
 async function serve(setup: WorkerSetup): Promise<void> {
   const send = (reply: Reply): void => void process.send?.(reply);
   let system: Awaited<ReturnType<typeof loadSystem>>;
+  const loadStarted = performance.now();
   try {
     system = await loadSystem(setup);
   } catch (error) {
     send({ kind: 'error', message: `loading ${setup.modelDir}: ${(error as Error).message}` });
     process.exit(1);
   }
-  send({ kind: 'ready' });
+  send({ kind: 'ready', loadMs: performance.now() - loadStarted });
   process.on('message', (request: Request) => {
     void (async () => {
       if (request.kind === 'close') {

@@ -18,11 +18,24 @@ export class PipelineWorkload {
   private constructor(
     private readonly system: SystemRunner,
     readonly linkDelayMs: number,
+    /** How long each stage took to load, in ms, by stage index (the nodes' pipeserve_stage_load_seconds). */
+    readonly stageLoadMs: readonly number[],
   ) {}
+
+  /** From spawning the launcher to the whole system ready (every process started, every stage loaded), in ms. */
+  get readyMs(): number {
+    return this.system.readyMs;
+  }
 
   /** `settings`: config.json's `limits` and `runtime`, so that the system runs as `npm start` runs it. */
   static async start(modelDir: string, linkDelayMs: number, settings: PipelineSettings = {}): Promise<PipelineWorkload> {
-    return new PipelineWorkload(await SystemRunner.start({ modelDir, linkDelayMs, limits: settings.limits, runtime: settings.runtime }), linkDelayMs);
+    const system = await SystemRunner.start({ modelDir, linkDelayMs, limits: settings.limits, runtime: settings.runtime });
+    try {
+      return new PipelineWorkload(system, linkDelayMs, await system.stageLoadMs());
+    } catch (error) {
+      await system.stop();
+      throw error;
+    }
   }
 
   /** `measure` false is a warm-up; a measured run resets every service's peak RSS first. */

@@ -10,6 +10,9 @@ const READY_TIMEOUT_MS = 300_000;
 /** The compiled launcher, also when this module runs from its sources (under jest). */
 const LAUNCHER_SCRIPT = path.join(PROJECT_ROOT, 'dist', 'tools', 'start.js');
 const STOP_GRACE_MS = 15_000;
+/** How often a starting system's /ready is asked: the granularity of `readyMs`. */
+const READY_POLL_MS = 50;
+const METRICS_TIMEOUT_MS = 5_000;
 
 export interface SystemRunnerOptions {
   readonly modelDir: string;
@@ -53,6 +56,8 @@ export class SystemRunner {
     private readonly proxies: readonly DelayProxy[],
     private readonly output: string[],
     private readonly apiKey: string | undefined,
+    /** From spawning the launcher to the API's /ready answering 200, in ms. */
+    readonly readyMs: number,
   ) {}
 
   /**
@@ -99,18 +104,19 @@ export class SystemRunner {
     };
     launcher.stdout?.on('data', keep);
     launcher.stderr?.on('data', keep);
-    const runner = new SystemRunner(launcher, dir, configPath, system, proxies, output, options.apiKey);
+    const spawned = performance.now();
+    const starting = (readyMs: number): SystemRunner => new SystemRunner(launcher, dir, configPath, system, proxies, output, options.apiKey, readyMs);
     const until = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < until) {
       if (launcher.exitCode !== null) {
-        await runner.stop();
+        await starting(0).stop();
         throw new Error(`the system exited with ${launcher.exitCode}:\n${output.join('')}`);
       }
       const ready = await fetch(`${system.apiUrl}/ready`).then((r) => r.status === 200, () => false);
-      if (ready) return runner;
-      await new Promise((r) => setTimeout(r, 300));
+      if (ready) return starting(performance.now() - spawned);
+      await new Promise((r) => setTimeout(r, READY_POLL_MS));
     }
-    await runner.stop();
+    await starting(0).stop();
     throw new Error(`the system was not ready after ${READY_TIMEOUT_MS} ms:\n${output.join('')}`);
   }
 
@@ -135,6 +141,21 @@ export class SystemRunner {
       }
     }
     return services;
+  }
+
+  /**
+   * How long each stage's replicas took to load their stage (pipeserve_stage_load_seconds from
+   * their metrics), in ms, by stage index; several replicas of a stage report their slowest.
+   */
+  async stageLoadMs(): Promise<number[]> {
+    const byStage: number[] = [];
+    for (const node of this.config.nodes) {
+      const metrics = await fetch(`http://127.0.0.1:${node.metrics_port}/metrics`, { signal: AbortSignal.timeout(METRICS_TIMEOUT_MS) }).then((r) => r.text());
+      const match = /^pipeserve_stage_load_seconds(?:\{[^}]*\})? ([\d.e+-]+)$/m.exec(metrics);
+      if (match === null) throw new Error(`${node.id}: its metrics hold no pipeserve_stage_load_seconds`);
+      byStage[node.model_part] = Math.max(byStage[node.model_part] ?? 0, Number(match[1]) * 1000);
+    }
+    return byStage;
   }
 
   /** Peak resident memory of every service so far, in bytes. */
