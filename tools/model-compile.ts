@@ -40,6 +40,7 @@ export const MODEL_COMPILE_COMMAND = new CliCommand({
     weights: { value: 'fp32|int8|int4', default: 'fp32', description: 'weight format: int8 and int4 store block-quantized matmul and embedding weights (MatMulNBits, GatherBlockQuantized)' },
     'block-size': { value: 'n', description: `int8/int4 only: weights per quantization block, one of ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})` },
     'keep-fp32': { value: 'kinds', description: `int8/int4 only: tensor kinds left in fp32, a comma list of ${WEIGHT_KINDS.join(', ')}` },
+    name: { value: 'name', description: "the model's name in its manifest, metrics and logs (default: the --from folder's name; for a model folder's checkpoint/, that model's name)" },
     force: { description: 'replace an --out folder that is not empty' },
   },
   progress: true,
@@ -90,7 +91,7 @@ async function parseModelCompileArgs(values: CliValues<typeof MODEL_COMPILE_COMM
   );
   if (!isFolder) throw new UsageError(`--from: ${from} is not a folder`);
   if (path.resolve(from) === path.resolve(out)) throw new UsageError('--out: must differ from --from');
-  const options: CompileModelOptions = { from, out, stages, split, ops, ...(attention === undefined ? {} : { attention }), weights, force };
+  const options: CompileModelOptions = { from, out, stages, split, ops, ...(attention === undefined ? {} : { attention }), weights, force, ...(values.name === undefined ? {} : { name: values.name }) };
   try {
     await checkCompileOptions(options);
   } catch (error) {
@@ -145,7 +146,7 @@ function asFlag(message: string): string {
     const flag = { format: 'weights', blockSize: 'block-size', keptFp32: 'keep-fp32' }[weightField[1] as 'format' | 'blockSize' | 'keptFp32'];
     return `--${flag}: ${message.slice(weightField[0].length)}`;
   }
-  return /^(from|out|split|stages): /.test(message) ? `--${message}` : message;
+  return /^(from|out|split|stages|name): /.test(message) ? `--${message}` : message;
 }
 
 function splitName(split: SplitSpec): string {

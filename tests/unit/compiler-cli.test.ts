@@ -64,6 +64,8 @@ describe('model-compile CLI', () => {
     ['an unknown flag', (out) => ['--from', from, '--out', out, '--stages', '2', '--fast'], /unknown option '--fast'/],
     ['a --from that does not exist', (out) => ['--from', path.join(workDir, 'nope'), '--out', out, '--stages', '2'], /--from: .*nope is not a folder/],
     ['a --from without config.json', (out) => ['--from', workDir, '--out', out, '--stages', '2'], /--from: .*config\.json: missing file/],
+    ['a --name with a space', (out) => ['--from', from, '--out', out, '--stages', '2', '--name', 'my model'], /--name: 'my model' must be 1-128 letters, digits and \. _ - \//],
+    ['an empty --name', (out) => ['--from', from, '--out', out, '--stages', '2', '--name', ''], /--name: '' must be/],
   ])('%s: exits 2 with one line on stderr and creates no --out folder', async (name, args, message) => {
     const out = path.join(workDir, `out-${name.replace(/\W+/g, '-')}`);
     const result = await run(args(out));
@@ -122,6 +124,34 @@ describe('model-compile CLI', () => {
       const quiet = new FakeTerminal();
       const off = await run(['--from', from, '--out', path.join(workDir, 'progress-off'), '--stages', '2', '--ops', 'plain', '--no-progress'], quiet);
       expect([off.code, off.stderr, quiet.text]).toEqual([0, '', '']);
+    },
+    COMPILE_TEST_TIMEOUT_MS,
+  );
+});
+
+describe('model-compile --name', () => {
+  test(
+    "the model is named --name, else after --from; a model folder's checkpoint/ compiles under that model's name",
+    async () => {
+      const named = path.join(workDir, 'named');
+      expect((await run(['--from', from, '--out', named, '--stages', '1', '--name', 'org/tiny-int4.v2'])).code).toBe(0);
+      expect((await readManifest(named)).modelName).toBe('org/tiny-int4.v2');
+
+      // A model folder as model:init writes it: the compiled model, its checkpoint in checkpoint/.
+      const modelFolder = path.join(workDir, 'as-init');
+      expect((await run(['--from', from, '--out', modelFolder, '--stages', '1', '--name', 'tiny-random-seed9'])).code).toBe(0);
+      await writeCheckpoint(path.join(modelFolder, 'checkpoint'), gpt2Checkpoint(randomGpt2Checkpoint({ ...GPT2_PRESETS.tiny, vocabSize: 1000, bosTokenId: 999, eosTokenId: 999 }, 9)), {
+        tokenizerJson: { model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } },
+        tokenizerConfigJson: { model_max_length: 256 },
+      });
+      const fromInit = path.join(workDir, 'from-init');
+      expect((await run(['--from', path.join(modelFolder, 'checkpoint'), '--out', fromInit, '--stages', '2'])).code).toBe(0);
+      expect((await readManifest(fromInit)).modelName).toBe('tiny-random-seed9');
+
+      // Any other folder gives its own name.
+      const plain = path.join(workDir, 'plain');
+      expect((await run(['--from', from, '--out', plain, '--stages', '1'])).code).toBe(0);
+      expect((await readManifest(plain)).modelName).toBe('tiny-gpt2');
     },
     COMPILE_TEST_TIMEOUT_MS,
   );

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import {
@@ -7,6 +8,7 @@ import {
   MANIFEST_FILE_NAME,
   MANIFEST_FORMAT_VERSION,
   parseManifest,
+  readManifest,
   type AttentionKernel,
   type ManifestFile,
   type ModelManifest,
@@ -50,8 +52,34 @@ export interface CompileModelOptions {
   /** Fused graphs only: the attention kernel (default: defaultAttentionKernel of the model's shape). */
   readonly attention?: AttentionKernel;
   readonly weights?: WeightFormat;
+  /** The model's name in its manifest (metrics, logs, the bench); default `defaultModelName(from)`. */
+  readonly name?: string;
   readonly force?: boolean;
   readonly onStage?: (index: number, count: number) => void;
+}
+
+/** The folder model:init keeps a model folder's Hugging Face checkpoint in. */
+export const CHECKPOINT_FOLDER = 'checkpoint';
+
+/** What --name accepts: the characters of a Hub id (owner/name) and of a folder name. */
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/;
+
+/**
+ * A compiled model is named after the checkpoint folder it came from (models/hf/openai-community/gpt2
+ * → gpt2), except the `checkpoint/` folder that model:init keeps inside a model folder: a compile
+ * of models/default/checkpoint is named after models/default's model, not "checkpoint".
+ */
+export async function defaultModelName(from: string): Promise<string> {
+  const folder = path.resolve(from);
+  const parent = path.dirname(folder);
+  if (path.basename(folder) === CHECKPOINT_FOLDER && existsSync(path.join(parent, MANIFEST_FILE_NAME))) {
+    const parentName = await readManifest(parent).then(
+      (manifest) => manifest.modelName,
+      () => undefined,
+    );
+    if (parentName !== undefined) return parentName;
+  }
+  return path.basename(folder);
 }
 
 /**
@@ -149,11 +177,14 @@ export async function checkCompileOptions(options: CompileModelOptions): Promise
   });
   planStages(model, options.stages, options.split);
   resolveWeightFormat(options.weights ?? FP32_WEIGHTS);
+  if (options.name !== undefined && !MODEL_NAME.test(options.name)) {
+    throw new Error(`name: '${options.name.slice(0, 140)}' must be 1-128 letters, digits and . _ - / starting with a letter or digit`);
+  }
   resolveAttentionKernel(options.ops, options.attention, model.shape);
   await checkOutputFolder(path.resolve(options.out), options.force === true);
 }
 
-/** Loads a Hugging Face folder and compiles it; the model is named after the folder. */
+/** Loads a Hugging Face folder and compiles it; the model is named `name`, else after the folder (`defaultModelName`). */
 export async function compileModel(options: CompileModelOptions): Promise<ModelManifest> {
   await checkCompileOptions(options);
   const checkpoint = await loadCheckpoint(options.from);
@@ -165,7 +196,7 @@ export async function compileModel(options: CompileModelOptions): Promise<ModelM
     weights: options.weights,
     force: options.force,
     onStage: options.onStage,
-    modelName: path.basename(path.resolve(options.from)),
+    modelName: options.name ?? (await defaultModelName(options.from)),
     tokenizerFiles: checkpoint.tokenizerFiles,
   });
 }

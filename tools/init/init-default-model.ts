@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { ModelManifest, OpsVariant } from '../../shared/model/manifest';
 import { writeCheckpoint } from '../families/checkpoint';
-import { compileModel } from '../compiler/compile-model';
+import { CHECKPOINT_FOLDER, compileModel } from '../compiler/compile-model';
 import { checkOutputFolder, moveIntoPlace } from '../output-folder';
 import { buildGpt2TokenizerFiles } from './gpt2-tokenizer-files';
 import { MODEL_PRESETS, type PresetName } from './model-presets';
@@ -32,8 +32,8 @@ export function initStepCount(stages: number): number {
 }
 
 export const INIT_DEFAULTS = { preset: 'small', seed: 42, stages: 3, ops: 'fused' } as const;
-/** Where the Hugging Face checkpoint goes inside the model folder. */
-export const CHECKPOINT_FOLDER = 'checkpoint';
+/** Where the Hugging Face checkpoint goes inside the model folder (the compiler names its compiles after the model). */
+export { CHECKPOINT_FOLDER } from '../compiler/compile-model';
 
 /**
  * Builds an offline model: a seeded random checkpoint of a preset with the real GPT-2 tokenizer, written
