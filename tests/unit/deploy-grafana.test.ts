@@ -134,6 +134,7 @@ describe('grafana dashboards', () => {
         'pipeserve_coordinator_prompt_tokens_bucket',
         'pipeserve_coordinator_generation_tokens_bucket',
         'pipeserve_stage_model_info',
+        'pipeserve_stage_load_seconds',
       ]),
     );
   });
