@@ -59,6 +59,7 @@ const CONTRACT_COUNTERS_AND_GAUGES = [
   'pipeserve_stage_kv_cache_budget_bytes',
   'pipeserve_stage_sessions_refused_total',
   'pipeserve_stage_model_info',
+  'pipeserve_stage_load_seconds',
   'pipeserve_process_resident_memory_bytes',
   'pipeserve_nodejs_eventloop_lag_seconds',
   'pipeserve_nodejs_heap_size_used_bytes',
