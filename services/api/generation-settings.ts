@@ -11,7 +11,8 @@ export const MAX_TOP_LOGPROBS = 5;
  * defaults apply (each sits in a one-field oneof, which keeps presence on the wire).
  */
 export interface GenerationSettings {
-  readonly maxNewTokens: number;
+  /** Absent: the coordinator's default, lowered to what the model's context leaves after the prompt. */
+  readonly maxNewTokens?: number;
   /** 0 = greedy. */
   readonly temperature?: number;
   readonly topK?: number;

@@ -1,5 +1,4 @@
 import type { Limits } from '../../shared/config';
-import { DEFAULT_GENERATION_CONFIG } from '../../shared/generation-config';
 import type { GenerationSettings } from './generation-settings';
 import { parseInput } from './parse-input';
 import { processSchemas, type ProcessBody } from './schemas/process-schemas';
@@ -30,7 +29,7 @@ function schemasFor(limits: Pick<Limits, 'maxNewTokens'>): ReturnType<typeof pro
  * `maxNewTokens` is the configured ceiling (`limits.max_new_tokens`).
  */
 export function parseProcessRequest(body: unknown, limits: Pick<Limits, 'maxNewTokens'>): ProcessRequest {
-  return toProcessRequest(parseInput(schemasFor(limits).ProcessRequest, body), limits);
+  return toProcessRequest(parseInput(schemasFor(limits).ProcessRequest, body));
 }
 
 /**
@@ -48,16 +47,17 @@ export function parseProcessQuery(query: Readonly<Record<string, unknown>>, limi
     else if (numeric.has(key) && typeof value === 'string' && NUMBER_TEXT.test(value)) body[key] = Number(value);
     else body[key] = value;
   }
-  return toProcessRequest({ metadata: undefined, ...parseInput(schema, body) }, limits);
+  return toProcessRequest({ metadata: undefined, ...parseInput(schema, body) });
 }
 
 const NUMBER_TEXT = /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/;
 
-function toProcessRequest(body: ProcessBody, limits: Pick<Limits, 'maxNewTokens'>): ProcessRequest {
+function toProcessRequest(body: ProcessBody): ProcessRequest {
   return {
     text: body.text,
     metadata: body.metadata ?? {},
-    maxNewTokens: body.max_new_tokens ?? Math.min(DEFAULT_GENERATION_CONFIG.maxNewTokens, limits.maxNewTokens),
+    // Left out, it stays out: the coordinator's default then fits the prompt into the model's context.
+    maxNewTokens: body.max_new_tokens,
     temperature: body.temperature ?? 0,
     topK: body.top_k,
     topP: body.top_p,

@@ -99,7 +99,7 @@ function startSession(deps: CoordinatorServiceDeps, request: GenerateRequest__Ou
   const requestId = (isValidRequestId(request.request_id) ? request.request_id : requestIdOf(metadata)) || randomUUID();
   let parsed: SequenceRequest;
   try {
-    const sampling = parseParameters(request.parameters, deps.limits);
+    const sampling = fitDefaultLength(parseParameters(request.parameters, deps.limits), request, deps.model.shape);
     checkPrompt(request.prompt_token_ids, sampling, deps.model.shape, deps.limits);
     parsed = {
       requestId,
@@ -180,6 +180,17 @@ export function parseParameters(parameters: GenerationParameters__Output | null,
     topLogprobs: p.top_logprobs,
     ignoreEos: p.ignore_eos,
   };
+}
+
+/**
+ * A caller that left max_new_tokens out asked for the default, not for that many tokens: it is
+ * lowered to what the model's context leaves after the prompt (a prompt with no room at all is
+ * still refused by checkPrompt). An explicit max_new_tokens is kept, and refused if it does not fit.
+ */
+export function fitDefaultLength(sampling: SamplingSettings, request: GenerateRequest__Output, shape: ModelShape): SamplingSettings {
+  if (request.parameters?.max_new_tokens != null) return sampling;
+  const room = shape.contextLength - request.prompt_token_ids.length;
+  return room >= 1 && room < sampling.maxNewTokens ? { ...sampling, maxNewTokens: room } : sampling;
 }
 
 function checkPrompt(promptIds: readonly number[], sampling: SamplingSettings, shape: ModelShape, limits: Limits): void {

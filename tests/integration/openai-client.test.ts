@@ -151,6 +151,15 @@ describe('the openai client against a running system', () => {
     expect(deltas[deltas.length - 1].finish_reason).toBe('length');
   });
 
+  test("a chat without max_tokens whose prompt leaves fewer than the default 32 tokens of the context generates what is left", async () => {
+    // About 230 of the tiny model's 256 positions (ignore_eos, vLLM's extension, keeps it going to the end).
+    const messages = [{ role: 'user' as const, content: 'lorem ipsum dolor sit amet '.repeat(22) }];
+    const chat = await client.chat.completions.create({ model: MODEL, messages, temperature: 0, ignore_eos: true } as OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming);
+    expect(chat.usage?.prompt_tokens).toBeGreaterThan(256 - 32);
+    expect((chat.usage?.prompt_tokens ?? 0) + (chat.usage?.completion_tokens ?? 0)).toBe(256);
+    expect(chat.choices[0].finish_reason).toBe('length');
+  });
+
   test('bad input is a 400 naming the field, a wrong key a 401, both in the shapes the client parses', async () => {
     const bad = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 0 }).catch((error: unknown) => error);
     expect(bad).toBeInstanceOf(OpenAI.BadRequestError);

@@ -195,6 +195,20 @@ describe('bad input', () => {
     expect(JSON.stringify(response.body)).toMatch(message);
   });
 
+  it('a long prompt without max_new_tokens generates what the context leaves, not the default 32; with it, is refused', async () => {
+    // About 230 tokens of the tiny model's 256: fewer than the default 32 new tokens fit.
+    const text = 'lorem ipsum dolor sit amet '.repeat(23);
+    const response = await postJson(`${system.apiUrl}/api/model/process`, { text, ignore_eos: true });
+    expect(response.status).toBe(200);
+    const body = response.body as { tokens: { prompt: number; generated: number }; finish_reason: string };
+    expect(body.tokens.prompt).toBeGreaterThan(256 - 32);
+    expect(body.tokens.prompt + body.tokens.generated).toBe(256);
+    expect(body.finish_reason).toBe('length');
+    const explicit = await postJson(`${system.apiUrl}/api/model/process`, { text, max_new_tokens: 32 });
+    expect(explicit.status).toBe(400);
+    expect(JSON.stringify(explicit.body)).toMatch(/max_new_tokens: must be at most \d+ for this \d+-token prompt/);
+  });
+
   it('invalid JSON gets 400', async () => {
     const response = await postJson(`${system.apiUrl}/api/model/process`, '{"text": "unterminated');
     expect(response.status).toBe(400);

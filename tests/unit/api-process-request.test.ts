@@ -27,11 +27,11 @@ describe('parseProcessRequest', () => {
     expect(() => parseProcessRequest({ text: 'a', max_new_tokens: 9 }, { maxNewTokens: 8 })).toThrow('max_new_tokens: must be an integer between 1 and 8');
   });
 
-  test('fills the documented defaults and leaves unset sampling fields absent', () => {
+  test('fills the documented defaults and leaves unset sampling fields absent (max_new_tokens too: the coordinator fits its default to the context)', () => {
     expect(parseProcessRequest({ text: 'hi' }, LIMITS)).toEqual({
       text: 'hi',
       metadata: {},
-      maxNewTokens: 32,
+      maxNewTokens: undefined,
       temperature: 0,
       topK: undefined,
       topP: undefined,
@@ -44,8 +44,8 @@ describe('parseProcessRequest', () => {
     });
   });
 
-  test('the default max_new_tokens never exceeds a smaller configured limit', () => {
-    expect(parseProcessRequest({ text: 'hi' }, { maxNewTokens: 4 }).maxNewTokens).toBe(4);
+  test('a left-out max_new_tokens stays out whatever the limit: the coordinator lowers its default to the limit and the context (coordinator-parameters.test.ts)', () => {
+    expect(parseProcessRequest({ text: 'hi' }, { maxNewTokens: 4 }).maxNewTokens).toBeUndefined();
   });
 
   test('keeps every valid field, including the extremes of each range', () => {

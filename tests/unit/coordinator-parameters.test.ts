@@ -1,8 +1,25 @@
 import { status } from '@grpc/grpc-js';
-import { parseParameters } from '../../services/coordinator/coordinator-service';
+import { fitDefaultLength, parseParameters } from '../../services/coordinator/coordinator-service';
 import { DEFAULT_LIMITS } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
 import { DEFAULT_GENERATION_CONFIG } from '../../shared/generation-config';
+
+describe('fitDefaultLength', () => {
+  const shape = { contextLength: 100 } as Parameters<typeof fitDefaultLength>[2];
+  const request = (promptLength: number, maxNewTokens?: number) =>
+    ({ prompt_token_ids: new Array(promptLength).fill(1), parameters: { stop: [], top_logprobs: 0, ignore_eos: false, ...(maxNewTokens === undefined ? {} : { max_new_tokens: maxNewTokens }) } }) as unknown as Parameters<typeof fitDefaultLength>[1];
+  const sampling = (parameters: { max_new_tokens?: number }) => parseParameters({ stop: [], top_logprobs: 0, ignore_eos: false, ...parameters }, DEFAULT_LIMITS);
+
+  it('a left-out max_new_tokens is lowered to what the context leaves after the prompt', () => {
+    expect(fitDefaultLength(sampling({}), request(90), shape).maxNewTokens).toBe(10);
+    expect(fitDefaultLength(sampling({}), request(10), shape).maxNewTokens).toBe(DEFAULT_GENERATION_CONFIG.maxNewTokens);
+  });
+
+  it('an explicit max_new_tokens is kept (checkPrompt refuses it when it does not fit), and so is a prompt with no room', () => {
+    expect(fitDefaultLength(sampling({ max_new_tokens: 30 }), request(90, 30), shape).maxNewTokens).toBe(30);
+    expect(fitDefaultLength(sampling({}), request(100), shape).maxNewTokens).toBe(DEFAULT_GENERATION_CONFIG.maxNewTokens);
+  });
+});
 
 describe('parseParameters', () => {
   it('an omitted max_new_tokens takes the default when the limit is above it', () => {

@@ -1,5 +1,4 @@
 import type { RequestHandler } from 'express';
-import { DEFAULT_GENERATION_CONFIG } from '../../../shared/generation-config';
 import { parseInput } from '../parse-input';
 import { OPENAI_DEFAULT_TEMPERATURE, type ChatCompletionBody, type ChatCompletionChunkBody, type ChatCompletionRequestBody, type OpenAiSchemas } from '../schemas/openai-schemas';
 import { choiceSpecs } from './choice-specs';
@@ -22,7 +21,8 @@ export function chatCompletionsRoute(deps: OpenAiRouteDeps, schemas: OpenAiSchem
       [prompt.tokenIds],
       body.n ?? 1,
       {
-        maxNewTokens: body.max_completion_tokens ?? body.max_tokens ?? Math.min(DEFAULT_GENERATION_CONFIG.maxNewTokens, deps.limits.maxNewTokens),
+        // Neither given: the coordinator's default, lowered to what the context leaves (OpenAI's chat has no fixed default).
+        maxNewTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
         temperature: body.temperature ?? OPENAI_DEFAULT_TEMPERATURE,
         topK: body.top_k ?? undefined,
         topP: body.top_p ?? undefined,

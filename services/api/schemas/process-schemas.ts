@@ -31,7 +31,7 @@ export function processSchemas(limits: Pick<Limits, 'maxNewTokens'>) {
     max_new_tokens: fields
       .integer(1, limits.maxNewTokens, `must be an integer between 1 and ${limits.maxNewTokens}`)
       .optional()
-      .openapi({ default: defaultMaxNewTokens }),
+      .openapi({ default: defaultMaxNewTokens, description: `Tokens to generate; left out, ${defaultMaxNewTokens} or what the model's context leaves after the prompt if that is fewer` }),
     temperature: fields.temperature(Number.POSITIVE_INFINITY).optional().openapi({ default: 0 }),
     top_k: fields.topK().optional(),
     top_p: fields.topP().optional(),
