@@ -13,7 +13,7 @@ const USAGE = 'usage: healthcheck <http://host:port/path | grpc://host:port>';
 const DESCRIPTION = [
   'Exits 0 when the target is healthy: an http(s) URL answers a GET with 2xx, a grpc:// address',
   'answers grpc.health.v1 Check with SERVING; exits 1 (one line on stderr saying why) when it is',
-  `not or does not answer within ${HEALTHCHECK_TIMEOUT_MS} ms, 2 for a bad argument. The images' HEALTHCHECK runs it.`,
+  `not or does not answer within ${HEALTHCHECK_TIMEOUT_MS} ms, and 1 too for a bad argument (Docker reserves 2). The images' HEALTHCHECK runs it.`,
 ].join('\n');
 
 /**
@@ -69,8 +69,8 @@ async function checkGrpc(hostPort: string, timeoutMs: number): Promise<void> {
 }
 
 /**
- * The command: `healthcheck <target>` exits 0 when the target is healthy, 1 when it is not, 2
- * for a bad argument; `--help` prints the usage and exits 0.
+ * The command: `healthcheck <target>` exits 0 when the target is healthy, 1 when it is not or
+ * the argument is bad (Docker's HEALTHCHECK reserves 2); `--help` prints the usage and exits 0.
  */
 export async function runHealthcheckCli(argv: readonly string[], output: CliOutput, timeoutMs = HEALTHCHECK_TIMEOUT_MS): Promise<number> {
   if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h')) {
@@ -83,7 +83,8 @@ export async function runHealthcheckCli(argv: readonly string[], output: CliOutp
     return 0;
   } catch (error) {
     output.stderr(`healthcheck: ${error instanceof Error ? error.message : String(error)}\n`);
-    return error instanceof UsageError ? 2 : 1;
+    // Docker's HEALTHCHECK reserves exit code 2: a bad argument is unhealthy too (1), its message says why.
+    return 1;
   }
 }
 
