@@ -27,7 +27,10 @@ export const GENERATE_COMMAND = new CliCommand({
   options: {
     model: { value: 'dir', required: true, description: 'a compiled model folder (manifest.json and stage files), e.g. models/default' },
     prompt: { value: 'text', required: true, description: 'the text to continue' },
-    'max-new-tokens': { value: 'n', default: String(DEFAULTS.maxNewTokens), description: 'tokens to generate at most (fewer when the end-of-text token comes first)' },
+    'max-new-tokens': {
+      value: 'n',
+      description: `tokens to generate at most, fewer when the end-of-text token comes first (default ${DEFAULTS.maxNewTokens}, or what the model's context leaves after the prompt; a larger value than that is refused)`,
+    },
     temperature: { value: 't', default: String(DEFAULTS.temperature), description: 'divides the logits; 0 is greedy and ignores --top-k and --top-p' },
     'top-k': { value: 'k', default: String(DEFAULTS.topK), description: 'samples among the K most likely tokens; 0 = off' },
     'top-p': { value: 'p', default: String(DEFAULTS.topP), description: 'samples among the most likely tokens whose probability adds up to P, in (0, 1]; 1 = off' },
@@ -48,6 +51,8 @@ interface GenerateArgs {
   readonly modelDir: string;
   readonly prompt: string;
   readonly generation: GenerationConfig;
+  /** Whether --max-new-tokens was given (else the default, which fits itself to the context). */
+  readonly maxNewTokensGiven: boolean;
   readonly json: boolean;
 }
 
@@ -63,7 +68,14 @@ export function runGenerateCli(argv: readonly string[], output: CliOutput): Prom
     const promptIds = tokenizer.encode(args.prompt);
     if (promptIds.length === 0) throw new UsageError('--prompt: encodes to no tokens; give some text');
     const pipeline = await InProcessPipeline.load(args.modelDir);
-    const result = await pipeline.generate(promptIds, args.generation).finally(() => pipeline.close());
+    let generation: GenerationConfig;
+    try {
+      generation = fitToContext(args, promptIds.length, pipeline.shape.contextLength);
+    } catch (error) {
+      await pipeline.close();
+      throw error;
+    }
+    const result = await pipeline.generate(promptIds, generation).finally(() => pipeline.close());
     const text = tokenizer.decode(result.tokenIds);
     if (args.json) {
       output.stdout(
@@ -75,6 +87,22 @@ export function runGenerateCli(argv: readonly string[], output: CliOutput): Prom
   });
 }
 
+/**
+ * As the coordinator does: the default number of new tokens is lowered to what the context leaves
+ * after the prompt; an explicit --max-new-tokens that does not fit, or a prompt that leaves no
+ * room at all, is refused (exit 2) rather than silently cut short.
+ */
+function fitToContext(args: GenerateArgs, promptTokens: number, contextLength: number): GenerationConfig {
+  const room = contextLength - promptTokens;
+  if (room < 1) throw new UsageError(`--prompt: is ${promptTokens} tokens: no room for a new token in the model's context of ${contextLength} tokens`);
+  const asked = args.generation.maxNewTokens;
+  if (asked <= room) return args.generation;
+  if (args.maxNewTokensGiven) {
+    throw new UsageError(`--max-new-tokens: must be at most ${room} for this ${promptTokens}-token prompt (together more than the model's context of ${contextLength} tokens), got ${asked}`);
+  }
+  return { ...args.generation, maxNewTokens: room };
+}
+
 function parseGenerateArgs(values: CliValues<typeof GENERATE_COMMAND.spec.options>): GenerateArgs {
   const { model: modelDir, prompt } = values;
   if (!existsSync(path.join(modelDir, 'manifest.json'))) {
@@ -83,7 +111,7 @@ function parseGenerateArgs(values: CliValues<typeof GENERATE_COMMAND.spec.option
 
   const fields: Partial<Record<keyof GenerationConfig, number>> = {};
   for (const [flag, field] of Object.entries(NUMERIC_FLAGS)) {
-    const text = values[flag as keyof typeof NUMERIC_FLAGS];
+    const text = values[flag as keyof typeof NUMERIC_FLAGS] ?? String(DEFAULTS[field]);
     const value = Number(text);
     if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`--${flag}: expected a number, got '${text}'`);
     fields[field] = value;
@@ -94,7 +122,7 @@ function parseGenerateArgs(values: CliValues<typeof GENERATE_COMMAND.spec.option
   } catch (error) {
     throw new UsageError(renameField(ServiceError.from(error).message));
   }
-  return { modelDir, prompt, generation, json: values.json };
+  return { modelDir, prompt, generation, maxNewTokensGiven: values['max-new-tokens'] !== undefined, json: values.json };
 }
 
 /** Config errors name the config field ("topK: …"); a CLI user typed the flag ("--top-k: …"). */

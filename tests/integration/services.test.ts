@@ -207,6 +207,17 @@ describe('bad input', () => {
     const explicit = await postJson(`${system.apiUrl}/api/model/process`, { text, max_new_tokens: 32 });
     expect(explicit.status).toBe(400);
     expect(JSON.stringify(explicit.body)).toMatch(/max_new_tokens: must be at most \d+ for this \d+-token prompt/);
+
+    // npm run generate does the same: the default fits itself (the same tokens as REST), an explicit value that does not fit exits 2.
+    const cli = await generateCli(['--prompt', text, '--temperature', '0']);
+    const rest = await processText({ text, temperature: 0 });
+    expect(cli.token_ids).toEqual(rest.token_ids);
+    const refused = await run(process.execPath, [path.join(PROJECT_DIR, 'dist/tools/generate.js'), '--model', modelDir, '--prompt', text, '--max-new-tokens', '32'], { cwd: PROJECT_DIR }).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => ({ code: error.code, stderr: error.stderr }),
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^generate: --max-new-tokens: must be at most \d+ for this \d+-token prompt/);
   });
 
   it('invalid JSON gets 400', async () => {

@@ -54,8 +54,8 @@ const TOOLS: Record<string, Tool> = {
     run: runGenerateCli,
     launchers: ['npm run generate --'],
     options: ['--model <dir>', '--prompt <text>', '--max-new-tokens <n>', '--temperature <t>', '--top-k <k>', '--top-p <p>', '--repetition-penalty <r>', '--seed <s>', '--json'],
-    // The generation defaults every entry point shares: 32 tokens, greedy, no filters.
-    defaults: ['(default: 32)', 'greedy', '(default: 0)', '(default: 1)', '(required)'],
+    // The generation defaults every entry point shares: 32 tokens (or what the context leaves), greedy, no filters.
+    defaults: ['(default 32, or', 'greedy', '(default: 0)', '(default: 1)', '(required)'],
   },
   'bench-transformers-js': {
     command: BENCH_TRANSFORMERS_JS_COMMAND,
