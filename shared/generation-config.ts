@@ -33,6 +33,29 @@ export const DEFAULT_GENERATION_CONFIG: GenerationConfig = {
 /** Stop strings one request may give: each generated piece is searched for every one of them. */
 export const MAX_STOP_STRINGS = 4;
 
+/** Why a request's new tokens do not fit the model's context, and which of its fields is at fault. */
+export interface ContextRefusal {
+  readonly field: 'prompt' | 'max_new_tokens';
+  readonly problem: string;
+}
+
+/**
+ * How many new tokens a request gets in the model's context after its prompt: a default
+ * (`explicit` false) is lowered to the room the prompt leaves; an explicit number that does not
+ * fit, or a prompt that leaves no room at all, is refused, naming which. The coordinator and
+ * `npm run generate` both ask this.
+ */
+export function fitNewTokens(promptTokens: number, maxNewTokens: number, explicit: boolean, contextLength: number): number | ContextRefusal {
+  const room = contextLength - promptTokens;
+  if (room < 1) return { field: 'prompt', problem: `the prompt is ${promptTokens} tokens: no room for a new token in the model's context of ${contextLength} tokens` };
+  if (maxNewTokens <= room) return maxNewTokens;
+  if (!explicit) return room;
+  return {
+    field: 'max_new_tokens',
+    problem: `must be at most ${room} for this ${promptTokens}-token prompt (together more than the model's context of ${contextLength} tokens), got ${maxNewTokens}`,
+  };
+}
+
 const FIELDS = Object.keys(DEFAULT_GENERATION_CONFIG) as (keyof GenerationConfig)[];
 
 /**

@@ -184,14 +184,15 @@ export function runBenchCli(argv: readonly string[], output: CliOutput): Promise
           if (system === 'pipeline') {
             for (const delay of args.linkDelayMs > 0 ? [0, args.linkDelayMs] : [0]) {
               const pipeline = await PipelineWorkload.start(model.dir, delay, args.pipelineSettings);
-              const load = { load_ms: round(Math.max(...pipeline.stageLoadMs)), stage_load_ms: pipeline.stageLoadMs.map(round), ready_ms: round(pipeline.readyMs) };
+              const stageLoadMs = pipeline.stageLoadMs.map(Math.round);
+              const load = { load_ms: Math.max(...stageLoadMs), stage_load_ms: stageLoadMs, ready_ms: Math.round(pipeline.readyMs) };
               contenders.push({ system, model: model.name, linkDelayMs: delay, load, run: (p, n, measure) => pipeline.run(p, n, measure), close: () => pipeline.stop() });
-              say(`  ${label}${delay > 0 ? ` (+${delay} ms links)` : ''}: stages loaded in ${load.stage_load_ms.join(' / ')} ms, ready after ${load.ready_ms} ms`);
+              say(`  ${systemLabel({ system, link_delay_ms: delay, model: model.name }, models.length > 1)}: stages loaded in ${stageLoadMs.join(' / ')} ms, ready after ${load.ready_ms} ms`);
             }
           } else {
             const dir = await systemModelDir(system, model, checkpointDir, say);
             const worker = await BenchWorker.start({ system, modelDir: dir });
-            const load = { load_ms: round(worker.loadMs), stage_load_ms: null, ready_ms: null };
+            const load = { load_ms: Math.round(worker.loadMs), stage_load_ms: null, ready_ms: null };
             contenders.push({ system, model: model.name, linkDelayMs: 0, load, run: (p, n, measure) => worker.run(p.map((x) => x.ids), n, measure), close: () => worker.close() });
             say(`  ${label}: loaded in ${load.load_ms} ms`);
           }
@@ -306,11 +307,6 @@ async function updateReadme(markdown: string): Promise<void> {
   // The table and its notes, without the file's own title.
   const body = markdown.replace(/^# .*\n\n/, '');
   await writeFile(README, `${readme.slice(0, start + README_START.length)}\n${body}${readme.slice(end)}`);
-}
-
-/** Whole milliseconds. */
-function round(ms: number): number {
-  return Math.round(ms);
 }
 
 function parseInteger(flag: string, text: string, min: number, max: number): number {

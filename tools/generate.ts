@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { ServiceError, UsageError } from '../shared/errors';
 import { InProcessPipeline } from '../services/node/in-process-pipeline';
-import { DEFAULT_GENERATION_CONFIG, parseGenerationConfig, type GenerationConfig } from '../shared/generation-config';
+import { DEFAULT_GENERATION_CONFIG, fitNewTokens, parseGenerationConfig, type GenerationConfig } from '../shared/generation-config';
+import { readManifest } from '../shared/model/manifest';
 import { TextTokenizer } from '../services/tokenizer/text-tokenizer';
 import { CliCommand, exitWhenDone, type CliValues } from './cli/cli-command';
 import { PROCESS_OUTPUT, type CliOutput } from './cli/cli-output';
@@ -67,14 +68,9 @@ export function runGenerateCli(argv: readonly string[], output: CliOutput): Prom
     const tokenizer = await TextTokenizer.load(args.modelDir);
     const promptIds = tokenizer.encode(args.prompt);
     if (promptIds.length === 0) throw new UsageError('--prompt: encodes to no tokens; give some text');
+    // Checked against the manifest before any session loads.
+    const generation = fitToContext(args, promptIds.length, (await readManifest(args.modelDir)).shape.contextLength);
     const pipeline = await InProcessPipeline.load(args.modelDir);
-    let generation: GenerationConfig;
-    try {
-      generation = fitToContext(args, promptIds.length, pipeline.shape.contextLength);
-    } catch (error) {
-      await pipeline.close();
-      throw error;
-    }
     const result = await pipeline.generate(promptIds, generation).finally(() => pipeline.close());
     const text = tokenizer.decode(result.tokenIds);
     if (args.json) {
@@ -93,14 +89,9 @@ export function runGenerateCli(argv: readonly string[], output: CliOutput): Prom
  * room at all, is refused (exit 2) rather than silently cut short.
  */
 function fitToContext(args: GenerateArgs, promptTokens: number, contextLength: number): GenerationConfig {
-  const room = contextLength - promptTokens;
-  if (room < 1) throw new UsageError(`--prompt: is ${promptTokens} tokens: no room for a new token in the model's context of ${contextLength} tokens`);
-  const asked = args.generation.maxNewTokens;
-  if (asked <= room) return args.generation;
-  if (args.maxNewTokensGiven) {
-    throw new UsageError(`--max-new-tokens: must be at most ${room} for this ${promptTokens}-token prompt (together more than the model's context of ${contextLength} tokens), got ${asked}`);
-  }
-  return { ...args.generation, maxNewTokens: room };
+  const fit = fitNewTokens(promptTokens, args.generation.maxNewTokens, args.maxNewTokensGiven, contextLength);
+  if (typeof fit !== 'number') throw new UsageError(`--${fit.field === 'prompt' ? 'prompt' : 'max-new-tokens'}: ${fit.problem}`);
+  return { ...args.generation, maxNewTokens: fit };
 }
 
 function parseGenerateArgs(values: CliValues<typeof GENERATE_COMMAND.spec.options>): GenerateArgs {

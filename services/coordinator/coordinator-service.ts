@@ -9,7 +9,7 @@ import type { TopologyRequest__Output } from '../../protos/generated/pipeserve/v
 import type { TopologyResponse } from '../../protos/generated/pipeserve/v1/TopologyResponse';
 import type { Limits } from '../../shared/config';
 import { ServiceError } from '../../shared/errors';
-import { DEFAULT_GENERATION_CONFIG as DEFAULTS, MAX_STOP_STRINGS } from '../../shared/generation-config';
+import { DEFAULT_GENERATION_CONFIG as DEFAULTS, fitNewTokens, MAX_STOP_STRINGS } from '../../shared/generation-config';
 import { isValidRequestId, requestIdOf } from '../../shared/grpc/channel';
 import type { Logger } from '../../shared/logger';
 import type { ModelShape } from '../../shared/model/model-shape';
@@ -188,9 +188,8 @@ export function parseParameters(parameters: GenerationParameters__Output | null,
  * still refused by checkPrompt). An explicit max_new_tokens is kept, and refused if it does not fit.
  */
 export function fitDefaultLength(sampling: SamplingSettings, request: GenerateRequest__Output, shape: ModelShape): SamplingSettings {
-  if (request.parameters?.max_new_tokens != null) return sampling;
-  const room = shape.contextLength - request.prompt_token_ids.length;
-  return room >= 1 && room < sampling.maxNewTokens ? { ...sampling, maxNewTokens: room } : sampling;
+  const fit = fitNewTokens(request.prompt_token_ids.length, sampling.maxNewTokens, request.parameters?.max_new_tokens != null, shape.contextLength);
+  return typeof fit === 'number' ? { ...sampling, maxNewTokens: fit } : sampling;
 }
 
 function checkPrompt(promptIds: readonly number[], sampling: SamplingSettings, shape: ModelShape, limits: Limits): void {
@@ -200,18 +199,6 @@ function checkPrompt(promptIds: readonly number[], sampling: SamplingSettings, s
   }
   const bad = promptIds.findIndex((id) => id >= shape.vocabSize);
   if (bad >= 0) throw ServiceError.invalidArgument(`prompt_token_ids[${bad}]`, `${promptIds[bad]} is outside the vocabulary (size ${shape.vocabSize})`);
-  if (promptIds.length >= shape.contextLength) {
-    throw ServiceError.invalidArgument(
-      'prompt_token_ids',
-      `the prompt is ${promptIds.length} tokens: no room for a new token in the model's context of ${shape.contextLength} tokens`,
-    );
-  }
-  // The prompt fits: it is the number of new tokens asked for that does not.
-  if (promptIds.length + sampling.maxNewTokens > shape.contextLength) {
-    const room = shape.contextLength - promptIds.length;
-    throw ServiceError.invalidArgument(
-      'parameters.max_new_tokens',
-      `must be at most ${room} for this ${promptIds.length}-token prompt (together more than the model's context of ${shape.contextLength} tokens), got ${sampling.maxNewTokens}`,
-    );
-  }
+  const fit = fitNewTokens(promptIds.length, sampling.maxNewTokens, true, shape.contextLength);
+  if (typeof fit !== 'number') throw ServiceError.invalidArgument(fit.field === 'prompt' ? 'prompt_token_ids' : 'parameters.max_new_tokens', fit.problem);
 }

@@ -56,9 +56,14 @@ export class SystemRunner {
     private readonly proxies: readonly DelayProxy[],
     private readonly output: string[],
     private readonly apiKey: string | undefined,
-    /** From spawning the launcher to the API's /ready answering 200, in ms. */
-    readonly readyMs: number,
   ) {}
+
+  /** From spawning the launcher to the API's /ready answering 200, in ms; set once it does. */
+  private readyAfterMs = 0;
+
+  get readyMs(): number {
+    return this.readyAfterMs;
+  }
 
   /**
    * Starts the system; if one of its ports was taken meanwhile (they are chosen free, then
@@ -104,19 +109,22 @@ export class SystemRunner {
     };
     launcher.stdout?.on('data', keep);
     launcher.stderr?.on('data', keep);
+    const runner = new SystemRunner(launcher, dir, configPath, system, proxies, output, options.apiKey);
     const spawned = performance.now();
-    const starting = (readyMs: number): SystemRunner => new SystemRunner(launcher, dir, configPath, system, proxies, output, options.apiKey, readyMs);
     const until = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < until) {
       if (launcher.exitCode !== null) {
-        await starting(0).stop();
+        await runner.stop();
         throw new Error(`the system exited with ${launcher.exitCode}:\n${output.join('')}`);
       }
       const ready = await fetch(`${system.apiUrl}/ready`).then((r) => r.status === 200, () => false);
-      if (ready) return starting(performance.now() - spawned);
+      if (ready) {
+        runner.readyAfterMs = performance.now() - spawned;
+        return runner;
+      }
       await new Promise((r) => setTimeout(r, READY_POLL_MS));
     }
-    await starting(0).stop();
+    await runner.stop();
     throw new Error(`the system was not ready after ${READY_TIMEOUT_MS} ms:\n${output.join('')}`);
   }
 

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import {
@@ -72,7 +71,8 @@ const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/;
 export async function defaultModelName(from: string): Promise<string> {
   const folder = path.resolve(from);
   const parent = path.dirname(folder);
-  if (path.basename(folder) === CHECKPOINT_FOLDER && existsSync(path.join(parent, MANIFEST_FILE_NAME))) {
+  if (path.basename(folder) === CHECKPOINT_FOLDER) {
+    // No readable manifest beside it: an ordinary folder that happens to be called checkpoint.
     const parentName = await readManifest(parent).then(
       (manifest) => manifest.modelName,
       () => undefined,
