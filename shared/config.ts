@@ -50,6 +50,13 @@ export interface Limits {
   readonly httpRequestTimeoutMs: number;
   /** Largest gRPC message any service sends or accepts. */
   readonly maxMessageBytes: number;
+  /**
+   * HTTP/2 receive window of every gRPC client and server, per stream and per connection: how
+   * much a sender may have in flight before it waits for a WINDOW_UPDATE. HTTP/2's default of
+   * 64 KiB lets a link carry 64 KiB per round trip, which on a network with latency holds a step
+   * of many rows back for several round trips per hop.
+   */
+  readonly flowControlWindowBytes: number;
   /** A step that has not come back after this long marks its route suspect (hung replica); the measured step time sets it lower. */
   readonly stepTimeoutMaxMs: number;
   /** Micro-batches in flight per route; 0 = one per stage. */
@@ -128,6 +135,11 @@ export const ENV_OVERRIDES = {
   LOG_LEVEL: 'log_level',
 } as const;
 
+/** HTTP/2's initial window (RFC 9113 §6.9.2), which a receive window may not be set below here. */
+export const HTTP2_DEFAULT_WINDOW_BYTES = 65_535;
+/** The largest window HTTP/2 allows (2^31 - 1). */
+export const HTTP2_MAX_WINDOW_BYTES = 2 ** 31 - 1;
+
 export const DEFAULT_LIMITS: Limits = {
   maxNewTokens: 512,
   maxPromptTokens: 1024,
@@ -141,6 +153,7 @@ export const DEFAULT_LIMITS: Limits = {
   httpHeadersTimeoutMs: 10_000,
   httpRequestTimeoutMs: 30_000,
   maxMessageBytes: 16 * 1024 * 1024,
+  flowControlWindowBytes: 16 * 1024 * 1024,
   stepTimeoutMaxMs: 2_000,
   microBatches: 0,
 };
@@ -261,6 +274,9 @@ const CONFIG_SCHEMA = section({
     http_headers_timeout_ms: int(1).default(DEFAULT_LIMITS.httpHeadersTimeoutMs),
     http_request_timeout_ms: int(1).default(DEFAULT_LIMITS.httpRequestTimeoutMs),
     max_message_bytes: int(64 * 1024).default(DEFAULT_LIMITS.maxMessageBytes),
+    flow_control_window_bytes: int(HTTP2_DEFAULT_WINDOW_BYTES, HTTP2_MAX_WINDOW_BYTES, `must be an integer from ${HTTP2_DEFAULT_WINDOW_BYTES} to ${HTTP2_MAX_WINDOW_BYTES} (HTTP/2's window limits)`).default(
+      DEFAULT_LIMITS.flowControlWindowBytes,
+    ),
     step_timeout_max_ms: int(100).default(DEFAULT_LIMITS.stepTimeoutMaxMs),
     micro_batches: int(0).default(DEFAULT_LIMITS.microBatches),
   }).prefault({}),
@@ -435,6 +451,7 @@ function toAppConfig(raw: RawConfig, baseDir: string): AppConfig {
       httpHeadersTimeoutMs: l.http_headers_timeout_ms,
       httpRequestTimeoutMs: l.http_request_timeout_ms,
       maxMessageBytes: l.max_message_bytes,
+      flowControlWindowBytes: l.flow_control_window_bytes,
       stepTimeoutMaxMs: l.step_timeout_max_ms,
       microBatches: l.micro_batches,
     },

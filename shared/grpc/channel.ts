@@ -4,9 +4,10 @@ import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import { ConfigError, type AppConfig, type SecurityConfig } from '../config';
+import { ConfigError, DEFAULT_LIMITS, type AppConfig, type SecurityConfig } from '../config';
 import { ServiceError } from '../errors';
 import { callGuard, guardedRegistry } from './call-guard';
+import { raiseServerWindows } from './flow-control';
 import { packageDefinition } from './proto-loader';
 
 export const MAX_RECONNECT_BACKOFF_MS = 1_000;
@@ -24,11 +25,13 @@ const AUTHORIZATION_KEY = 'authorization';
  */
 interface Transport {
   readonly maxMessageBytes: number;
+  /** HTTP/2 receive window of clients and servers (`limits.flow_control_window_bytes`). */
+  readonly flowControlWindowBytes: number;
   readonly clusterSecret: string | undefined;
   readonly tls: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer } | undefined;
 }
 
-let transport: Transport = { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, clusterSecret: undefined, tls: undefined };
+let transport: Transport = { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, flowControlWindowBytes: DEFAULT_LIMITS.flowControlWindowBytes, clusterSecret: undefined, tls: undefined };
 
 /**
  * Sets the transport of every client and server this process creates from now on. TLS files
@@ -39,6 +42,7 @@ export function useTransport(config: Pick<AppConfig, 'limits' | 'security'>): vo
   const { tls } = config.security;
   transport = {
     maxMessageBytes: config.limits.maxMessageBytes,
+    flowControlWindowBytes: config.limits.flowControlWindowBytes,
     clusterSecret: config.security.clusterSecret,
     tls: tls === undefined ? undefined : readTlsFiles(tls),
   };
@@ -86,6 +90,8 @@ function channelOptions(): grpc.ChannelOptions {
     'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
     // Node-to-node streams of one stage pair should not share a connection with unrelated calls.
     'grpc.use_local_subchannel_pool': 1,
+    // The receive window this client grants its servers, per stream and per connection (raiseServerWindows for servers).
+    'grpc-node.flow_control_window': transport.flowControlWindowBytes,
   };
 }
 
@@ -224,6 +230,7 @@ export async function startServer(
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(bindAddress, credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
+  raiseServerWindows(server, transport.flowControlWindowBytes);
   const setAll = (status: ServingStatus): void => {
     health.setStatus('', status);
     for (const service of services) health.setStatus(service.name, status);

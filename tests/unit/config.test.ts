@@ -39,6 +39,8 @@ describe('config.json', () => {
     [(c: Record<string, unknown>) => ((c.api as Record<string, unknown>).cors_origins = ['https://a.example/path']), /config api\.cors_origins\[0\]: must be "\*" or a list of origins/],
     [(c: Record<string, unknown>) => ((c.api as Record<string, unknown>).api_key = 5), /config api\.api_key: must be a non-empty string/],
     [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).http_headers_timeout_ms = 0), /config limits\.http_headers_timeout_ms: must be an integer >= 1/],
+    [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).flow_control_window_bytes = 1024), /config limits\.flow_control_window_bytes: must be an integer from 65535 to 2147483647/],
+    [(c: Record<string, unknown>) => ((c.limits as Record<string, unknown>).flow_control_window_bytes = 2 ** 31), /config limits\.flow_control_window_bytes: must be an integer from 65535 to 2147483647/],
   ])('an invalid config is rejected with a message naming the key (%#)', (mutate, message) => {
     const json = shipped();
     mutate(json);

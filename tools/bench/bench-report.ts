@@ -95,7 +95,12 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
   }
   const delays = delayCosts(workloads);
   if (delays.length > 0) {
-    lines.push('', 'What the link delay costs the pipeline:', '');
+    lines.push(
+      '',
+      'What the link delay costs the pipeline (a proxy in front of every node delays both directions, so a token crosses one delayed link per stage ' +
+        "and one more with the last stage's answer to the coordinator: (stages + 1) x the delay is the floor at one stream):",
+      '',
+    );
     for (const d of delays) {
       lines.push(`- ${d.streams} stream(s), +${d.delayMs} ms each way: inter-token p50 +${d.itlMs.toFixed(1)} ms, tokens/s ${d.throughputChangePercent >= 0 ? '+' : ''}${d.throughputChangePercent.toFixed(1)} %.`);
     }
