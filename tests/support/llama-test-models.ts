@@ -11,7 +11,7 @@ import { buildGpt2TokenizerFiles } from '../../tools/init/gpt2-tokenizer-files';
 import { LLAMA_PRESETS, randomLlamaCheckpoint } from '../../tools/init/random-llama';
 import type { LlamaVariant } from './llama-variants';
 import { writeRandomLlamaCheckpoint } from './random-llama-checkpoint';
-import { buildOnce, CACHE_ROOT, sourceFingerprint, TINY_SEED, type TinyModelOptions } from './test-models';
+import { buildOnce, CACHE_ROOT, sourceFingerprint, TINY_SEED, weightsKeyOf, type TinyModelOptions } from './test-models';
 
 /** The seed of every variant checkpoint (tests/support/random-llama-checkpoint.ts). */
 export const VARIANT_SEED = 7;
@@ -77,9 +77,10 @@ export async function tinyLlamaModel(options: TinyModelOptions): Promise<string>
   const splitKey = split.kind === 'explicit' ? split.ranges.map(([a, b]) => `${a}-${b}`).join('_') : split.kind;
   const from = await tinyLlamaCheckpointDir();
   const attentionKey = options.attention === undefined ? '' : `-${options.attention}`;
-  const dir = path.join(CACHE_ROOT, `llama-tiny-${await llamaFingerprint()}-${options.stages}s-${splitKey}-${ops}${attentionKey}`);
+  const weights = options.weights ?? { format: 'fp32' };
+  const dir = path.join(CACHE_ROOT, `llama-tiny-${await llamaFingerprint()}-${options.stages}s-${splitKey}-${ops}${attentionKey}${weightsKeyOf(weights)}`);
   await buildOnce(dir, async (tmp) => {
-    await compileModel({ from, out: tmp, stages: options.stages, split, ops, attention: options.attention });
+    await compileModel({ from, out: tmp, stages: options.stages, split, ops, attention: options.attention, weights });
   });
   return dir;
 }

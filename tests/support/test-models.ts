@@ -25,6 +25,11 @@ export interface TinyModelOptions {
   readonly weights?: WeightFormat;
 }
 
+/** The part of a cached folder's name that tells weight formats apart ('' for fp32). */
+export function weightsKeyOf(weights: WeightFormat): string {
+  return weights.format === 'fp32' ? '' : `-${weights.format}-b${weights.blockSize ?? 'default'}${(weights.keptFp32 ?? []).map((k) => `-${k}`).join('')}`;
+}
+
 export const CACHE_ROOT = path.join(os.tmpdir(), 'pipeserve-test-models');
 /** Sources whose output lands in the cached folders: editing any of them must not reuse stale files. */
 const SOURCE_DIRS = ['tools/compiler', 'tools/init', 'tools/families', 'shared/model'].map((dir) => path.resolve(__dirname, '../..', dir));
@@ -55,7 +60,7 @@ export async function tinyModel(options: TinyModelOptions): Promise<string> {
   const ops = options.ops ?? 'plain';
   const splitKey = split.kind === 'explicit' ? split.ranges.map(([a, b]) => `${a}-${b}`).join('_') : split.kind;
   const weights = options.weights ?? { format: 'fp32' };
-  const weightsKey = weights.format === 'fp32' ? '' : `-${weights.format}-b${weights.blockSize ?? 'default'}${(weights.keptFp32 ?? []).map((k) => `-${k}`).join('')}`;
+  const weightsKey = weightsKeyOf(weights);
   const from = await tinyCheckpointDir();
   const attentionKey = options.attention === undefined ? '' : `-${options.attention}`;
   const dir = path.join(CACHE_ROOT, `tiny-${await sourceFingerprint()}-${options.stages}s-${splitKey}-${ops}${attentionKey}${weightsKey}`);
