@@ -64,6 +64,19 @@ describe('npm run bench', () => {
       expect(int8.every((s) => typeof s.vs_reference_bare === 'number' && typeof s.vs_transformers_js === 'number')).toBe(true);
       const report = await readFile(path.join(dir, 'two.md'), 'utf8');
       expect(report).toContain('| 2 | int8: pipeline |');
+      // The pipelines split their streams' steps by stage (3 nodes for the model, 2 for int8); the others have no stages.
+      const breakdowns = workload.systems.map((s) => [s.model, s.system, s.step_breakdown === null ? null : Object.keys((s.step_breakdown as { stage_ms: object }).stage_ms)]);
+      expect(breakdowns.filter(([, system]) => system === 'pipeline')).toEqual([
+        ['model', 'pipeline', ['node1', 'node2', 'node3']],
+        ['int8', 'pipeline', ['node1', 'node2']],
+      ]);
+      expect(breakdowns.filter(([, system]) => system !== 'pipeline').every(([, , stages]) => stages === null)).toBe(true);
+      for (const s of workload.systems.filter((x) => x.system === 'pipeline')) {
+        const b = s.step_breakdown as { step_ms: number; stage_ms: Record<string, number>; between_stages_ms: number };
+        expect(Object.values(b.stage_ms).every((ms) => ms > 0)).toBe(true);
+        expect(b.step_ms).toBeCloseTo(Object.values(b.stage_ms).reduce((a, c) => a + c, 0) + b.between_stages_ms, 1);
+      }
+      expect(report).toContain("Where a pipeline stream's step goes");
       // Every system's load time, the int8 compile's over the fp32 model's.
       const { loads } = JSON.parse(lines[lines.length - 1]) as { loads: { model: string; system: string; load_ms: number; stage_load_ms: number[] | null; ready_ms: number | null; vs_reference: number | null }[] };
       expect(loads.map((l) => [l.model, l.system])).toEqual(workload.systems.map((s) => [s.model, s.system]));

@@ -4,7 +4,7 @@ import { parseBenchArgs, runBenchCli } from '../../tools/bench';
 import { BareOnnxLoop } from '../../tools/bench/bare-onnx-loop';
 import { benchPrompts } from '../../tools/bench/bench-prompts';
 import { delayCosts, resultsMarkdown, type BenchContext } from '../../tools/bench/bench-report';
-import { medianRun, percentile, summarize, withLoadRatios, withRatios, type WorkloadRun } from '../../tools/bench/bench-stats';
+import { medianRun, percentile, stepBreakdown, summarize, withLoadRatios, withRatios, type WorkloadRun } from '../../tools/bench/bench-stats';
 import { BenchWorker } from '../../tools/bench/bench-worker';
 import { naiveGreedy } from '../support/naive-gpt2';
 import { tinyCheckpoint, tinyModel } from '../support/test-models';
@@ -102,6 +102,31 @@ describe('bench statistics', () => {
     expect(medianRun(runs).seconds).toBe(0.2);
     expect(medianRun(runs.slice(0, 2)).seconds).toBe(0.3);
     expect(() => medianRun([])).toThrow(RangeError);
+  });
+
+  test("a pipeline run's stage timings split a stream's step into each stage's forward pass and what is left between them", () => {
+    // Stream 0 steps every 10 ms, stream 1 every 20 ms: 15 ms a step on average. Each stream's
+    // timings are its steps' sums, per node (a batch's step counts for each of its streams).
+    const run: WorkloadRun = {
+      ...RUN,
+      stageTimings: [
+        [
+          { node_id: 'node1', stage: 0, forward_ms: 9, steps: 3 },
+          { node_id: 'node2', stage: 1, forward_ms: 12, steps: 3 },
+        ],
+        [
+          { node_id: 'node1', stage: 0, forward_ms: 15, steps: 3 },
+          { node_id: 'node2', stage: 1, forward_ms: 18, steps: 3 },
+        ],
+      ],
+    };
+    const breakdown = stepBreakdown(run);
+    expect(breakdown).toEqual({ step_ms: 15, stage_ms: { node1: 4, node2: 5 }, between_stages_ms: 6 });
+    expect(summarize('pipeline', 'm', 0, run, undefined).step_breakdown).toEqual(breakdown);
+    // Systems without stages have none, and say so as null.
+    expect(summarize('bare-onnxruntime', 'm', 0, RUN, undefined).step_breakdown).toBeNull();
+    const markdown = resultsMarkdown(CONTEXT, [{ streams: 2, systems: withRatios([summarize('pipeline', 'm', 0, run, undefined)]) }]);
+    expect(markdown).toContain('- 2 stream(s), pipeline: step 15.00 = stages node1 4.00 + node2 5.00 + between 6.00');
   });
 
   test('the report has a row per system and workload, and what a link delay costs', () => {

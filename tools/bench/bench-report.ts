@@ -1,4 +1,4 @@
-import type { LoadSummary, SystemSummary, WorkloadSummary } from './bench-stats';
+import type { LoadSummary, StepBreakdown, SystemSummary, WorkloadSummary } from './bench-stats';
 
 /** Where and on what a benchmark ran: the head of bench/results.md. */
 export interface BenchContext {
@@ -72,6 +72,19 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
       const byProcess = Object.entries(s.cpu_ms_per_token_by_process);
       const detail = byProcess.length > 1 ? `: ${byProcess.map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', ')}` : '';
       lines.push(`- ${streams} stream(s), ${systemLabel(s, several)}: ${s.cpu_ms_per_token.toFixed(2)}${detail}`);
+    }
+  }
+  const breakdowns = workloads.flatMap((w) => w.systems.filter((s) => s.step_breakdown !== null).map((s) => ({ streams: w.streams, s, b: s.step_breakdown as StepBreakdown })));
+  if (breakdowns.length > 0) {
+    lines.push(
+      '',
+      "Where a pipeline stream's step goes, ms (means over streams): the stages' forward passes as each node measures them (its hand-off to the stage's " +
+        "worker thread included, the prompt's step averaged in), and what is left between them: gRPC hops and the coordinator's scheduling:",
+      '',
+    );
+    for (const { streams, s, b } of breakdowns) {
+      const stages = Object.entries(b.stage_ms).map(([node, ms]) => `${node} ${ms.toFixed(2)}`);
+      lines.push(`- ${streams} stream(s), ${systemLabel(s, several)}: step ${b.step_ms.toFixed(2)} = stages ${stages.join(' + ')} + between ${b.between_stages_ms.toFixed(2)}`);
     }
   }
   if (loads.length > 0) {

@@ -1,3 +1,5 @@
+import type { StageTiming } from './system-runner';
+
 /** The systems `npm run bench` runs side by side, by the names of its JSON output. */
 export const BENCH_SYSTEMS = ['bare-onnxruntime', 'transformers.js', 'in-process', 'pipeline'] as const;
 export type BenchSystem = (typeof BENCH_SYSTEMS)[number];
@@ -14,6 +16,8 @@ export interface WorkloadRun {
   readonly peakRssBytes: Readonly<Record<string, number>>;
   /** CPU seconds (every thread) each process spent during the measured run; `client` is the benchmark's own REST client. */
   readonly cpuSeconds: Readonly<Record<string, number>>;
+  /** Pipeline only: each stream's per-stage forward time, as the API's `done` event reports it. */
+  readonly stageTimings?: readonly (readonly StageTiming[])[];
 }
 
 /** The figures of one system on one workload (snake_case: they are the JSON output). */
@@ -44,6 +48,38 @@ export interface SystemSummary {
   readonly vs_transformers_js: number | null;
   /** Over the bare loop on the run's first model (the fp32 one, when quantized compiles are compared with it). */
   readonly vs_reference_bare: number | null;
+  /**
+   * Pipeline only: where a stream's step goes, means over streams. `step_ms`: from one token to the
+   * next; `stage_ms`: each stage's forward pass per step, by node (measured by the node around its
+   * stage worker, so the hand-off to that thread is in it; the prompt's step is included);
+   * `between_stages_ms`: the rest, gRPC hops and the coordinator's scheduling (and, with several
+   * micro-batches, waiting behind the others).
+   */
+  readonly step_breakdown: StepBreakdown | null;
+}
+
+export interface StepBreakdown {
+  readonly step_ms: number;
+  readonly stage_ms: Readonly<Record<string, number>>;
+  readonly between_stages_ms: number;
+}
+
+/** Means over streams of a stream's step time and of each stage's forward time per step; null without stage timings. */
+export function stepBreakdown(run: WorkloadRun): StepBreakdown | null {
+  const streams = (run.stageTimings ?? []).map((timings, s) => ({ timings, times: run.tokenTimesMs[s] ?? [] })).filter((s) => s.timings.length > 0 && s.times.length > 1);
+  if (streams.length === 0) return null;
+  const mean = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0) / values.length;
+  const stepMs = mean(streams.map(({ times }) => (times[times.length - 1] - times[0]) / (times.length - 1)));
+  const nodes = [...new Set(streams.flatMap(({ timings }) => timings.map((t) => t.node_id)))].sort();
+  const stageMs = Object.fromEntries(
+    nodes.map((node) => [node, mean(streams.map(({ timings }) => timings.filter((t) => t.node_id === node).reduce((sum, t) => sum + t.forward_ms / Math.max(1, t.steps), 0)))]),
+  );
+  const stagesTotal = Object.values(stageMs).reduce((a, b) => a + b, 0);
+  return {
+    step_ms: round(stepMs, 2),
+    stage_ms: Object.fromEntries(Object.entries(stageMs).map(([node, ms]) => [node, round(ms, 2)])),
+    between_stages_ms: round(stepMs - stagesTotal, 2),
+  };
 }
 
 /** How long one system took to load its model (snake_case: the JSON output's `loads`). */
@@ -111,6 +147,7 @@ export function summarize(system: BenchSystem, model: string, linkDelayMs: numbe
     vs_bare: null,
     vs_transformers_js: null,
     vs_reference_bare: null,
+    step_breakdown: stepBreakdown(run),
   };
 }
 

@@ -63,7 +63,7 @@ export class PipelineWorkload {
       }
     });
     const peakRssBytes = Object.fromEntries([...this.system.peakRss()]);
-    return { tokens: streams.map((s) => s.tokens), tokenTimesMs: streams.map((s) => s.tokenTimesMs), seconds, peakRssBytes, cpuSeconds: cpu };
+    return { tokens: streams.map((s) => s.tokens), tokenTimesMs: streams.map((s) => s.tokenTimesMs), seconds, peakRssBytes, cpuSeconds: cpu, stageTimings: streams.map((s) => s.stageTimings) };
   }
 
   stop(): Promise<void> {

@@ -38,6 +38,17 @@ export interface StreamResult {
   readonly tokenTimesMs: readonly number[];
   readonly done: boolean;
   readonly error: string | undefined;
+  /** The `done` event's per-stage forward time (`timings.nodes`): what the stages spent on this stream's steps. */
+  readonly stageTimings: readonly StageTiming[];
+}
+
+/** One stage's share of a generation, as the API reports it in `timings.nodes`. */
+export interface StageTiming {
+  readonly node_id: string;
+  readonly stage: number;
+  /** Summed over the steps that carried the stream (a batch's step counts for each of its streams). */
+  readonly forward_ms: number;
+  readonly steps: number;
 }
 
 /**
@@ -203,6 +214,7 @@ export class SystemRunner {
     let done = false;
     let error: string | undefined;
     let status = 0;
+    let stageTimings: StageTiming[] = [];
     try {
       const response = await fetch(`${this.apiUrl}/api/model/generate`, {
         method: 'POST',
@@ -211,7 +223,7 @@ export class SystemRunner {
         signal: options.signal,
       });
       status = response.status;
-      if (response.body === null || status !== 200) return { status, tokens, tokenTimesMs, done, error: `HTTP ${status}: ${await response.text()}` };
+      if (response.body === null || status !== 200) return { status, tokens, tokenTimesMs, done, error: `HTTP ${status}: ${await response.text()}`, stageTimings };
       const decoder = new TextDecoder();
       let buffered = '';
       for await (const chunk of response.body) {
@@ -232,6 +244,7 @@ export class SystemRunner {
             options.onToken?.(tokens.length - 1);
           } else if (event === 'done') {
             done = true;
+            stageTimings = (JSON.parse(data) as { timings?: { nodes?: StageTiming[] } }).timings?.nodes ?? [];
           } else if (event === 'error') {
             error = data;
           }
@@ -240,7 +253,7 @@ export class SystemRunner {
     } catch (caught) {
       error = error ?? (caught as Error).message;
     }
-    return { status, tokens, tokenTimesMs, done, error };
+    return { status, tokens, tokenTimesMs, done, error, stageTimings };
   }
 
   /** Request headers, with the API key when the system has one. */
