@@ -1,3 +1,5 @@
+import * as net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { TextTokenizer } from '../../services/tokenizer/text-tokenizer';
 import { parseBenchArgs, runBenchCli } from '../../tools/bench';
@@ -6,6 +8,7 @@ import { benchPrompts } from '../../tools/bench/bench-prompts';
 import { delayCosts, resultsMarkdown, type BenchContext } from '../../tools/bench/bench-report';
 import { medianRun, percentile, stepBreakdown, summarize, withLoadRatios, withRatios, type WorkloadRun } from '../../tools/bench/bench-stats';
 import { BenchWorker } from '../../tools/bench/bench-worker';
+import { DelayProxy } from '../../tools/bench/delay-proxy';
 import { naiveGreedy } from '../support/naive-gpt2';
 import { tinyCheckpoint, tinyModel } from '../support/test-models';
 
@@ -105,8 +108,9 @@ describe('bench statistics', () => {
   });
 
   test("a pipeline run's stage timings split a stream's step into each stage's forward pass and what is left between them", () => {
-    // Stream 0 steps every 10 ms, stream 1 every 20 ms: 15 ms a step on average. Each stream's
-    // timings are its steps' sums, per node (a batch's step counts for each of its streams).
+    // Three steps each: stream 0's last token at 30 ms, stream 1's at 50: 10 and 16.67 ms a step,
+    // 13.33 on average. Each stream's timings are its steps' sums, per node (a batch's step counts
+    // for each of its streams).
     const run: WorkloadRun = {
       ...RUN,
       stageTimings: [
@@ -121,23 +125,70 @@ describe('bench statistics', () => {
       ],
     };
     const breakdown = stepBreakdown(run);
-    expect(breakdown).toEqual({ step_ms: 15, stage_ms: { node1: 4, node2: 5 }, between_stages_ms: 6 });
+    expect(breakdown).toEqual({ step_ms: 13.33, stage_ms: { node1: 4, node2: 5 }, between_stages_ms: 4.33 });
     expect(summarize('pipeline', 'm', 0, run, undefined).step_breakdown).toEqual(breakdown);
     // Systems without stages have none, and say so as null.
     expect(summarize('bare-onnxruntime', 'm', 0, RUN, undefined).step_breakdown).toBeNull();
     const markdown = resultsMarkdown(CONTEXT, [{ streams: 2, systems: withRatios([summarize('pipeline', 'm', 0, run, undefined)]) }]);
-    expect(markdown).toContain('- 2 stream(s), pipeline: step 15.00 = stages node1 4.00 + node2 5.00 + between 6.00');
+    expect(markdown).toContain('- 2 stream(s), pipeline: step 13.33 = stages node1 4.00 + node2 5.00 + between 4.33');
   });
 
   test('the report has a row per system and workload, and what a link delay costs', () => {
     const plain = summarize('pipeline', 'm', 0, RUN, undefined);
     const delayed = summarize('pipeline', 'm', 2, { ...RUN, seconds: 0.1, tokenTimesMs: [[16, 32, 48], [16, 32, 48]] }, undefined);
     const workloads = [{ streams: 2, systems: withRatios([plain, delayed]) }];
-    expect(delayCosts(workloads)).toEqual([{ streams: 2, delayMs: 2, itlMs: 6, throughputChangePercent: -50 }]);
+    expect(delayCosts(workloads)).toEqual([{ streams: 2, delayMs: 2, itlMs: 6, throughputChangePercent: -50, heldMs: null, crossings: null }]);
     const markdown = resultsMarkdown(CONTEXT, workloads);
     expect(markdown).toContain('| 2 | pipeline | 120.0 |');
     expect(markdown).toContain('| 2 | pipeline (+2 ms links) | 60.0 |');
     expect(markdown).toContain('2 stream(s), +2 ms each way: inter-token p50 +6.0 ms, tokens/s -50.0 %.');
+    // With what the proxies really held and the stages known, the report gives the floor those crossings make.
+    const stageTimings = [[{ node_id: 'node1', stage: 0, forward_ms: 3, steps: 3 }, { node_id: 'node2', stage: 1, forward_ms: 3, steps: 3 }], []];
+    const measured = summarize('pipeline', 'm', 2, { ...RUN, seconds: 0.1, tokenTimesMs: [[16, 32, 48], [16, 32, 48]], heldLinkDelayMs: 2.25, stageTimings }, undefined);
+    expect(measured.link_delay_held_ms).toBe(2.25);
+    expect(plain.link_delay_held_ms).toBeNull();
+    const costs = delayCosts([{ streams: 2, systems: withRatios([plain, measured]) }]);
+    expect(costs).toEqual([{ streams: 2, delayMs: 2, itlMs: 6, throughputChangePercent: -50, heldMs: 2.25, crossings: 3 }]);
+    expect(resultsMarkdown(CONTEXT, [{ streams: 2, systems: withRatios([plain, measured]) }])).toContain(
+      '2 stream(s), +2 ms each way: inter-token p50 +6.0 ms, tokens/s -50.0 % (the proxies held a chunk 2.25 ms on average: 3 crossings are 6.8 ms).',
+    );
+  });
+
+  test('the delay proxy holds every chunk at least its delay, both ways, in order, and reports what it held', async () => {
+    const echo = net.createServer((socket) => socket.pipe(socket));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const listen = net.createServer();
+    await new Promise<void>((resolve) => listen.listen(0, '127.0.0.1', resolve));
+    const proxyPort = (listen.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => listen.close(() => resolve()));
+    const proxy = await DelayProxy.start(proxyPort, { host: '127.0.0.1', port: (echo.address() as AddressInfo).port }, 15);
+    const client = net.connect(proxyPort, '127.0.0.1');
+    try {
+      await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+      client.setNoDelay(true);
+      let received = '';
+      const sent = performance.now();
+      const answered = new Promise<number>((resolve) =>
+        client.on('data', (chunk: Buffer) => {
+          received += chunk.toString();
+          if (received.length >= 6) resolve(performance.now() - sent);
+        }),
+      );
+      client.write('abc');
+      client.write('def');
+      // There and back through the proxy: at least twice the delay.
+      expect(await answered).toBeGreaterThanOrEqual(30);
+      expect(received).toBe('abcdef');
+      const held = proxy.heldDelay();
+      expect(held.chunks).toBeGreaterThanOrEqual(2);
+      expect(held.meanMs).toBeGreaterThanOrEqual(15);
+      proxy.resetHeldDelay();
+      expect(proxy.heldDelay()).toEqual({ chunks: 0, meanMs: 0 });
+    } finally {
+      client.destroy();
+      await proxy.close();
+      await new Promise<void>((resolve) => echo.close(() => resolve()));
+    }
   });
 });
 

@@ -78,8 +78,9 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
   if (breakdowns.length > 0) {
     lines.push(
       '',
-      "Where a pipeline stream's step goes, ms (means over streams): the stages' forward passes as each node measures them (its hand-off to the stage's " +
-        "worker thread included, the prompt's step averaged in), and what is left between them: gRPC hops and the coordinator's scheduling:",
+      "Where a pipeline stream's step goes, ms (means over streams, the prompt's step counted with the others: a stream's time to its last token over its steps): " +
+        "the stages' forward passes as each node measures them (its hand-off to the stage's worker thread included), and what is left between them: " +
+        'gRPC hops, the coordinator, tokenizing, waiting for a place in a batch:',
       '',
     );
     for (const { streams, s, b } of breakdowns) {
@@ -115,7 +116,9 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
       '',
     );
     for (const d of delays) {
-      lines.push(`- ${d.streams} stream(s), +${d.delayMs} ms each way: inter-token p50 +${d.itlMs.toFixed(1)} ms, tokens/s ${d.throughputChangePercent >= 0 ? '+' : ''}${d.throughputChangePercent.toFixed(1)} %.`);
+      const held =
+        d.heldMs === null ? '' : ` (the proxies held a chunk ${d.heldMs.toFixed(2)} ms on average${d.crossings === null ? '' : `: ${d.crossings} crossings are ${(d.crossings * d.heldMs).toFixed(1)} ms`})`;
+      lines.push(`- ${d.streams} stream(s), +${d.delayMs} ms each way: inter-token p50 ${d.itlMs >= 0 ? '+' : ''}${d.itlMs.toFixed(1)} ms, tokens/s ${d.throughputChangePercent >= 0 ? '+' : ''}${d.throughputChangePercent.toFixed(1)} %${held}.`);
     }
   }
   return `${lines.join('\n')}\n`;
@@ -124,6 +127,10 @@ export function resultsMarkdown(context: BenchContext, workloads: readonly Workl
 export interface DelayCost {
   readonly streams: number;
   readonly delayMs: number;
+  /** What the proxies really held a chunk (null when unknown). */
+  readonly heldMs: number | null;
+  /** Delayed links a token crosses at one stream (stages + 1: every node's link, and the last stage's answer), null when the stages are unknown. */
+  readonly crossings: number | null;
   /** Median inter-token latency with the delay minus without. */
   readonly itlMs: number;
   readonly throughputChangePercent: number;
@@ -136,9 +143,12 @@ export function delayCosts(workloads: readonly WorkloadSummary[]): DelayCost[] {
     for (const delayed of w.systems.filter((s) => s.system === 'pipeline' && s.link_delay_ms > 0)) {
       const plain = w.systems.find((s) => s.system === 'pipeline' && s.link_delay_ms === 0 && s.model === delayed.model);
       if (plain === undefined) continue;
+      const stages = delayed.step_breakdown === null ? 0 : Object.keys(delayed.step_breakdown.stage_ms).length;
       costs.push({
         streams: w.streams,
         delayMs: delayed.link_delay_ms,
+        heldMs: delayed.link_delay_held_ms,
+        crossings: stages === 0 ? null : stages + 1,
         itlMs: delayed.itl_ms_p50 - plain.itl_ms_p50,
         throughputChangePercent: (delayed.tokens_per_second / plain.tokens_per_second - 1) * 100,
       });

@@ -18,6 +18,8 @@ export interface WorkloadRun {
   readonly cpuSeconds: Readonly<Record<string, number>>;
   /** Pipeline only: each stream's per-stage forward time, as the API's `done` event reports it. */
   readonly stageTimings?: readonly (readonly StageTiming[])[];
+  /** Pipeline with a link delay only: how long the link proxies really held a chunk, on average. */
+  readonly heldLinkDelayMs?: number;
 }
 
 /** The figures of one system on one workload (snake_case: they are the JSON output). */
@@ -27,6 +29,8 @@ export interface SystemSummary {
   readonly model: string;
   /** Added ms each way on every link between stages (pipeline only). */
   readonly link_delay_ms: number;
+  /** What the links really held a chunk, on average (timers fire late); null without a link delay. */
+  readonly link_delay_held_ms: number | null;
   readonly tokens_per_second: number;
   /** Mean over streams of a stream's tokens over its own time to its last token. */
   readonly tokens_per_second_per_stream: number;
@@ -49,11 +53,11 @@ export interface SystemSummary {
   /** Over the bare loop on the run's first model (the fp32 one, when quantized compiles are compared with it). */
   readonly vs_reference_bare: number | null;
   /**
-   * Pipeline only: where a stream's step goes, means over streams. `step_ms`: from one token to the
-   * next; `stage_ms`: each stage's forward pass per step, by node (measured by the node around its
-   * stage worker, so the hand-off to that thread is in it; the prompt's step is included);
-   * `between_stages_ms`: the rest, gRPC hops and the coordinator's scheduling (and, with several
-   * micro-batches, waiting behind the others).
+   * Pipeline only: where a stream's step goes, means over streams, every step counted (the
+   * prompt's too). `step_ms`: the stream's time from its request to its last token over its steps;
+   * `stage_ms`: each stage's forward pass per step, by node (measured by the node around its stage
+   * worker, so the hand-off to that thread is in it); `between_stages_ms`: the rest, gRPC hops,
+   * the coordinator's scheduling, tokenizing the prompt and waiting for a place in a batch.
    */
   readonly step_breakdown: StepBreakdown | null;
 }
@@ -66,10 +70,10 @@ export interface StepBreakdown {
 
 /** Means over streams of a stream's step time and of each stage's forward time per step; null without stage timings. */
 export function stepBreakdown(run: WorkloadRun): StepBreakdown | null {
-  const streams = (run.stageTimings ?? []).map((timings, s) => ({ timings, times: run.tokenTimesMs[s] ?? [] })).filter((s) => s.timings.length > 0 && s.times.length > 1);
+  const streams = (run.stageTimings ?? []).map((timings, s) => ({ timings, times: run.tokenTimesMs[s] ?? [] })).filter((s) => s.timings.length > 0 && s.times.length > 0);
   if (streams.length === 0) return null;
   const mean = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0) / values.length;
-  const stepMs = mean(streams.map(({ times }) => (times[times.length - 1] - times[0]) / (times.length - 1)));
+  const stepMs = mean(streams.map(({ timings, times }) => times[times.length - 1] / Math.max(1, ...timings.map((t) => t.steps))));
   const nodes = [...new Set(streams.flatMap(({ timings }) => timings.map((t) => t.node_id)))].sort();
   const stageMs = Object.fromEntries(
     nodes.map((node) => [node, mean(streams.map(({ timings }) => timings.filter((t) => t.node_id === node).reduce((sum, t) => sum + t.forward_ms / Math.max(1, t.steps), 0)))]),
@@ -132,6 +136,7 @@ export function summarize(system: BenchSystem, model: string, linkDelayMs: numbe
     system,
     model,
     link_delay_ms: linkDelayMs,
+    link_delay_held_ms: run.heldLinkDelayMs === undefined ? null : round(run.heldLinkDelayMs, 2),
     tokens_per_second: round(generated / run.seconds, 1),
     tokens_per_second_per_stream: round(perStream.reduce((a, b) => a + b, 0) / Math.max(1, perStream.length), 2),
     ttft_ms_p50: round(percentile(firstTokens, 0.5), 1),

@@ -42,6 +42,7 @@ export class PipelineWorkload {
   async run(prompts: readonly BenchPrompt[], newTokens: number, measure: boolean): Promise<WorkloadRun> {
     const services = this.system.services();
     if (measure) for (const pid of services.values()) resetPeakRss(pid);
+    this.system.resetHeldLinkDelay();
     const cpuBefore = new Map([...services].map(([name, pid]) => [name, cpuSeconds(pid)]));
     const clientBefore = process.cpuUsage();
     const started = performance.now();
@@ -63,7 +64,7 @@ export class PipelineWorkload {
       }
     });
     const peakRssBytes = Object.fromEntries([...this.system.peakRss()]);
-    return { tokens: streams.map((s) => s.tokens), tokenTimesMs: streams.map((s) => s.tokenTimesMs), seconds, peakRssBytes, cpuSeconds: cpu, stageTimings: streams.map((s) => s.stageTimings) };
+    return { tokens: streams.map((s) => s.tokens), tokenTimesMs: streams.map((s) => s.tokenTimesMs), seconds, peakRssBytes, cpuSeconds: cpu, stageTimings: streams.map((s) => s.stageTimings), heldLinkDelayMs: this.system.heldLinkDelayMs() };
   }
 
   stop(): Promise<void> {

@@ -148,6 +148,17 @@ export class SystemRunner {
     return this.output.join('');
   }
 
+  /** Mean time the link proxies really held a chunk since the last reset (undefined without a link delay, or before any chunk). */
+  heldLinkDelayMs(): number | undefined {
+    const held = this.proxies.map((p) => p.heldDelay());
+    const chunks = held.reduce((n, h) => n + h.chunks, 0);
+    return chunks === 0 ? undefined : held.reduce((ms, h) => ms + h.meanMs * h.chunks, 0) / chunks;
+  }
+
+  resetHeldLinkDelay(): void {
+    for (const proxy of this.proxies) proxy.resetHeldDelay();
+  }
+
   /** The launcher's children by service name (`tokenizer`, `coordinator`, `api`, and each node id). */
   services(): Map<string, number> {
     const services = new Map<string, number>();
