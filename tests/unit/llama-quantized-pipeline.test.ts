@@ -4,6 +4,7 @@ import { InProcessPipeline } from '../../services/node/in-process-pipeline';
 import { DEFAULT_GENERATION_CONFIG, type GenerationConfig } from '../../shared/generation-config';
 import type { ModelManifest, WeightFormat } from '../../shared/model/manifest';
 import { tinyLlamaModel } from '../support/llama-test-models';
+import { QUANTIZED_CASES } from '../support/quantized-cases';
 import type { TinyModelOptions } from '../support/test-models';
 
 /**
@@ -37,22 +38,8 @@ async function greedyAlone(pipeline: InProcessPipeline): Promise<number[][]> {
   return alone;
 }
 
-const CASES: { name: string; weights: WeightFormat; ops: 'plain' | 'fused'; splits: Omit<TinyModelOptions, 'weights' | 'ops'>[] }[] = [
-  {
-    name: 'int4, fused (GroupQueryAttention)',
-    weights: { format: 'int4' },
-    ops: 'fused',
-    splits: [
-      { stages: 3, split: { kind: 'balanced' } },
-      { stages: 2, split: { kind: 'explicit', ranges: [[0, 4], [4, 6]] } },
-    ],
-  },
-  { name: 'int8, fused', weights: { format: 'int8' }, ops: 'fused', splits: [{ stages: 3, split: { kind: 'even' } }] },
-  { name: 'int4, plain', weights: { format: 'int4' }, ops: 'plain', splits: [{ stages: 3, split: { kind: 'even' } }] },
-];
-
 describe('quantized Llama-family in-process pipeline', () => {
-  test.each(CASES)(
+  test.each(QUANTIZED_CASES)(
     '$name: greedy tokens of every split equal the monolithic quantized graph, and each prompt continues its own way',
     async ({ weights, ops, splits }) => {
       const monolithic = await withPipeline({ stages: 1, ops, weights }, greedyAlone);

@@ -1,6 +1,7 @@
 import { InProcessPipeline } from '../../services/node/in-process-pipeline';
 import { DEFAULT_GENERATION_CONFIG, type GenerationConfig } from '../../shared/generation-config';
 import type { WeightFormat } from '../../shared/model/manifest';
+import { QUANTIZED_CASES } from '../support/quantized-cases';
 import { tinyModel, type TinyModelOptions } from '../support/test-models';
 
 const MODEL_TEST_TIMEOUT_MS = 600_000;
@@ -11,28 +12,6 @@ const PROMPTS = [
   [464, 2068, 7586, 21831, 18045],
   [15496, 11, 616, 1438, 318],
   [7454, 2402, 257, 640],
-];
-
-interface Case {
-  readonly name: string;
-  readonly weights: WeightFormat;
-  readonly ops: 'plain' | 'fused';
-  /** Split layouts compared with the 1-stage (monolithic) graph of the same format. */
-  readonly splits: readonly Omit<TinyModelOptions, 'weights' | 'ops'>[];
-}
-
-const CASES: Case[] = [
-  {
-    name: 'int4, fused',
-    weights: { format: 'int4' },
-    ops: 'fused',
-    splits: [
-      { stages: 3, split: { kind: 'balanced' } },
-      { stages: 2, split: { kind: 'explicit', ranges: [[0, 4], [4, 6]] } },
-    ],
-  },
-  { name: 'int8, fused', weights: { format: 'int8' }, ops: 'fused', splits: [{ stages: 3, split: { kind: 'even' } }] },
-  { name: 'int4, plain', weights: { format: 'int4' }, ops: 'plain', splits: [{ stages: 3, split: { kind: 'even' } }] },
 ];
 
 async function withPipeline<T>(options: TinyModelOptions, use: (pipeline: InProcessPipeline) => Promise<T>): Promise<T> {
@@ -66,7 +45,7 @@ async function batchInvariant(pipeline: InProcessPipeline): Promise<boolean> {
 }
 
 describe('quantized in-process pipeline', () => {
-  test.each(CASES)(
+  test.each(QUANTIZED_CASES)(
     '$name: greedy tokens of every split equal the monolithic quantized graph, alone and batched',
     async ({ weights, ops, splits }) => {
       const monolithic = await withPipeline({ stages: 1, ops, weights }, async (pipeline) => ({ invariant: await batchInvariant(pipeline), ...(await greedyAloneAndBatched(pipeline)) }));
