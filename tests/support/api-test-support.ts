@@ -301,11 +301,6 @@ export function postJson(url: string, body: unknown, init: { headers?: Record<st
   });
 }
 
-/** Waits for a condition that another process makes true (no timing assertion: jest's timeout bounds it). */
-export async function eventually(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
-}
-
 /** A promise with its resolve function, for holding a fake generation until the test lets it go. */
 export function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;

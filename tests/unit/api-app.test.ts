@@ -4,7 +4,6 @@ import {
   FAKE_CONTEXT_TOKENS,
   FAKE_MAX_PROMPT_TOKENS,
   deferred,
-  eventually,
   postJson,
   startApi,
   startFakeCoordinator,
@@ -13,6 +12,7 @@ import {
   type CoordinatorRecord,
   type RunningApi,
 } from '../support/api-test-support';
+import { eventually } from '../support/eventually';
 import { readSse, type SseEvent } from '../support/http';
 
 /** Real gRPC servers and an HTTP listener on a loaded machine: generous, but bounded. */

@@ -1,4 +1,5 @@
-import { deferred, eventually, postJson, startApi, startFakeCoordinator, startFakeTokenizer, testConfig } from '../support/api-test-support';
+import { deferred, postJson, startApi, startFakeCoordinator, startFakeTokenizer, testConfig } from '../support/api-test-support';
+import { eventually } from '../support/eventually';
 
 /** Real gRPC servers and an HTTP listener on a loaded machine: generous, but bounded. */
 const SERVICE_TEST_TIMEOUT_MS = 30_000;

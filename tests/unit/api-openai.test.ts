@@ -5,7 +5,6 @@ import {
   FAKE_LOGPROB,
   FAKE_MAX_PROMPT_TOKENS,
   deferred,
-  eventually,
   fakeChatText,
   postJson,
   startApi,
@@ -15,6 +14,7 @@ import {
   type CoordinatorRecord,
   type RunningApi,
 } from '../support/api-test-support';
+import { eventually } from '../support/eventually';
 
 /** Real gRPC servers and an HTTP listener on a loaded machine: generous, but bounded. */
 const SERVICE_TEST_TIMEOUT_MS = 30_000;

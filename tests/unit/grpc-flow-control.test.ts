@@ -7,6 +7,7 @@ import { DEFAULT_LIMITS, HTTP2_DEFAULT_WINDOW_BYTES, parseConfig } from '../../s
 import { bindAddressFor, createClient, startServer, useTransport, type RunningServer } from '../../shared/grpc/channel';
 import { raiseServerWindows } from '../../shared/grpc/flow-control';
 import { protos } from '../../shared/grpc/proto-loader';
+import { eventually } from '../support/eventually';
 
 /**
  * HTTP/2 receive windows (limits.flow_control_window_bytes): every gRPC server and client the
@@ -16,19 +17,6 @@ import { protos } from '../../shared/grpc/proto-loader';
  */
 const WINDOW = 3 * 1024 * 1024 + 17;
 const SECURITY = { clusterSecret: undefined, tls: undefined };
-
-/** Resolves once `read()` is true, checked as frames arrive; rejects after `ms` with what it last saw. */
-function eventually(read: () => boolean, describe: () => string, ms = 5_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const poll = (): void => {
-      if (read()) resolve();
-      else if (Date.now() - started > ms) reject(new Error(`not within ${ms} ms: ${describe()}`));
-      else setTimeout(poll, 5);
-    };
-    poll();
-  });
-}
 
 function healthService(): { name: string; definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   return { name: 'pipeserve.v1.Tokenizer', definition: protos().tokenizer.pipeserve.v1.Tokenizer.service, implementation: {} };
@@ -53,10 +41,7 @@ describe('HTTP/2 flow-control windows of gRPC servers and clients', () => {
       const session = http2.connect(`http://127.0.0.1:${server.port}`);
       peer = session;
       session.on('error', () => undefined);
-      await eventually(
-        () => session.remoteSettings?.initialWindowSize === WINDOW && session.state.remoteWindowSize === WINDOW,
-        () => `stream window ${session.remoteSettings?.initialWindowSize}, connection window ${session.state.remoteWindowSize}`,
-      );
+      await eventually(() => session.remoteSettings?.initialWindowSize === WINDOW && session.state.remoteWindowSize === WINDOW);
     } finally {
       peer?.destroy();
       await server?.shutdown(100);
@@ -69,22 +54,13 @@ describe('HTTP/2 flow-control windows of gRPC servers and clients', () => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on('error', () => undefined);
     try {
-      await eventually(
-        () => session.remoteSettings?.initialWindowSize !== undefined,
-        () => 'no SETTINGS from the server',
-      );
+      await eventually(() => session.remoteSettings?.initialWindowSize !== undefined);
       expect(session.remoteSettings.initialWindowSize).toBe(HTTP2_DEFAULT_WINDOW_BYTES);
       // The server's side of the session exists once the client's preface arrived.
       const entries = (server as unknown as { http2Servers: Map<unknown, { sessions: Set<unknown> }> }).http2Servers;
-      await eventually(
-        () => [...entries.values()].some((entry) => entry.sessions.size > 0),
-        () => 'the server holds no session',
-      );
+      await eventually(() => [...entries.values()].some((entry) => entry.sessions.size > 0));
       raiseServerWindows(server, WINDOW);
-      await eventually(
-        () => session.remoteSettings.initialWindowSize === WINDOW && session.state.remoteWindowSize === WINDOW,
-        () => `stream window ${session.remoteSettings.initialWindowSize}, connection window ${session.state.remoteWindowSize}`,
-      );
+      await eventually(() => session.remoteSettings.initialWindowSize === WINDOW && session.state.remoteWindowSize === WINDOW);
     } finally {
       session.destroy();
       server.forceShutdown();
@@ -103,10 +79,7 @@ describe('HTTP/2 flow-control windows of gRPC servers and clients', () => {
       const ready = new Promise<void>((resolve) => client.waitForReady(Date.now() + 5_000, () => resolve()));
       const session = await accepted;
       await ready;
-      await eventually(
-        () => session.remoteSettings?.initialWindowSize === WINDOW && session.state.remoteWindowSize === WINDOW,
-        () => `stream window ${session.remoteSettings?.initialWindowSize}, connection window ${session.state.remoteWindowSize}`,
-      );
+      await eventually(() => session.remoteSettings?.initialWindowSize === WINDOW && session.state.remoteWindowSize === WINDOW);
     } finally {
       client.close();
       await new Promise<void>((resolve) => raw.close(() => resolve()));
@@ -123,7 +96,7 @@ describe('HTTP/2 flow-control windows of gRPC servers and clients', () => {
       const ready = new Promise<void>((resolve) => plain.waitForReady(Date.now() + 5_000, () => resolve()));
       const session = await accepted;
       await ready;
-      await eventually(() => session.remoteSettings?.initialWindowSize !== undefined, () => 'no SETTINGS from the client');
+      await eventually(() => session.remoteSettings?.initialWindowSize !== undefined);
       expect(session.remoteSettings.initialWindowSize).toBe(HTTP2_DEFAULT_WINDOW_BYTES);
       expect(session.state.remoteWindowSize).toBe(HTTP2_DEFAULT_WINDOW_BYTES);
     } finally {

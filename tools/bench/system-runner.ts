@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { ProcessResponse } from '../../services/api/schemas/process-schemas';
 import { PROJECT_ROOT } from '../../shared/project-root';
 import { childProcesses, peakRssBytes } from '../launcher/process-tree';
 import { writeLoopbackConfig, type LoopbackSystem } from '../loopback-config';
@@ -42,14 +43,11 @@ export interface StreamResult {
   readonly stageTimings: readonly StageTiming[];
 }
 
-/** One stage's share of a generation, as the API reports it in `timings.nodes`. */
-export interface StageTiming {
-  readonly node_id: string;
-  readonly stage: number;
-  /** Summed over the steps that carried the stream (a batch's step counts for each of its streams). */
-  readonly forward_ms: number;
-  readonly steps: number;
-}
+/**
+ * One stage's share of a generation, as the API reports it in `timings.nodes`: `forward_ms` is
+ * summed over the steps that carried the stream (a batch's step counts for each of its streams).
+ */
+export type StageTiming = ProcessResponse['timings']['nodes'][number];
 
 /**
  * The whole system started by the real launcher (dist/tools/start.js) with a config of its own
@@ -225,7 +223,7 @@ export class SystemRunner {
     let done = false;
     let error: string | undefined;
     let status = 0;
-    let stageTimings: StageTiming[] = [];
+    let stageTimings: readonly StageTiming[] = [];
     try {
       const response = await fetch(`${this.apiUrl}/api/model/generate`, {
         method: 'POST',
@@ -255,7 +253,7 @@ export class SystemRunner {
             options.onToken?.(tokens.length - 1);
           } else if (event === 'done') {
             done = true;
-            stageTimings = (JSON.parse(data) as { timings?: { nodes?: StageTiming[] } }).timings?.nodes ?? [];
+            stageTimings = (JSON.parse(data) as ProcessResponse).timings.nodes;
           } else if (event === 'error') {
             error = data;
           }
