@@ -378,37 +378,45 @@ export class ModelNodeService {
       .step({ rows: step.rows, hiddenStates: step.hiddenStates, deadlineUnixMs })
       .then((output) => {
         const forwardMs = stopTimer() * 1000;
-        this.metrics.batchSize.observe(step.rows.length);
-        this.updateKvGauges();
         const timings: StageTiming[] = [...step.timings, { node_id: this.options.nodeId, stage: stage.index, forward_ms: forwardMs, rows: step.rows.length }];
         if (step.rows.some((row) => this.sequences.ownedBy(row.sequenceId, owner) === undefined)) {
           // Released while the step ran (the coordinator settled the step already, e.g. after this
           // replica was frozen): nobody waits for the result, and the release, queued behind the
           // step, frees what it wrote.
           this.logger.debug('step finished after its sequences were released; result dropped', { step_id: step.stepId });
+          this.recordStep(step);
           return;
         }
+        // The result leaves first, the bookkeeping comes after: Node flushes a write only once
+        // this callback has returned, so nothing here runs between the step and the next stage.
         if (stage.isLast) {
           owner.send({ result: { step_id: step.stepId, tokens: this.sample(step, output), timings } });
+          this.recordStep(step);
           return;
         }
         const hidden = output.hiddenStates as Float32Array;
+        if (step.fillOnly) {
+          // The later stages hold these positions already: the refill ends here.
+          owner.send({ result: { step_id: step.stepId, tokens: [], timings } });
+        } else {
+          this.forward(step, owner, nextNodeId as string, hidden, timings, deadlineUnixMs);
+        }
         let offset = 0;
         for (const row of step.rows) {
           this.hidden?.write(row.sequenceId, row.pastLength, row.tokenIds.length, hidden, offset);
           offset += row.tokenIds.length;
         }
-        if (step.fillOnly) {
-          // The later stages hold these positions already: the refill ends here.
-          owner.send({ result: { step_id: step.stepId, tokens: [], timings } });
-          return;
-        }
-        this.forward(step, owner, nextNodeId as string, hidden, timings, deadlineUnixMs);
+        this.recordStep(step);
       })
       .catch((error: unknown) => {
         stopTimer();
         this.reportFailure(owner, step.stepId, ServiceError.from(error), this.options.nodeId, false);
       });
+  }
+
+  private recordStep(step: IncomingStep): void {
+    this.metrics.batchSize.observe(step.rows.length);
+    this.updateKvGauges();
   }
 
   private forward(step: IncomingStep, owner: CoordinatorSession, nextNodeId: string, hidden: Float32Array, timings: StageTiming[], deadlineUnixMs: number): void {

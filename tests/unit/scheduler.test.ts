@@ -136,18 +136,36 @@ describe('Scheduler on in-process nodes', () => {
   );
 
   test(
-    "a token reaches its observer after the sequence's next step went out (text is streamed while the pipeline computes); a stop from the observer still ends it with its tokens so far",
+    "a token reaches its observer after the sequence's next step went out (text is streamed while the pipeline computes), outside the callback that sent it; a stop from the observer still ends it with its tokens so far",
     async () => {
       const expected = naiveGreedy(tinyCheckpoint(), PROMPTS[3], 8);
       const inFlightAtToken: boolean[] = [];
+      const insideResultAtToken: boolean[] = [];
+      // Node sends what a callback wrote only once the callback returns: an observer called from
+      // inside the result's callback would hold the next step back for as long as it runs.
+      let insideResult = false;
+      const onStepDone = scheduler.onStepDone.bind(scheduler);
+      const spy = jest.spyOn(scheduler, 'onStepDone').mockImplementation((step, result) => {
+        insideResult = true;
+        try {
+          onStepDone(step, result);
+        } finally {
+          insideResult = false;
+        }
+      });
       let sequence: Sequence | undefined;
-      const run = collect((index) => inFlightAtToken.push(index < 7 && sequence?.inFlight === true));
+      const run = collect((index) => {
+        inFlightAtToken.push(index < 7 && sequence?.inFlight === true);
+        insideResultAtToken.push(insideResult);
+      });
       sequence = submit(PROMPTS[3], 8, run.observer);
       const outcome = await run.done;
+      spy.mockRestore();
       expect(outcome.tokens).toEqual(expected);
       expect(outcome.finish).toBe('length');
       // Every token but the last finds the next step already on its way.
       expect(inFlightAtToken).toEqual([true, true, true, true, true, true, true, false]);
+      expect(insideResultAtToken).toEqual(new Array(8).fill(false));
 
       // Stopped by its observer at the third token (as a stop string does): the step already sent is dropped.
       let stopping: Sequence | undefined;
