@@ -205,11 +205,7 @@ export class Scheduler implements DispatchListener {
     // this callback: Node flushes an HTTP/2 write only when the callback that wrote it has
     // returned, so tokens delivered here would hold the step back (16 tokens: ~1.5 ms a step).
     this.pump();
-    if (accepted.length > 0) setImmediate(() => this.deliverAll(accepted));
-  }
-
-  private deliverAll(accepted: readonly Accepted[]): void {
-    for (const entry of accepted) this.deliver(entry);
+    if (accepted.length > 0) setImmediate(() => accepted.forEach((entry) => this.deliver(entry)));
   }
 
   onStepFailed(step: InFlightStep, failure: StepFailure): void {

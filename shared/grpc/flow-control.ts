@@ -16,7 +16,7 @@ interface ListenerEntry {
  * change, grpc/grpc-node#3058, is not released), so a server keeps HTTP/2's 64 KiB windows, and a
  * node sending a step of 64 rows (192 KiB of GPT-2 hidden states) to the next waits a round trip
  * for every 64 KiB. With 2 ms each way on every node's link, 64 streams lost 18-28 % of their
- * tokens/s that way (two runs), 4.5 % with 16 MiB windows (bench/results-link-delay.md). grpc-js keeps its
+ * tokens/s that way (two runs); bench/results-link-delay.md has the figures with 16 MiB. grpc-js keeps its
  * HTTP/2 servers in a private map; a grpc-js without it fails here, at start, rather than serving
  * with small windows unnoticed (tests/unit/grpc-flow-control.test.ts checks the windows a peer sees).
  */
